@@ -1,0 +1,42 @@
+# pygrad -- developer entry points.  See README.md for the two user commands.
+PYTHON ?= python3
+CC ?= cc
+CFLAGS_STRICT = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic
+CSRC = csrc/arena.c csrc/ops.c csrc/backward.c
+CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h
+SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+.PHONY: build test test-c sanitize bench bench-quick clean
+
+# Editable install: compiles csrc/ through cffi into pygrad/_pygrad_c*.so.
+build:
+	$(PYTHON) -m pip install -q cffi setuptools wheel
+	$(PYTHON) -m pip install -q --no-build-isolation -e '.[test]'
+
+# The test command of README.md (and of .ci/run): build, C tests, pytest.
+test: build test-c
+	$(PYTHON) -m pytest
+
+csrc/test_pygrad: $(CSRC) $(CHDR) csrc/test_pygrad.c
+	$(CC) -O2 $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
+
+test-c: csrc/test_pygrad
+	./csrc/test_pygrad
+
+csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
+	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
+
+# C tests, then the Python suite, against an ASan+UBSan build of the library.
+# LD_PRELOAD puts the ASan runtime first, as an uninstrumented python needs;
+# leak checking is off for the interpreter (CPython keeps memory at exit).
+sanitize: csrc/test_pygrad_san
+	./csrc/test_pygrad_san
+	PYGRAD_SANITIZE=1 $(PYTHON) -m pip install -q --no-build-isolation -e .
+	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(PYTHON) -m pytest -x -q -m "not slow"
+	$(PYTHON) -m pip install -q --no-build-isolation -e .
+
+clean:
+	rm -rf build dist *.egg-info pygrad/*.so pygrad/_pygrad_c.c pygrad/_pygrad_c.o \
+	  csrc/test_pygrad csrc/test_pygrad_san .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -exec rm -rf {} +

@@ -1,0 +1,321 @@
+/* arena.c -- node storage and lifetime: allocation in chunks, reference
+ * counts, iterative freeing, accessors.  The layout is described in arena.h.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "arena.h"
+
+pg_arena *pg_arena_new(void)
+{
+    pg_arena *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    if (pthread_mutex_init(&a->lock, NULL) != 0) {
+        free(a);
+        return NULL;
+    }
+    a->tail = PG_NONE;
+    return a;
+}
+
+void pg_arena_free(pg_arena *a)
+{
+    if (!a)
+        return;
+    free(a->val);
+    free(a->grad);
+    free(a->k);
+    free(a->in0);
+    free(a->in1);
+    free(a->ref);
+    free(a->op);
+    free(a->flags);
+    free(a->chunks);
+    free(a->free_chunks);
+    free(a->freed_labels);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+/* realloc that leaves *p untouched on failure.  n*size is checked for
+ * overflow by the caller (grow()). */
+static int resize(void **p, size_t bytes)
+{
+    void *q = realloc(*p, bytes);
+    if (!q)
+        return -1;
+    *p = q;
+    return 0;
+}
+
+/* Doubles the chunk capacity.  Every array is resized before the capacity
+ * is raised, so a failure half-way leaves some arrays merely larger than
+ * needed: the arena stays consistent and unchanged in content. */
+static int grow(pg_arena *a)
+{
+    uint32_t cap = a->nchunks_cap ? a->nchunks_cap : 4;
+    if (a->nchunks_cap) {
+        if (a->nchunks_cap >= PG_MAX_CHUNKS)
+            return -1;
+        cap = a->nchunks_cap > PG_MAX_CHUNKS / 2 ? PG_MAX_CHUNKS
+                                                 : a->nchunks_cap * 2;
+    }
+    size_t n = (size_t)cap * PG_CHUNK;   /* < 2^32: cannot overflow size_t */
+    if (resize((void **)&a->val, n * sizeof(double)) ||
+        resize((void **)&a->grad, n * sizeof(double)) ||
+        resize((void **)&a->k, n * sizeof(double)) ||
+        resize((void **)&a->in0, n * sizeof(pg_index)) ||
+        resize((void **)&a->in1, n * sizeof(pg_index)) ||
+        resize((void **)&a->ref, n * sizeof(uint32_t)) ||
+        resize((void **)&a->op, n) ||
+        resize((void **)&a->flags, n) ||
+        resize((void **)&a->chunks, cap * sizeof(pg_chunk)) ||
+        resize((void **)&a->free_chunks, cap * sizeof(uint32_t)))
+        return -1;
+    a->nchunks_cap = cap;
+    return 0;
+}
+
+/* Appends chunk c at the end of the creation order, empty. */
+static void start_chunk(pg_arena *a, uint32_t c)
+{
+    pg_chunk *ch = &a->chunks[c];
+    ch->used = 0;
+    ch->live = 0;
+    ch->prev = a->tail;
+    ch->next = PG_NONE;
+    if (a->tail != PG_NONE)
+        a->chunks[a->tail].next = c;
+    a->tail = c;
+    /* op == PG_FREE marks every slot dead until it is handed out */
+    memset(a->op + (size_t)c * PG_CHUNK, PG_FREE, PG_CHUNK);
+    memset(a->flags + (size_t)c * PG_CHUNK, 0, PG_CHUNK);
+}
+
+pg_index pg__alloc(pg_arena *a)
+{
+    if (a->limit && a->live >= a->limit)
+        return PG_NONE;
+    if (a->tail == PG_NONE || a->chunks[a->tail].used == PG_CHUNK) {
+        uint32_t c;
+        if (a->nfree_chunks) {
+            c = a->free_chunks[--a->nfree_chunks];
+        } else {
+            if (a->nchunks == a->nchunks_cap && grow(a) != 0)
+                return PG_NONE;
+            c = a->nchunks++;
+        }
+        start_chunk(a, c);
+    }
+    pg_chunk *ch = &a->chunks[a->tail];
+    pg_index i = (a->tail << PG_CHUNK_BITS) | ch->used;
+    ch->used++;
+    ch->live++;
+    a->live++;
+    a->grad[i] = 0.0;
+    a->k[i] = 0.0;
+    a->in0[i] = a->in1[i] = PG_NONE;
+    a->ref[i] = 1;
+    a->flags[i] = 0;
+    return i;
+}
+
+/* Returns slot i to its chunk; an emptied chunk is recycled.  The tail chunk
+ * simply rewinds, since it is already last in creation order; any other
+ * leaves the order list and waits on the free stack. */
+static void release_slot(pg_arena *a, pg_index i)
+{
+    uint32_t c = i >> PG_CHUNK_BITS;
+    pg_chunk *ch = &a->chunks[c];
+    if (a->flags[i] & PG_LABELED)   /* capacity reserved by pg_mark_labeled */
+        a->freed_labels[a->nfreed_labels++] = i;
+    a->op[i] = PG_FREE;
+    a->flags[i] = 0;
+    a->live--;
+    if (--ch->live)
+        return;
+    if (c == a->tail) {
+        ch->used = 0;
+        return;
+    }
+    if (ch->prev != PG_NONE)
+        a->chunks[ch->prev].next = ch->next;
+    if (ch->next != PG_NONE)
+        a->chunks[ch->next].prev = ch->prev;
+    a->free_chunks[a->nfree_chunks++] = c;
+}
+
+/* Frees node i whose count just reached zero, and every input that thereby
+ * reaches zero.  Depth-unbounded graphs (a 10^7 chain) are freed without
+ * recursion or allocation: nodes awaiting release are chained through their
+ * own ref fields, which nobody reads once the count is zero. */
+static void free_from(pg_arena *a, pg_index i)
+{
+    pg_index head = i;
+    a->ref[i] = PG_NONE;
+    while (head != PG_NONE) {
+        pg_index n = head;
+        head = a->ref[n];
+        pg_index in[2] = {a->in0[n], a->in1[n]};
+        for (int j = 0; j < 2; j++) {
+            pg_index c = in[j];
+            if (c != PG_NONE && --a->ref[c] == 0) {
+                a->ref[c] = head;
+                head = c;
+            }
+        }
+        release_slot(a, n);
+    }
+}
+
+int pg_incref(pg_arena *a, pg_index i)
+{
+    int rc = PG_OK;
+    LOCK(a);
+    if (!pg_is_live(a, i))
+        rc = PG_EINVAL;
+    else if (a->ref[i] == PG_NONE - 1)   /* PG_NONE is the free-list end mark */
+        rc = PG_ENOMEM;
+    else
+        a->ref[i]++;
+    UNLOCK(a);
+    return rc;
+}
+
+static int decref_locked(pg_arena *a, pg_index i)
+{
+    if (!pg_is_live(a, i))
+        return PG_EINVAL;
+    if (--a->ref[i] == 0)
+        free_from(a, i);
+    return PG_OK;
+}
+
+int pg_decref(pg_arena *a, pg_index i)
+{
+    LOCK(a);
+    int rc = decref_locked(a, i);
+    UNLOCK(a);
+    return rc;
+}
+
+size_t pg_decref_many(pg_arena *a, const pg_index *idx, size_t n)
+{
+    size_t ok = 0;
+    LOCK(a);
+    for (size_t j = 0; j < n; j++)
+        ok += decref_locked(a, idx[j]) == PG_OK;
+    UNLOCK(a);
+    return ok;
+}
+
+/* Accessors: one lock each, because a concurrent grow() may move the
+ * arrays under an unlocked reader. */
+#define GETTER(name, type, field, dead)                  \
+    type name(pg_arena *a, pg_index i)                   \
+    {                                                    \
+        type r = (dead);                                 \
+        LOCK(a);                                         \
+        if (pg_is_live(a, i))                            \
+            r = a->field[i];                             \
+        UNLOCK(a);                                       \
+        return r;                                        \
+    }
+GETTER(pg_data, double, val, NAN)
+GETTER(pg_grad, double, grad, NAN)
+GETTER(pg_constant, double, k, NAN)
+GETTER(pg_opcode, int, op, -1)
+
+#define SETTER(name, field)                              \
+    int name(pg_arena *a, pg_index i, double v)          \
+    {                                                    \
+        int rc = PG_EINVAL;                              \
+        LOCK(a);                                         \
+        if (pg_is_live(a, i)) {                          \
+            a->field[i] = v;                             \
+            rc = PG_OK;                                  \
+        }                                                \
+        UNLOCK(a);                                       \
+        return rc;                                       \
+    }
+SETTER(pg_set_data, val)
+SETTER(pg_set_grad, grad)
+
+int pg_inputs(pg_arena *a, pg_index i, pg_index in[2])
+{
+    int n = PG_EINVAL;
+    LOCK(a);
+    if (pg_is_live(a, i)) {
+        n = 0;
+        if (a->in0[i] != PG_NONE)
+            in[n++] = a->in0[i];
+        if (a->in1[i] != PG_NONE)
+            in[n++] = a->in1[i];
+    }
+    UNLOCK(a);
+    return n;
+}
+
+int pg_mark_labeled(pg_arena *a, pg_index i)
+{
+    int rc = PG_OK;
+    LOCK(a);
+    if (!pg_is_live(a, i)) {
+        rc = PG_EINVAL;
+    } else if (!(a->flags[i] & PG_LABELED)) {
+        /* Reserve the queue slot now, so that freeing never allocates. */
+        if (a->nlabeled == a->freed_labels_cap) {
+            size_t cap = a->freed_labels_cap ? a->freed_labels_cap * 2 : 64;
+            if (cap > SIZE_MAX / sizeof(pg_index) ||
+                resize((void **)&a->freed_labels, cap * sizeof(pg_index)))
+                rc = PG_ENOMEM;
+            else
+                a->freed_labels_cap = cap;
+        }
+        if (rc == PG_OK) {
+            a->flags[i] |= PG_LABELED;
+            a->nlabeled++;
+        }
+    }
+    UNLOCK(a);
+    return rc;
+}
+
+size_t pg_drain_freed_labels(pg_arena *a, pg_index *out, size_t cap)
+{
+    LOCK(a);
+    size_t n = a->nfreed_labels < cap ? a->nfreed_labels : cap;
+    /* take from the end: the rest stays queued for the next call */
+    a->nfreed_labels -= n;
+    memcpy(out, a->freed_labels + a->nfreed_labels, n * sizeof(pg_index));
+    a->nlabeled -= n;
+    UNLOCK(a);
+    return n;
+}
+
+size_t pg_live_nodes(pg_arena *a)
+{
+    LOCK(a);
+    size_t n = a->live;
+    UNLOCK(a);
+    return n;
+}
+
+size_t pg_arena_bytes(pg_arena *a)
+{
+    LOCK(a);
+    size_t per_node = 3 * sizeof(double) + 3 * sizeof(uint32_t) + 2;
+    size_t n = sizeof *a + (size_t)a->nchunks_cap * PG_CHUNK * per_node +
+               (size_t)a->nchunks_cap * (sizeof(pg_chunk) + sizeof(uint32_t)) +
+               a->freed_labels_cap * sizeof(pg_index);
+    UNLOCK(a);
+    return n;
+}
+
+void pg_set_node_limit(pg_arena *a, size_t max_nodes)
+{
+    LOCK(a);
+    a->limit = max_nodes;
+    UNLOCK(a);
+}

@@ -1,0 +1,86 @@
+/* arena.h -- the arena's layout, shared by arena.c, ops.c and backward.c.
+ * Not part of the public API (that is pygrad.h).
+ *
+ * Layout: structure of arrays.  Values and grads sit in their own dense
+ * double arrays, because the backward sweep touches mostly those, and a
+ * 16-byte working set per node stays in cache far longer than a fat struct.
+ * Per node: val 8 + grad 8 + k 8 + in0 4 + in1 4 + ref 4 + op 1 + flags 1
+ * = 38 bytes.
+ *
+ * Order: the backward pass needs no topological sort because an index's
+ * position in "creation order" always follows its inputs'.  Nodes are
+ * bump-allocated inside chunks of PG_CHUNK slots, and chunks are kept in a
+ * doubly linked list in the order they were started.  A chunk is reused only
+ * once every node in it is dead, and it is then appended at the end of the
+ * list, so "later in the list, or later in the same chunk" is exactly
+ * "created later".  Freed slots inside a partly live chunk stay empty until
+ * the whole chunk empties (the price of that guarantee).
+ */
+#ifndef PYGRAD_ARENA_H
+#define PYGRAD_ARENA_H
+
+#include <pthread.h>
+#include "pygrad.h"
+
+#define PG_CHUNK_BITS 10
+#define PG_CHUNK (1u << PG_CHUNK_BITS)
+#define PG_NONE UINT32_MAX
+/* Highest chunk count whose indices stay below PG_NONE. */
+#define PG_MAX_CHUNKS ((uint32_t)((UINT32_MAX >> PG_CHUNK_BITS) - 1))
+
+/* flags bits */
+#define PG_MARK    0x01u   /* reached by the running backward sweep */
+#define PG_LABELED 0x02u   /* Python keeps a label for this index */
+
+typedef struct pg_chunk {
+    uint32_t used;   /* bump pointer: slots [0, used) have been handed out */
+    uint32_t live;   /* how many of those are alive */
+    uint32_t prev;   /* neighbours in creation order, PG_NONE at the ends */
+    uint32_t next;
+} pg_chunk;
+
+struct pg_arena {
+    pthread_mutex_t lock;
+
+    /* per node, capacity = nchunks_cap * PG_CHUNK entries each */
+    double   *val;
+    double   *grad;
+    double   *k;      /* constant operand of the C ops */
+    pg_index *in0;
+    pg_index *in1;
+    uint32_t *ref;    /* reference count; while a node is being freed, a link */
+    uint8_t  *op;
+    uint8_t  *flags;
+
+    pg_chunk *chunks;        /* nchunks_cap entries, nchunks ever started */
+    uint32_t  nchunks;
+    uint32_t  nchunks_cap;
+    uint32_t  tail;          /* chunk taking new nodes; last in creation order */
+    uint32_t *free_chunks;   /* stack of empty chunks, capacity nchunks_cap */
+    uint32_t  nfree_chunks;
+
+    size_t live;             /* live nodes */
+    size_t limit;            /* max live nodes, 0 = none */
+
+    /* freed labeled nodes awaiting pg_drain_freed_labels(); capacity is kept
+     * >= labeled count so freeing never has to allocate */
+    pg_index *freed_labels;
+    size_t    nfreed_labels;
+    size_t    freed_labels_cap;
+    size_t    nlabeled;      /* live labeled + queued */
+};
+
+#define LOCK(a)   pthread_mutex_lock(&(a)->lock)
+#define UNLOCK(a) pthread_mutex_unlock(&(a)->lock)
+
+static inline int pg_is_live(const pg_arena *a, pg_index i)
+{
+    return (i >> PG_CHUNK_BITS) < a->nchunks && a->op[i] != PG_FREE;
+}
+
+/* arena.c: under the lock.  Returns a fresh slot with ref 1, flags 0, grad 0,
+ * or PG_NONE when out of memory / over the limit (arena unchanged). */
+pg_index pg__alloc(pg_arena *a);
+
+
+#endif /* PYGRAD_ARENA_H */

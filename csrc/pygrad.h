@@ -1,0 +1,120 @@
+/* pygrad.h -- the whole public API of the pygrad C library.
+ *
+ * A scalar reverse-mode autograd graph.  Nodes live in an arena and are named
+ * by a 32-bit index, never by pointer: the arena's arrays move when they grow,
+ * an index stays valid for as long as the node is alive.
+ *
+ * Ownership is by reference count.  Every function that creates a node returns
+ * it with one reference, owned by the caller; each input of a node holds one
+ * reference on that input.  pg_decref() frees a node whose count reaches zero,
+ * and with it (iteratively, never recursively) every input nobody else holds.
+ *
+ * Errors are return codes (PG_E*), never exit()/abort() and never a global
+ * "last error": a call that fails leaves the arena exactly as it was.
+ *
+ * Thread safety: every function locks the arena, so Python threads (cffi
+ * releases the GIL around calls) may use one arena concurrently.
+ *
+ * The block between the cffi markers is also the cffi cdef (pygrad/_build.py
+ * reads it), so it must stay plain declarations: no macros, no #if.
+ */
+#ifndef PYGRAD_H
+#define PYGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* cffi-cdef-begin */
+typedef uint32_t pg_index;
+typedef struct pg_arena pg_arena;
+
+/* Status codes.  Functions returning int64_t give an index (>= 0) or one of
+ * these (< 0). */
+enum {
+    PG_OK       =  0,
+    PG_EDOMAIN  = -1,   /* math domain error: log(0), sqrt-like of negative, sin(inf) */
+    PG_EZERODIV = -2,   /* division by zero, or 0.0 to a negative power */
+    PG_ERANGE   = -3,   /* result overflows a double: exp(1000), 10.0**400 */
+    PG_ENOMEM   = -4,   /* out of memory, or the arena's node limit reached */
+    PG_EINVAL   = -5    /* not a live node index, or an op code that does not fit */
+};
+
+/* Op codes.  "C" ops take a plain number k instead of a second node, so
+ * Python never allocates a node for a constant operand. */
+enum pg_op {
+    PG_FREE = 0,   /* slot not in use */
+    PG_LEAF,       /* a Value made from a number */
+    PG_ADD, PG_SUB, PG_MUL, PG_DIV, PG_POW,            /* node (op) node     */
+    PG_ADDC, PG_MULC, PG_SUBC, PG_RSUBC, PG_DIVC,      /* x+k x*k x-k k-x x/k */
+    PG_RDIVC, PG_POWC, PG_RPOWC,                       /* k/x x**k k**x       */
+    PG_NEG, PG_EXP, PG_LOG, PG_SIN, PG_COS, PG_TANH, PG_SIGMOID, PG_RELU,
+    PG_NOPS
+};
+
+/* A new, empty arena.  NULL when out of memory.  Owned by the caller. */
+pg_arena *pg_arena_new(void);
+
+/* Frees the arena and every node in it, whatever their reference counts. */
+void pg_arena_free(pg_arena *a);
+
+/* Creates a leaf holding `value` (grad 0).  Returns its index, or PG_ENOMEM. */
+int64_t pg_leaf(pg_arena *a, double value);
+
+/* Creates `op`(x, k) for a one-input op: the C ops use k, the others ignore
+ * it.  Returns the new index, or PG_EINVAL / PG_ENOMEM / the op's math error
+ * (PG_EDOMAIN, PG_EZERODIV, PG_ERANGE, with Python's float semantics). */
+int64_t pg_op1(pg_arena *a, int op, pg_index x, double k);
+
+/* Creates `op`(x, y) for a two-input op (ADD SUB MUL DIV POW).  Errors as
+ * pg_op1. */
+int64_t pg_op2(pg_arena *a, int op, pg_index x, pg_index y);
+
+/* Adds a reference.  PG_EINVAL for a dead index, PG_ENOMEM if the count
+ * would overflow; PG_OK otherwise. */
+int pg_incref(pg_arena *a, pg_index i);
+
+/* Drops one reference; at zero the node is freed, then its inputs lose the
+ * reference it held, and so on down the graph, iteratively.  A dead index is
+ * ignored (returns PG_EINVAL). */
+int pg_decref(pg_arena *a, pg_index i);
+
+/* pg_decref for n indices under one lock: how Python releases handles in
+ * batches.  Dead indices are skipped.  Returns how many were live. */
+size_t pg_decref_many(pg_arena *a, const pg_index *idx, size_t n);
+
+/* Accessors.  Getters return NaN (or -1 for ints) for a dead index; setters
+ * return PG_EINVAL for it. */
+double pg_data(pg_arena *a, pg_index i);
+double pg_grad(pg_arena *a, pg_index i);
+int pg_set_data(pg_arena *a, pg_index i, double v);
+int pg_set_grad(pg_arena *a, pg_index i, double g);
+int pg_opcode(pg_arena *a, pg_index i);
+double pg_constant(pg_arena *a, pg_index i);   /* k of a C op, else 0 */
+
+/* Writes the node's input indices into in[0..1]; returns how many there are
+ * (0, 1 or 2), or PG_EINVAL. */
+int pg_inputs(pg_arena *a, pg_index i, pg_index in[2]);
+
+/* Reverse-mode sweep from `root`, micrograd's semantics: root.grad = 1, every
+ * node reachable from root adds (local derivative * its parent's grad) to its
+ * grad; grads are never zeroed.  No recursion, no allocation: it cannot fail
+ * except with PG_EINVAL for a dead root.  Never raises on inf/NaN. */
+int pg_backward(pg_arena *a, pg_index root);
+
+/* Labels live in Python, keyed by index.  pg_mark_labeled() records that node
+ * i has one (PG_ENOMEM if the bookkeeping cannot grow); when such a node is
+ * freed its index is queued, and pg_drain_freed_labels() hands the queue to
+ * the caller (at most cap indices per call; returns how many). */
+int pg_mark_labeled(pg_arena *a, pg_index i);
+size_t pg_drain_freed_labels(pg_arena *a, pg_index *out, size_t cap);
+
+/* Statistics: live nodes, and bytes the arena holds from malloc. */
+size_t pg_live_nodes(pg_arena *a);
+size_t pg_arena_bytes(pg_arena *a);
+
+/* Caps the number of live nodes (0 = only the 32-bit index limit).  Beyond
+ * it, node creation returns PG_ENOMEM.  For tests of the out-of-memory path. */
+void pg_set_node_limit(pg_arena *a, size_t max_nodes);
+/* cffi-cdef-end */
+
+#endif /* PYGRAD_H */

@@ -1,0 +1,320 @@
+/* test_pygrad.c -- the C library tested on its own (make test-c).
+ * Gradients are checked against hand-derived formulas and against central
+ * finite differences computed from the forward values only.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "pygrad.h"
+
+static int failures, checks;
+
+#define CHECK(cond)                                                        \
+    do {                                                                   \
+        checks++;                                                          \
+        if (!(cond)) {                                                     \
+            failures++;                                                    \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,         \
+                    __LINE__, #cond);                                      \
+        }                                                                  \
+    } while (0)
+
+#define CLOSE(a, b, tol) CHECK(fabs((a) - (b)) <= (tol) * (1.0 + fabs(b)))
+
+static pg_index L(pg_arena *a, double v)
+{
+    int64_t r = pg_leaf(a, v);
+    if (r < 0) {
+        fprintf(stderr, "pg_leaf failed: %lld\n", (long long)r);
+        exit(1);
+    }
+    return (pg_index)r;
+}
+
+static pg_index O1(pg_arena *a, int op, pg_index x, double k)
+{
+    int64_t r = pg_op1(a, op, x, k);
+    if (r < 0) {
+        fprintf(stderr, "pg_op1(%d) failed: %lld\n", op, (long long)r);
+        exit(1);
+    }
+    return (pg_index)r;
+}
+
+static pg_index O2(pg_arena *a, int op, pg_index x, pg_index y)
+{
+    int64_t r = pg_op2(a, op, x, y);
+    if (r < 0) {
+        fprintf(stderr, "pg_op2(%d) failed: %lld\n", op, (long long)r);
+        exit(1);
+    }
+    return (pg_index)r;
+}
+
+/* The seed exercise: f(a,b,c) = -a**3 + sin(3b) - 1/c + b**2.5 - a**0.5.
+ * Builds it and returns the root; intermediate handles are released at once,
+ * so only the graph's own references keep the interior alive. */
+static pg_index build_f(pg_arena *a, pg_index A, pg_index B, pg_index C)
+{
+    pg_index t1 = O1(a, PG_POWC, A, 3.0);
+    pg_index t2 = O1(a, PG_NEG, t1, 0);
+    pg_index t3 = O1(a, PG_MULC, B, 3.0);
+    pg_index t4 = O1(a, PG_SIN, t3, 0);
+    pg_index t5 = O2(a, PG_ADD, t2, t4);
+    pg_index t6 = O1(a, PG_RDIVC, C, 1.0);
+    pg_index t7 = O2(a, PG_SUB, t5, t6);
+    pg_index t8 = O1(a, PG_POWC, B, 2.5);
+    pg_index t9 = O2(a, PG_ADD, t7, t8);
+    pg_index t10 = O1(a, PG_POWC, A, 0.5);
+    pg_index f = O2(a, PG_SUB, t9, t10);
+    pg_index tmp[] = {t1, t2, t3, t4, t5, t6, t7, t8, t9, t10};
+    CHECK(pg_decref_many(a, tmp, 10) == 10);
+    return f;
+}
+
+static void test_seed(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index A = L(a, 2), B = L(a, 3), C = L(a, 4);
+    pg_index f = build_f(a, A, B, C);
+    CLOSE(pg_data(a, f), 6.336362190988558, 1e-15);
+    CHECK(pg_backward(a, f) == PG_OK);
+    CLOSE(pg_grad(a, A), -12.353553390593273, 1e-12);
+    CLOSE(pg_grad(a, B), 10.25699027111255, 1e-12);
+    CLOSE(pg_grad(a, C), 0.0625, 1e-12);
+    CHECK(pg_live_nodes(a) == 14);   /* 3 leaves + 11 ops, held by f */
+    pg_decref(a, f);
+    CHECK(pg_live_nodes(a) == 3);
+    pg_arena_free(a);
+}
+
+/* Every op's derivative against a central difference of its own forward. */
+static void test_ops_fd(void)
+{
+    static const int ops1[] = {PG_ADDC, PG_MULC, PG_SUBC, PG_RSUBC, PG_DIVC,
+                               PG_RDIVC, PG_POWC, PG_RPOWC, PG_NEG, PG_EXP,
+                               PG_LOG, PG_SIN, PG_COS, PG_TANH, PG_SIGMOID,
+                               PG_RELU};
+    static const int ops2[] = {PG_ADD, PG_SUB, PG_MUL, PG_DIV, PG_POW};
+    const double x0 = 1.3, y0 = 0.7, k = 2.5, h = 1e-6;
+    for (size_t j = 0; j < sizeof ops1 / sizeof *ops1; j++) {
+        pg_arena *a = pg_arena_new();
+        pg_index x = L(a, x0);
+        pg_index r = O1(a, ops1[j], x, k);
+        pg_backward(a, r);
+        pg_index xp = L(a, x0 + h), xm = L(a, x0 - h);
+        pg_index rp = O1(a, ops1[j], xp, k), rm = O1(a, ops1[j], xm, k);
+        double fd = (pg_data(a, rp) - pg_data(a, rm)) / (2 * h);
+        CLOSE(pg_grad(a, x), fd, 1e-7);
+        pg_arena_free(a);
+    }
+    for (size_t j = 0; j < sizeof ops2 / sizeof *ops2; j++) {
+        pg_arena *a = pg_arena_new();
+        pg_index x = L(a, x0), y = L(a, y0);
+        pg_index r = O2(a, ops2[j], x, y);
+        pg_backward(a, r);
+        for (int which = 0; which < 2; which++) {
+            double dxp = which == 0 ? h : 0, dyp = which == 1 ? h : 0;
+            pg_index rp = O2(a, ops2[j], L(a, x0 + dxp), L(a, y0 + dyp));
+            pg_index rm = O2(a, ops2[j], L(a, x0 - dxp), L(a, y0 - dyp));
+            double fd = (pg_data(a, rp) - pg_data(a, rm)) / (2 * h);
+            CLOSE(pg_grad(a, which == 0 ? x : y), fd, 1e-7);
+        }
+        pg_arena_free(a);
+    }
+}
+
+/* Each math error is reported, and the arena is exactly as before. */
+static void test_errors(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index zero = L(a, 0.0), neg = L(a, -2.0), big = L(a, 1000.0);
+    pg_index inf = L(a, INFINITY), ten = L(a, 10.0);
+    size_t live = pg_live_nodes(a);
+    CHECK(pg_op1(a, PG_LOG, zero, 0) == PG_EDOMAIN);
+    CHECK(pg_op1(a, PG_LOG, neg, 0) == PG_EDOMAIN);
+    CHECK(pg_op2(a, PG_DIV, ten, zero) == PG_EZERODIV);
+    CHECK(pg_op1(a, PG_DIVC, ten, 0.0) == PG_EZERODIV);
+    CHECK(pg_op1(a, PG_RDIVC, zero, 1.0) == PG_EZERODIV);
+    CHECK(pg_op1(a, PG_EXP, big, 0) == PG_ERANGE);
+    CHECK(pg_op1(a, PG_POWC, neg, 0.5) == PG_EDOMAIN);
+    CHECK(pg_op1(a, PG_POWC, zero, -1.0) == PG_EZERODIV);
+    CHECK(pg_op1(a, PG_POWC, ten, 400.0) == PG_ERANGE);
+    CHECK(pg_op2(a, PG_POW, neg, L(a, 0.5)) == PG_EDOMAIN);
+    CHECK(pg_op1(a, PG_SIN, inf, 0) == PG_EDOMAIN);
+    live++;   /* the 0.5 leaf above */
+    /* not errors, as in Python: exp(inf), (-2)**3, 0**0, log(inf) */
+    CHECK(pg_op1(a, PG_EXP, inf, 0) >= 0);
+    CHECK(pg_op1(a, PG_POWC, neg, 3.0) >= 0);
+    CHECK(pg_op1(a, PG_POWC, zero, 0.0) >= 0);
+    CHECK(pg_op1(a, PG_LOG, inf, 0) >= 0);
+    live += 4;
+    CHECK(pg_live_nodes(a) == live);
+    /* bad indices and op codes */
+    CHECK(pg_op1(a, PG_ADD, ten, 0) == PG_EINVAL);
+    CHECK(pg_op2(a, PG_EXP, ten, ten) == PG_EINVAL);
+    CHECK(pg_op1(a, 999, ten, 0) == PG_EINVAL);
+    CHECK(pg_op1(a, PG_EXP, 123456789u, 0) == PG_EINVAL);
+    CHECK(pg_backward(a, 123456789u) == PG_EINVAL);
+    CHECK(pg_decref(a, 123456789u) == PG_EINVAL);
+    CHECK(isnan(pg_data(a, 123456789u)));
+    CHECK(pg_live_nodes(a) == live);
+    pg_arena_free(a);
+}
+
+/* micrograd's accumulation: a second backward adds again, the root is
+ * reset to 1; a node used twice gets both contributions. */
+static void test_accumulate(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index x = L(a, 3.0);
+    pg_index y = O2(a, PG_MUL, x, x);        /* x*x: dy/dx = 2x = 6 */
+    pg_index z = O1(a, PG_ADDC, y, 1.0);
+    pg_backward(a, z);
+    CLOSE(pg_grad(a, x), 6.0, 0);
+    CLOSE(pg_grad(a, y), 1.0, 0);
+    pg_backward(a, z);
+    /* y.grad = 2 now, x gets 6 + 2*3 + 2*3 = 18, exactly as micrograd */
+    CLOSE(pg_grad(a, y), 2.0, 0);
+    CLOSE(pg_grad(a, x), 18.0, 0);
+    CLOSE(pg_grad(a, z), 1.0, 0);
+    pg_arena_free(a);
+}
+
+/* A deep chain: backward and free without recursion. */
+static void test_chain(size_t n)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index x = L(a, 0.5);
+    pg_index y = x;
+    pg_incref(a, y);
+    for (size_t j = 0; j < n; j++) {
+        pg_index t = O1(a, PG_MULC, y, 1.0);
+        pg_index u = O1(a, PG_ADDC, t, 0.0);
+        pg_decref(a, t);
+        pg_decref(a, y);
+        y = u;
+    }
+    CHECK(pg_live_nodes(a) == 2 * n + 1);
+    CHECK(pg_backward(a, y) == PG_OK);
+    CLOSE(pg_grad(a, x), 1.0, 0);
+    pg_decref(a, y);
+    CHECK(pg_live_nodes(a) == 1);
+    pg_decref(a, x);
+    CHECK(pg_live_nodes(a) == 0);
+    pg_arena_free(a);
+}
+
+/* Dropped graphs give their chunks back: memory stays flat over rounds,
+ * while a long-lived parameter keeps its old chunk alive. */
+static void test_reuse(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index w = L(a, 0.5);
+    size_t bytes = 0;
+    for (int round = 0; round < 200; round++) {
+        pg_index s = L(a, 0.0);
+        for (int j = 0; j < 10000; j++) {
+            pg_index t = O1(a, PG_MULC, w, (double)j);
+            pg_index u = O2(a, PG_ADD, s, t);
+            pg_decref(a, t);
+            pg_decref(a, s);
+            s = u;
+        }
+        pg_backward(a, s);
+        pg_decref(a, s);
+        if (round == 1)
+            bytes = pg_arena_bytes(a);
+    }
+    CHECK(pg_arena_bytes(a) == bytes);
+    CHECK(pg_live_nodes(a) == 1);
+    /* 200 backward calls each added sum(j) = 49995000 */
+    CLOSE(pg_grad(a, w), 200 * 49995000.0, 0);
+    pg_arena_free(a);
+}
+
+static void test_limit(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_set_node_limit(a, 3);
+    pg_index x = L(a, 1.0), y = L(a, 2.0);
+    pg_index s = O2(a, PG_ADD, x, y);
+    CHECK(pg_leaf(a, 1.0) == PG_ENOMEM);
+    CHECK(pg_op2(a, PG_MUL, s, x) == PG_ENOMEM);
+    CHECK(pg_live_nodes(a) == 3);
+    CHECK(pg_backward(a, s) == PG_OK);
+    CLOSE(pg_grad(a, x), 1.0, 0);
+    pg_set_node_limit(a, 0);
+    CHECK(pg_leaf(a, 1.0) >= 0);
+    pg_arena_free(a);
+}
+
+static void test_labels(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index x = L(a, 1.0), y = L(a, 2.0);
+    pg_index s = O2(a, PG_ADD, x, y);
+    CHECK(pg_mark_labeled(a, s) == PG_OK);
+    CHECK(pg_mark_labeled(a, y) == PG_OK);
+    pg_index out[4];
+    CHECK(pg_drain_freed_labels(a, out, 4) == 0);
+    pg_decref(a, y);                      /* s still holds y */
+    CHECK(pg_drain_freed_labels(a, out, 4) == 0);
+    pg_decref(a, s);                      /* frees s, then y */
+    CHECK(pg_drain_freed_labels(a, out, 4) == 2);
+    CHECK((out[0] == s && out[1] == y) || (out[0] == y && out[1] == s));
+    pg_arena_free(a);
+}
+
+/* Threads building and backpropagating their own graphs in one arena. */
+struct job { pg_arena *a; int bad; };
+
+static void *worker(void *arg)
+{
+    struct job *j = arg;
+    for (int round = 0; round < 50; round++) {
+        pg_index A = L(j->a, 2), B = L(j->a, 3), C = L(j->a, 4);
+        pg_index f = build_f(j->a, A, B, C);
+        pg_backward(j->a, f);
+        if (fabs(pg_grad(j->a, A) + 12.353553390593273) > 1e-12 ||
+            fabs(pg_grad(j->a, B) - 10.25699027111255) > 1e-12)
+            j->bad++;
+        pg_index drop[] = {f, A, B, C};
+        pg_decref_many(j->a, drop, 4);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pg_arena *a = pg_arena_new();
+    pthread_t t[4];
+    struct job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct job){a, 0};
+        pthread_create(&t[i], NULL, worker, &jobs[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(jobs[i].bad == 0);
+    }
+    CHECK(pg_live_nodes(a) == 0);
+    pg_arena_free(a);
+}
+
+int main(int argc, char **argv)
+{
+    size_t chain = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+    test_seed();
+    test_ops_fd();
+    test_errors();
+    test_accumulate();
+    test_chain(chain);
+    test_reuse();
+    test_limit();
+    test_labels();
+    test_threads();
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
+}

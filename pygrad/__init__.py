@@ -1,0 +1,5 @@
+"""pygrad: micrograd's Value, with the graph and the backward pass in C."""
+from .engine import Value
+from ._core import arena_bytes, live_nodes
+
+__all__ = ["Value", "live_nodes", "arena_bytes"]

@@ -1,0 +1,40 @@
+"""The one place where pygrad meets its C library: the process-wide arena and
+the mapping from C status codes to the exceptions pure Python would raise.
+"""
+from ._pygrad_c import ffi, lib
+
+# One arena for the process.  It is never freed: Values may still be
+# released while the interpreter shuts down, after this module is gone.
+ARENA = lib.pg_arena_new()
+if ARENA == ffi.NULL:  # pragma: no cover - needs malloc to fail at import
+    raise MemoryError("pygrad: cannot allocate the node arena")
+
+# The exception pure-Python float arithmetic raises for the same operands.
+_ERRORS = {
+    lib.PG_EDOMAIN: (ValueError, "math domain error"),
+    lib.PG_EZERODIV: (ZeroDivisionError, "float division by zero"),
+    lib.PG_ERANGE: (OverflowError, "math range error"),
+    lib.PG_ENOMEM: (MemoryError, "pygrad: out of memory (or the arena's node limit)"),
+    lib.PG_EINVAL: (RuntimeError, "pygrad: internal error, not a live node"),
+}
+# ... with Python's own wording where it differs by operator.
+_MESSAGES = {
+    (lib.PG_EZERODIV, "**"): "0.0 cannot be raised to a negative power",
+    (lib.PG_ERANGE, "**"): "Numerical result out of range",
+}
+
+
+def error(code, op):
+    """The exception for C status `code` (< 0) returned by operator `op`."""
+    exc, msg = _ERRORS.get(code, (RuntimeError, f"pygrad: unknown status {code}"))
+    return exc(_MESSAGES.get((code, op), msg))
+
+
+def live_nodes():
+    """Nodes alive in the arena (for tests and leak checks)."""
+    return lib.pg_live_nodes(ARENA)
+
+
+def arena_bytes():
+    """Bytes the arena holds from malloc (capacity, not just live nodes)."""
+    return lib.pg_arena_bytes(ARENA)

@@ -1,0 +1,268 @@
+"""Value: micrograd's API, with the graph held in pygrad's C arena.
+
+A Value is a thin handle: one C node index and one reference on that node.
+The node's data, grad, op and inputs live in C; the handle's death drops its
+reference, and C frees whatever is no longer used by any handle or node.
+
+Differences from micrograd, all deliberate:
+- data is always a float (micrograd keeps an int if given one);
+- a plain number operand is folded into the op (``a + 2`` is one node with
+  the constant 2, not two), so ``_prev`` holds only Value operands;
+- two handles of one node compare and hash equal: ``_prev`` returns fresh
+  handles, yet ``a in (a + b)._prev`` holds, as in micrograd;
+- ``Value ** Value`` and ``number ** Value`` work; a negative number to a
+  non-integer power raises ValueError (micrograd would yield a complex).
+"""
+import numbers
+
+from . import _core
+from ._core import ARENA as _A
+from ._core import ffi as _ffi
+from ._core import lib as _lib
+
+_op1 = _lib.pg_op1
+_op2 = _lib.pg_op2
+_new = object.__new__
+_error = _core.error
+
+# op code -> micrograd's _op string (constant ops add their constant)
+_OP_NAMES = {
+    _lib.PG_LEAF: "", _lib.PG_ADD: "+", _lib.PG_SUB: "-", _lib.PG_MUL: "*",
+    _lib.PG_DIV: "/", _lib.PG_POW: "**", _lib.PG_ADDC: "+", _lib.PG_MULC: "*",
+    _lib.PG_SUBC: "-", _lib.PG_RSUBC: "-", _lib.PG_DIVC: "/",
+    _lib.PG_RDIVC: "/", _lib.PG_POWC: "**", _lib.PG_RPOWC: "**",
+    _lib.PG_NEG: "neg", _lib.PG_EXP: "exp", _lib.PG_LOG: "log",
+    _lib.PG_SIN: "sin", _lib.PG_COS: "cos", _lib.PG_TANH: "tanh",
+    _lib.PG_SIGMOID: "sigmoid", _lib.PG_RELU: "ReLU",
+}
+_CONST_OPS = {_lib.PG_ADDC, _lib.PG_MULC, _lib.PG_SUBC, _lib.PG_RSUBC,
+              _lib.PG_DIVC, _lib.PG_RDIVC, _lib.PG_POWC, _lib.PG_RPOWC}
+_FAST_NUMBERS = (float, int)
+
+
+def _as_float(x):
+    """float(x) for a real number (int, float, bool, Fraction, numpy scalar);
+    None for anything else, so the operator can return NotImplemented."""
+    if isinstance(x, numbers.Real) and not isinstance(x, Value):
+        return float(x)   # OverflowError for an int beyond float, as Python
+    return None
+
+
+def _wrap(i):
+    """A handle for node i, taking over the reference the C call returned."""
+    v = _new(Value)
+    v._i = i
+    return v
+
+
+# Python labels, keyed by node index.  C flags a labeled node and queues its
+# index when it dies; we drain that queue before every read or write, so an
+# index reused by a new node never shows a dead node's label.
+_labels = {}
+
+
+def _sync_labels():
+    buf = _ffi.new("pg_index[]", 256)
+    while True:
+        n = _lib.pg_drain_freed_labels(_A, buf, 256)
+        for j in range(n):
+            _labels.pop(buf[j], None)
+        if n < 256:
+            return
+
+
+def _binary(op_node, op_const, symbol):
+    """self (op) other: one C node, whether other is a Value or a number."""
+    def method(self, other):
+        if other.__class__ is Value:
+            r = _op2(_A, op_node, self._i, other._i)
+        else:
+            k = other if other.__class__ is float else _as_float(other)
+            if k is None:
+                if isinstance(other, Value):   # a subclass of Value
+                    r = _op2(_A, op_node, self._i, other._i)
+                else:
+                    return NotImplemented
+            else:
+                r = _op1(_A, op_const, self._i, k)
+        if r < 0:
+            raise _error(r, symbol)
+        v = _new(Value)
+        v._i = r
+        return v
+    return method
+
+
+def _reflected(op_const, symbol):
+    """number (op) self, called by Python when the number cannot do it."""
+    def method(self, other):
+        k = other if other.__class__ is float else _as_float(other)
+        if k is None:
+            return NotImplemented
+        r = _op1(_A, op_const, self._i, k)
+        if r < 0:
+            raise _error(r, symbol)
+        v = _new(Value)
+        v._i = r
+        return v
+    return method
+
+
+def _unary(op, name):
+    def method(self):
+        r = _op1(_A, op, self._i, 0.0)
+        if r < 0:
+            raise _error(r, name)
+        v = _new(Value)
+        v._i = r
+        return v
+    method.__name__ = name
+    return method
+
+
+class Value:
+    """A scalar in an autograd graph: micrograd's Value, backed by C."""
+
+    __slots__ = ("_i", "__weakref__")
+
+    def __init__(self, data, _children=(), _op="", label=""):
+        if _children or _op:
+            raise TypeError(
+                "pygrad.Value(): _children and _op are set by pygrad's own "
+                "operators; a Value made by hand is a leaf")
+        k = data if data.__class__ is float else _as_float(data)
+        if k is None:
+            raise TypeError(
+                f"Value() data must be a real number, not {type(data).__name__}")
+        r = _lib.pg_leaf(_A, k)
+        if r < 0:
+            raise _error(r, "Value")
+        self._i = r
+        if label:
+            self.label = label
+
+    def __del__(self, _decref=_lib.pg_decref, _A=_A):
+        # Default arguments, because module globals may be gone at shutdown.
+        try:
+            i = self._i
+        except AttributeError:   # __init__ failed before owning a node
+            return
+        _decref(_A, i)
+
+    # -- the node's state, read from and written to C ---------------------
+    @property
+    def data(self):
+        return _lib.pg_data(_A, self._i)
+
+    @data.setter
+    def data(self, value):
+        k = value if value.__class__ is float else _as_float(value)
+        if k is None:
+            raise TypeError(f"Value.data must be a real number, not {type(value).__name__}")
+        _lib.pg_set_data(_A, self._i, k)
+
+    @property
+    def grad(self):
+        return _lib.pg_grad(_A, self._i)
+
+    @grad.setter
+    def grad(self, value):
+        k = value if value.__class__ is float else _as_float(value)
+        if k is None:
+            raise TypeError(f"Value.grad must be a real number, not {type(value).__name__}")
+        _lib.pg_set_grad(_A, self._i, k)
+
+    @property
+    def label(self):
+        _sync_labels()
+        return _labels.get(self._i, "")
+
+    @label.setter
+    def label(self, value):
+        if not isinstance(value, str):
+            raise TypeError(f"Value.label must be a str, not {type(value).__name__}")
+        _sync_labels()
+        if not value:
+            _labels.pop(self._i, None)
+            return
+        r = _lib.pg_mark_labeled(_A, self._i)
+        if r < 0:
+            raise _error(r, "label")
+        _labels[self._i] = value
+
+    @property
+    def _prev(self):
+        """The Values this one was computed from (fresh handles that compare
+        equal to the originals)."""
+        buf = _ffi.new("pg_index[2]")
+        n = _lib.pg_inputs(_A, self._i, buf)
+        out = set()
+        for j in range(n):
+            if _lib.pg_incref(_A, buf[j]) < 0:
+                raise MemoryError("pygrad: reference count overflow")
+            out.add(_wrap(buf[j]))
+        return out
+
+    @property
+    def _op(self):
+        op = _lib.pg_opcode(_A, self._i)
+        name = _OP_NAMES[op]
+        if op in _CONST_OPS:
+            k = _lib.pg_constant(_A, self._i)
+            k = int(k) if k.is_integer() else k
+            name = f"{k}{name}" if op in (_lib.PG_RSUBC, _lib.PG_RDIVC, _lib.PG_RPOWC) \
+                else f"{name}{k}"
+        return name
+
+    # -- identity: one node, one Value ------------------------------------
+    def __eq__(self, other):
+        if isinstance(other, Value):
+            return self._i == other._i
+        return NotImplemented
+
+    def __ne__(self, other):
+        if isinstance(other, Value):
+            return self._i != other._i
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self._i)
+
+    # -- operators: forward value now, local derivatives in C's backward --
+    __add__ = _binary(_lib.PG_ADD, _lib.PG_ADDC, "+")
+    __sub__ = _binary(_lib.PG_SUB, _lib.PG_SUBC, "-")
+    __mul__ = _binary(_lib.PG_MUL, _lib.PG_MULC, "*")
+    __truediv__ = _binary(_lib.PG_DIV, _lib.PG_DIVC, "/")
+    _pow2 = _binary(_lib.PG_POW, _lib.PG_POWC, "**")
+    __radd__ = _reflected(_lib.PG_ADDC, "+")
+    __rmul__ = _reflected(_lib.PG_MULC, "*")
+    __rsub__ = _reflected(_lib.PG_RSUBC, "-")
+    __rtruediv__ = _reflected(_lib.PG_RDIVC, "/")
+    _rpow2 = _reflected(_lib.PG_RPOWC, "**")
+
+    def __pow__(self, other, modulo=None):
+        if modulo is not None:
+            return NotImplemented   # pow(a, b, m): TypeError, as for floats
+        return self._pow2(other)
+
+    def __rpow__(self, other, modulo=None):
+        if modulo is not None:
+            return NotImplemented
+        return self._rpow2(other)
+
+    __neg__ = _unary(_lib.PG_NEG, "neg")
+    exp = _unary(_lib.PG_EXP, "exp")
+    log = _unary(_lib.PG_LOG, "log")
+    sin = _unary(_lib.PG_SIN, "sin")
+    cos = _unary(_lib.PG_COS, "cos")
+    tanh = _unary(_lib.PG_TANH, "tanh")
+    sigmoid = _unary(_lib.PG_SIGMOID, "sigmoid")
+    relu = _unary(_lib.PG_RELU, "relu")
+
+    def backward(self):
+        """d(self)/d(node) into every reachable node's grad, as micrograd:
+        self.grad = 1, the others accumulate (they are never zeroed)."""
+        _lib.pg_backward(_A, self._i)
+
+    def __repr__(self):
+        return f"Value(data={self.data}, grad={self.grad})"
