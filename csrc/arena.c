@@ -302,6 +302,14 @@ size_t pg_live_nodes(pg_arena *a)
     return n;
 }
 
+size_t pg_capacity(pg_arena *a)
+{
+    LOCK(a);
+    size_t n = (size_t)a->nchunks_cap * PG_CHUNK;
+    UNLOCK(a);
+    return n;
+}
+
 size_t pg_arena_bytes(pg_arena *a)
 {
     LOCK(a);

@@ -108,8 +108,10 @@ int pg_backward(pg_arena *a, pg_index root);
 int pg_mark_labeled(pg_arena *a, pg_index i);
 size_t pg_drain_freed_labels(pg_arena *a, pg_index *out, size_t cap);
 
-/* Statistics: live nodes, and bytes the arena holds from malloc. */
+/* Statistics: live nodes, node slots allocated (live, dead-in-a-live-chunk
+ * and spare), and bytes the arena holds from malloc. */
 size_t pg_live_nodes(pg_arena *a);
+size_t pg_capacity(pg_arena *a);
 size_t pg_arena_bytes(pg_arena *a);
 
 /* Caps the number of live nodes (0 = only the 32-bit index limit).  Beyond

@@ -38,3 +38,12 @@ def live_nodes():
 def arena_bytes():
     """Bytes the arena holds from malloc (capacity, not just live nodes)."""
     return lib.pg_arena_bytes(ARENA)
+
+
+def stats():
+    """The arena's state: live nodes, node slots allocated, bytes held, and
+    bytes per slot (the per-node cost when the arena is full)."""
+    live, capacity, nbytes = (lib.pg_live_nodes(ARENA), lib.pg_capacity(ARENA),
+                              lib.pg_arena_bytes(ARENA))
+    return {"live_nodes": live, "capacity": capacity, "bytes": nbytes,
+            "bytes_per_slot": nbytes / capacity if capacity else 0.0}
