@@ -3,9 +3,10 @@ the mapping from C status codes to the exceptions pure Python would raise.
 """
 from ._pygrad_c import ffi, lib
 
-# One arena for the process.  It is never freed: Values may still be
-# released while the interpreter shuts down, after this module is gone.
-ARENA = lib.pg_arena_new()
+# One arena for the process, owned by the extension module (see _build.py's
+# fast path).  It is never freed: Values may still be released while the
+# interpreter shuts down, after this module is gone.
+ARENA = lib.py_arena_get()
 if ARENA == ffi.NULL:  # pragma: no cover - needs malloc to fail at import
     raise MemoryError("pygrad: cannot allocate the node arena")
 

@@ -20,8 +20,6 @@ from ._core import ARENA as _A
 from ._core import ffi as _ffi
 from ._core import lib as _lib
 
-_op1 = _lib.pg_op1
-_op2 = _lib.pg_op2
 _new = object.__new__
 _error = _core.error
 
@@ -71,20 +69,23 @@ def _sync_labels():
             return
 
 
+# The operators call the binding's per-op entry points (_build.py): one
+# C call per op, with no arena or op-code argument to convert.
 def _binary(op_node, op_const, symbol):
     """self (op) other: one C node, whether other is a Value or a number."""
     def method(self, other):
-        if other.__class__ is Value:
-            r = _op2(_A, op_node, self._i, other._i)
+        cls = other.__class__
+        if cls is Value:
+            r = op_node(self._i, other._i)
+        elif cls is float or cls is int:   # cffi converts an int to double
+            r = op_const(self._i, other)
+        elif isinstance(other, Value):     # a subclass of Value
+            r = op_node(self._i, other._i)
         else:
-            k = other if other.__class__ is float else _as_float(other)
+            k = _as_float(other)
             if k is None:
-                if isinstance(other, Value):   # a subclass of Value
-                    r = _op2(_A, op_node, self._i, other._i)
-                else:
-                    return NotImplemented
-            else:
-                r = _op1(_A, op_const, self._i, k)
+                return NotImplemented
+            r = op_const(self._i, k)
         if r < 0:
             raise _error(r, symbol)
         v = _new(Value)
@@ -96,10 +97,14 @@ def _binary(op_node, op_const, symbol):
 def _reflected(op_const, symbol):
     """number (op) self, called by Python when the number cannot do it."""
     def method(self, other):
-        k = other if other.__class__ is float else _as_float(other)
-        if k is None:
-            return NotImplemented
-        r = _op1(_A, op_const, self._i, k)
+        cls = other.__class__
+        if cls is float or cls is int:
+            r = op_const(self._i, other)
+        else:
+            k = _as_float(other)
+            if k is None:
+                return NotImplemented
+            r = op_const(self._i, k)
         if r < 0:
             raise _error(r, symbol)
         v = _new(Value)
@@ -110,7 +115,7 @@ def _reflected(op_const, symbol):
 
 def _unary(op, name):
     def method(self):
-        r = _op1(_A, op, self._i, 0.0)
+        r = op(self._i)
         if r < 0:
             raise _error(r, name)
         v = _new(Value)
@@ -134,25 +139,25 @@ class Value:
         if k is None:
             raise TypeError(
                 f"Value() data must be a real number, not {type(data).__name__}")
-        r = _lib.pg_leaf(_A, k)
+        r = _lib.py_leaf(k)
         if r < 0:
             raise _error(r, "Value")
         self._i = r
         if label:
             self.label = label
 
-    def __del__(self, _decref=_lib.pg_decref, _A=_A):
-        # Default arguments, because module globals may be gone at shutdown.
+    def __del__(self, _decref=_lib.py_decref):
+        # A default argument, because module globals may be gone at shutdown.
         try:
             i = self._i
         except AttributeError:   # __init__ failed before owning a node
             return
-        _decref(_A, i)
+        _decref(i)
 
     # -- the node's state, read from and written to C ---------------------
     @property
     def data(self):
-        return _lib.pg_data(_A, self._i)
+        return _lib.py_data(self._i)
 
     @data.setter
     def data(self, value):
@@ -163,7 +168,7 @@ class Value:
 
     @property
     def grad(self):
-        return _lib.pg_grad(_A, self._i)
+        return _lib.py_grad(self._i)
 
     @grad.setter
     def grad(self, value):
@@ -229,16 +234,16 @@ class Value:
         return hash(self._i)
 
     # -- operators: forward value now, local derivatives in C's backward --
-    __add__ = _binary(_lib.PG_ADD, _lib.PG_ADDC, "+")
-    __sub__ = _binary(_lib.PG_SUB, _lib.PG_SUBC, "-")
-    __mul__ = _binary(_lib.PG_MUL, _lib.PG_MULC, "*")
-    __truediv__ = _binary(_lib.PG_DIV, _lib.PG_DIVC, "/")
-    _pow2 = _binary(_lib.PG_POW, _lib.PG_POWC, "**")
-    __radd__ = _reflected(_lib.PG_ADDC, "+")
-    __rmul__ = _reflected(_lib.PG_MULC, "*")
-    __rsub__ = _reflected(_lib.PG_RSUBC, "-")
-    __rtruediv__ = _reflected(_lib.PG_RDIVC, "/")
-    _rpow2 = _reflected(_lib.PG_RPOWC, "**")
+    __add__ = _binary(_lib.py_add, _lib.py_addc, "+")
+    __sub__ = _binary(_lib.py_sub, _lib.py_subc, "-")
+    __mul__ = _binary(_lib.py_mul, _lib.py_mulc, "*")
+    __truediv__ = _binary(_lib.py_div, _lib.py_divc, "/")
+    _pow2 = _binary(_lib.py_pow, _lib.py_powc, "**")
+    __radd__ = _reflected(_lib.py_addc, "+")
+    __rmul__ = _reflected(_lib.py_mulc, "*")
+    __rsub__ = _reflected(_lib.py_rsubc, "-")
+    __rtruediv__ = _reflected(_lib.py_rdivc, "/")
+    _rpow2 = _reflected(_lib.py_rpowc, "**")
 
     def __pow__(self, other, modulo=None):
         if modulo is not None:
@@ -250,14 +255,14 @@ class Value:
             return NotImplemented
         return self._rpow2(other)
 
-    __neg__ = _unary(_lib.PG_NEG, "neg")
-    exp = _unary(_lib.PG_EXP, "exp")
-    log = _unary(_lib.PG_LOG, "log")
-    sin = _unary(_lib.PG_SIN, "sin")
-    cos = _unary(_lib.PG_COS, "cos")
-    tanh = _unary(_lib.PG_TANH, "tanh")
-    sigmoid = _unary(_lib.PG_SIGMOID, "sigmoid")
-    relu = _unary(_lib.PG_RELU, "relu")
+    __neg__ = _unary(_lib.py_neg, "neg")
+    exp = _unary(_lib.py_exp, "exp")
+    log = _unary(_lib.py_log, "log")
+    sin = _unary(_lib.py_sin, "sin")
+    cos = _unary(_lib.py_cos, "cos")
+    tanh = _unary(_lib.py_tanh, "tanh")
+    sigmoid = _unary(_lib.py_sigmoid, "sigmoid")
+    relu = _unary(_lib.py_relu, "relu")
 
     def backward(self):
         """d(self)/d(node) into every reachable node's grad, as micrograd:
