@@ -1,9 +1,9 @@
 # pygrad -- developer entry points.  See README.md for the two user commands.
 PYTHON ?= python3
 CC ?= cc
-CFLAGS_STRICT = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic
-CSRC = csrc/arena.c csrc/ops.c csrc/backward.c
-CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h
+CFLAGS_STRICT = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -ffp-contract=off
+CSRC = csrc/arena.c csrc/ops.c csrc/backward.c csrc/tape.c csrc/bulk.c
+CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h csrc/sweep.h
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 .PHONY: build test test-c sanitize bench bench-quick clean

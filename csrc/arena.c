@@ -23,9 +23,15 @@ void pg_arena_free(pg_arena *a)
 {
     if (!a)
         return;
+    for (uint32_t c = 0; c < a->nchunks; c++)
+        for (uint32_t o = 0; o < PG_CHUNK; o++) {
+            pg_index i = (c << PG_CHUNK_BITS) | o;
+            if (a->op[i] == PG_SUM || a->op[i] == PG_DOT)
+                free(a->aux[i].list);
+        }
     free(a->val);
     free(a->grad);
-    free(a->k);
+    free(a->aux);
     free(a->in0);
     free(a->in1);
     free(a->ref);
@@ -64,7 +70,7 @@ static int grow(pg_arena *a)
     size_t n = (size_t)cap * PG_CHUNK;   /* < 2^32: cannot overflow size_t */
     if (resize((void **)&a->val, n * sizeof(double)) ||
         resize((void **)&a->grad, n * sizeof(double)) ||
-        resize((void **)&a->k, n * sizeof(double)) ||
+        resize((void **)&a->aux, n * sizeof(pg_aux)) ||
         resize((void **)&a->in0, n * sizeof(pg_index)) ||
         resize((void **)&a->in1, n * sizeof(pg_index)) ||
         resize((void **)&a->ref, n * sizeof(uint32_t)) ||
@@ -85,6 +91,7 @@ static void start_chunk(pg_arena *a, uint32_t c)
     ch->live = 0;
     ch->prev = a->tail;
     ch->next = PG_NONE;
+    ch->seq = a->chunk_seq++;
     if (a->tail != PG_NONE)
         a->chunks[a->tail].next = c;
     a->tail = c;
@@ -114,7 +121,7 @@ pg_index pg__alloc(pg_arena *a)
     ch->live++;
     a->live++;
     a->grad[i] = 0.0;
-    a->k[i] = 0.0;
+    a->aux[i].k = 0.0;
     a->in0[i] = a->in1[i] = PG_NONE;
     a->ref[i] = 1;
     a->flags[i] = 0;
@@ -130,6 +137,10 @@ static void release_slot(pg_arena *a, pg_index i)
     pg_chunk *ch = &a->chunks[c];
     if (a->flags[i] & PG_LABELED)   /* capacity reserved by pg_mark_labeled */
         a->freed_labels[a->nfreed_labels++] = i;
+    if (a->op[i] == PG_SUM || a->op[i] == PG_DOT) {
+        a->list_bytes -= sizeof(pg_list) + (size_t)a->in0[i] * sizeof(pg_index);
+        free(a->aux[i].list);
+    }
     a->op[i] = PG_FREE;
     a->flags[i] = 0;
     a->live--;
@@ -146,6 +157,16 @@ static void release_slot(pg_arena *a, pg_index i)
     a->free_chunks[a->nfree_chunks++] = c;
 }
 
+/* Drops one reference on input c of a node being freed; at zero, c joins
+ * the chain of nodes awaiting release. */
+static inline void drop_input(pg_arena *a, pg_index c, pg_index *head)
+{
+    if (c != PG_NONE && --a->ref[c] == 0) {
+        a->ref[c] = *head;
+        *head = c;
+    }
+}
+
 /* Frees node i whose count just reached zero, and every input that thereby
  * reaches zero.  Depth-unbounded graphs (a 10^7 chain) are freed without
  * recursion or allocation: nodes awaiting release are chained through their
@@ -157,14 +178,14 @@ static void free_from(pg_arena *a, pg_index i)
     while (head != PG_NONE) {
         pg_index n = head;
         head = a->ref[n];
-        pg_index in[2] = {a->in0[n], a->in1[n]};
-        for (int j = 0; j < 2; j++) {
-            pg_index c = in[j];
-            if (c != PG_NONE && --a->ref[c] == 0) {
-                a->ref[c] = head;
-                head = c;
-            }
+        if (a->op[n] == PG_SUM || a->op[n] == PG_DOT) {
+            const pg_index *list = a->aux[n].list->item;
+            for (uint32_t j = 0; j < a->in0[n]; j++)
+                drop_input(a, list[j], &head);
+        } else {
+            drop_input(a, a->in0[n], &head);
         }
+        drop_input(a, a->in1[n], &head);
         release_slot(a, n);
     }
 }
@@ -183,7 +204,7 @@ int pg_incref(pg_arena *a, pg_index i)
     return rc;
 }
 
-static int decref_locked(pg_arena *a, pg_index i)
+int pg__decref_locked(pg_arena *a, pg_index i)
 {
     if (!pg_is_live(a, i))
         return PG_EINVAL;
@@ -195,7 +216,7 @@ static int decref_locked(pg_arena *a, pg_index i)
 int pg_decref(pg_arena *a, pg_index i)
 {
     LOCK(a);
-    int rc = decref_locked(a, i);
+    int rc = pg__decref_locked(a, i);
     UNLOCK(a);
     return rc;
 }
@@ -205,7 +226,7 @@ size_t pg_decref_many(pg_arena *a, const pg_index *idx, size_t n)
     size_t ok = 0;
     LOCK(a);
     for (size_t j = 0; j < n; j++)
-        ok += decref_locked(a, idx[j]) == PG_OK;
+        ok += pg__decref_locked(a, idx[j]) == PG_OK;
     UNLOCK(a);
     return ok;
 }
@@ -224,8 +245,18 @@ size_t pg_decref_many(pg_arena *a, const pg_index *idx, size_t n)
     }
 GETTER(pg_data, double, val, NAN)
 GETTER(pg_grad, double, grad, NAN)
-GETTER(pg_constant, double, k, NAN)
 GETTER(pg_opcode, int, op, -1)
+
+double pg_constant(pg_arena *a, pg_index i)
+{
+    double k = NAN;
+    LOCK(a);
+    if (pg_is_live(a, i))
+        k = a->op[i] == PG_SUM || a->op[i] == PG_DOT ? a->aux[i].list->k
+                                                     : a->aux[i].k;
+    UNLOCK(a);
+    return k;
+}
 
 #define SETTER(name, field)                              \
     int name(pg_arena *a, pg_index i, double v)          \
@@ -242,19 +273,35 @@ GETTER(pg_opcode, int, op, -1)
 SETTER(pg_set_data, val)
 SETTER(pg_set_grad, grad)
 
-int pg_inputs(pg_arena *a, pg_index i, pg_index in[2])
+int64_t pg_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap)
 {
-    int n = PG_EINVAL;
+    int64_t n = PG_EINVAL;
     LOCK(a);
     if (pg_is_live(a, i)) {
+        int nary = a->op[i] == PG_SUM || a->op[i] == PG_DOT;
+        /* n-ary: start node first, then the list; else in0, in1 */
+        pg_index first = nary ? a->in1[i] : a->in0[i];
         n = 0;
-        if (a->in0[i] != PG_NONE)
-            in[n++] = a->in0[i];
-        if (a->in1[i] != PG_NONE)
-            in[n++] = a->in1[i];
+        if (first != PG_NONE && (size_t)n < cap)
+            in[n] = first;
+        n += first != PG_NONE;
+        if (nary) {
+            for (uint32_t j = 0; j < a->in0[i]; j++, n++)
+                if ((size_t)n < cap)
+                    in[n] = a->aux[i].list->item[j];
+        } else if (a->in1[i] != PG_NONE) {
+            if ((size_t)n < cap)
+                in[n] = a->in1[i];
+            n++;
+        }
     }
     UNLOCK(a);
     return n;
+}
+
+int64_t pg_ninputs(pg_arena *a, pg_index i)
+{
+    return pg_inputs(a, i, NULL, 0);
 }
 
 int pg_mark_labeled(pg_arena *a, pg_index i)
@@ -288,7 +335,8 @@ size_t pg_drain_freed_labels(pg_arena *a, pg_index *out, size_t cap)
     size_t n = a->nfreed_labels < cap ? a->nfreed_labels : cap;
     /* take from the end: the rest stays queued for the next call */
     a->nfreed_labels -= n;
-    memcpy(out, a->freed_labels + a->nfreed_labels, n * sizeof(pg_index));
+    if (n)   /* freed_labels may still be NULL: memcpy from NULL is UB */
+        memcpy(out, a->freed_labels + a->nfreed_labels, n * sizeof(pg_index));
     a->nlabeled -= n;
     UNLOCK(a);
     return n;
@@ -313,10 +361,10 @@ size_t pg_capacity(pg_arena *a)
 size_t pg_arena_bytes(pg_arena *a)
 {
     LOCK(a);
-    size_t per_node = 3 * sizeof(double) + 3 * sizeof(uint32_t) + 2;
+    size_t per_node = 2 * sizeof(double) + sizeof(pg_aux) + 3 * sizeof(uint32_t) + 2;
     size_t n = sizeof *a + (size_t)a->nchunks_cap * PG_CHUNK * per_node +
                (size_t)a->nchunks_cap * (sizeof(pg_chunk) + sizeof(uint32_t)) +
-               a->freed_labels_cap * sizeof(pg_index);
+               a->freed_labels_cap * sizeof(pg_index) + a->list_bytes;
     UNLOCK(a);
     return n;
 }

@@ -4,8 +4,10 @@
  * Layout: structure of arrays.  Values and grads sit in their own dense
  * double arrays, because the backward sweep touches mostly those, and a
  * 16-byte working set per node stays in cache far longer than a fat struct.
- * Per node: val 8 + grad 8 + k 8 + in0 4 + in1 4 + ref 4 + op 1 + flags 1
- * = 38 bytes.
+ * Per node: val 8 + grad 8 + aux 8 + in0 4 + in1 4 + ref 4 + op 1 + flags 1
+ * = 38 bytes.  n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd input list:
+ * aux.list holds in0 entries (for PG_DOT w[0..n) then x[0..n), in0 = 2n),
+ * and in1 is the start node or PG_NONE.
  *
  * Order: the backward pass needs no topological sort because an index's
  * position in "creation order" always follows its inputs'.  Nodes are
@@ -24,7 +26,7 @@
 
 #define PG_CHUNK_BITS 10
 #define PG_CHUNK (1u << PG_CHUNK_BITS)
-#define PG_NONE UINT32_MAX
+#define PG_NONE UINT32_MAX   /* == PG_NONE_INDEX */
 /* Highest chunk count whose indices stay below PG_NONE. */
 #define PG_MAX_CHUNKS ((uint32_t)((UINT32_MAX >> PG_CHUNK_BITS) - 1))
 
@@ -37,7 +39,20 @@ typedef struct pg_chunk {
     uint32_t live;   /* how many of those are alive */
     uint32_t prev;   /* neighbours in creation order, PG_NONE at the ends */
     uint32_t next;
+    uint64_t seq;    /* when the chunk was (re)started: orders chunks */
 } pg_chunk;
+
+/* An n-ary node's inputs (in0 of them) and its constant start. */
+typedef struct pg_list {
+    double k;           /* the start value when in1 is PG_NONE */
+    pg_index item[];
+} pg_list;
+
+/* The constant of a C op, or the input list of an n-ary op. */
+typedef union pg_aux {
+    double k;
+    pg_list *list;
+} pg_aux;
 
 struct pg_arena {
     pthread_mutex_t lock;
@@ -45,7 +60,7 @@ struct pg_arena {
     /* per node, capacity = nchunks_cap * PG_CHUNK entries each */
     double   *val;
     double   *grad;
-    double   *k;      /* constant operand of the C ops */
+    pg_aux   *aux;    /* constant operand, or n-ary input list */
     pg_index *in0;
     pg_index *in1;
     uint32_t *ref;    /* reference count; while a node is being freed, a link */
@@ -58,8 +73,10 @@ struct pg_arena {
     uint32_t  tail;          /* chunk taking new nodes; last in creation order */
     uint32_t *free_chunks;   /* stack of empty chunks, capacity nchunks_cap */
     uint32_t  nfree_chunks;
+    uint64_t  chunk_seq;     /* seq for the next chunk started */
 
     size_t live;             /* live nodes */
+    size_t list_bytes;       /* held by n-ary input lists */
     size_t limit;            /* max live nodes, 0 = none */
 
     /* freed labeled nodes awaiting pg_drain_freed_labels(); capacity is kept
@@ -82,5 +99,19 @@ static inline int pg_is_live(const pg_arena *a, pg_index i)
  * or PG_NONE when out of memory / over the limit (arena unchanged). */
 pg_index pg__alloc(pg_arena *a);
 
+/* arena.c: pg_decref for callers already holding the lock. */
+int pg__decref_locked(pg_arena *a, pg_index i);
+
+/* bulk.c: PG_OK if every idx[0..n) is live, else PG_EINVAL.  Under the lock. */
+int pg__all_live(const pg_arena *a, const pg_index *idx, size_t n);
+
+
+/* True if node i was created after node j (both live). */
+static inline int pg_newer(const pg_arena *a, pg_index i, pg_index j)
+{
+    uint64_t ci = a->chunks[i >> PG_CHUNK_BITS].seq;
+    uint64_t cj = a->chunks[j >> PG_CHUNK_BITS].seq;
+    return ci != cj ? ci > cj : i > j;
+}
 
 #endif /* PYGRAD_ARENA_H */

@@ -9,17 +9,7 @@
  * the cost is the span between the root and its oldest input, not the arena.
  * Flags are cleared as nodes are visited, so nothing is left to reset.
  */
-#include "arena.h"
-#include "ops.h"
-
-static inline void reach(pg_arena *a, pg_index i, double d, size_t *pending)
-{
-    a->grad[i] += d;
-    if (!(a->flags[i] & PG_MARK)) {
-        a->flags[i] |= PG_MARK;
-        (*pending)++;
-    }
-}
+#include "sweep.h"
 
 int pg_backward(pg_arena *a, pg_index root)
 {
@@ -28,11 +18,9 @@ int pg_backward(pg_arena *a, pg_index root)
         UNLOCK(a);
         return PG_EINVAL;
     }
-    const double *val = a->val;
-    double *grad = a->grad;
     uint8_t *flags = a->flags;
 
-    grad[root] = 1.0;
+    a->grad[root] = 1.0;
     flags[root] |= PG_MARK;
     size_t pending = 1;
     uint32_t c = root >> PG_CHUNK_BITS;
@@ -46,18 +34,7 @@ int pg_backward(pg_arena *a, pg_index root)
                 continue;
             flags[i] &= (uint8_t)~PG_MARK;
             pending--;
-            int op = a->op[i];
-            int n = pg_arity(op);
-            if (n == 0)
-                continue;
-            pg_index i0 = a->in0[i], i1 = a->in1[i];
-            double dx, dy, g = grad[i];
-            pg_partials(op, val[i0], n == 2 ? val[i1] : 0.0, a->k[i], val[i],
-                        &dx, &dy);
-            /* micrograd's order: input 0 first, then input 1 */
-            reach(a, i0, dx * g, &pending);
-            if (n == 2)
-                reach(a, i1, dy * g, &pending);
+            pg_propagate(a, i, &pending);
         }
         if (!pending)
             break;

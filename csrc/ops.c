@@ -2,51 +2,10 @@
  * arithmetic would reject, and only then allocate, so a failed call leaves the
  * arena untouched.  The maths itself is the table in ops.h.
  */
+#include <stdlib.h>
+#include <string.h>
 #include "arena.h"
 #include "ops.h"
-
-/* CPython's math_1 (Modules/mathmodule.c): a NaN from a non-NaN argument is a
- * domain error; an infinity from a finite argument is an overflow for
- * functions that can overflow (exp) and a domain error otherwise (log(0)). */
-static int check_math1(double x, double r, int can_overflow)
-{
-    if (isnan(r) && !isnan(x))
-        return PG_EDOMAIN;
-    if (isinf(r) && isfinite(x))
-        return can_overflow ? PG_ERANGE : PG_EDOMAIN;
-    return PG_OK;
-}
-
-/* Python's float ** (float_pow, Objects/floatobject.c), except that a
- * negative base to a non-integer power is a domain error, as math.pow says,
- * instead of a complex result a real-valued graph cannot hold. */
-static int check_pow(double b, double e, double r)
-{
-    if (e == 0.0 || isnan(b) || isnan(e) || isinf(b) || isinf(e))
-        return PG_OK;
-    if (b == 0.0)
-        return e < 0.0 ? PG_EZERODIV : PG_OK;
-    if (b < 0.0 && e != floor(e))
-        return PG_EDOMAIN;
-    return isinf(r) ? PG_ERANGE : PG_OK;
-}
-
-int pg_check(int op, double x, double y, double k, double v)
-{
-    switch (op) {
-    case PG_DIV:   return y == 0.0 ? PG_EZERODIV : PG_OK;
-    case PG_DIVC:  return k == 0.0 ? PG_EZERODIV : PG_OK;
-    case PG_RDIVC: return x == 0.0 ? PG_EZERODIV : PG_OK;
-    case PG_POW:   return check_pow(x, y, v);
-    case PG_POWC:  return check_pow(x, k, v);
-    case PG_RPOWC: return check_pow(k, x, v);
-    case PG_EXP:   return check_math1(x, v, 1);
-    case PG_LOG:
-    case PG_SIN:
-    case PG_COS:   return check_math1(x, v, 0);
-    default:       return PG_OK;
-    }
-}
 
 int64_t pg_leaf(pg_arena *a, double value)
 {
@@ -79,7 +38,7 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
         return PG_ENOMEM;
     a->op[i] = (uint8_t)op;
     a->val[i] = v;
-    a->k[i] = k;
+    a->aux[i].k = k;
     a->in0[i] = xi;
     a->in1[i] = yi;
     a->ref[xi]++;
@@ -92,6 +51,8 @@ int64_t pg_op1(pg_arena *a, int op, pg_index x, double k)
 {
     if (op <= PG_LEAF || op >= PG_NOPS || pg_arity(op) != 1)
         return PG_EINVAL;
+    if (op < PG_ADDC || op > PG_RPOWC)   /* the C ops are contiguous */
+        k = 0.0;
     LOCK(a);
     int64_t r = pg_is_live(a, x) ? make_node(a, op, x, PG_NONE, k) : PG_EINVAL;
     UNLOCK(a);
@@ -108,4 +69,70 @@ int64_t pg_op2(pg_arena *a, int op, pg_index x, pg_index y)
                     : PG_EINVAL;
     UNLOCK(a);
     return r;
+}
+
+/* pg_sum and pg_dot: the node's input list is p[0..np) then q[0..nq). */
+static int64_t make_nary(pg_arena *a, int op, const pg_index *p, size_t np,
+                         const pg_index *q, size_t nq, pg_index start, double k)
+{
+    if (np > UINT32_MAX / 4 || nq > UINT32_MAX / 4)
+        return PG_ENOMEM;
+    size_t m = np + nq;
+    int64_t r = PG_EINVAL;
+    /* allocated before locking, so malloc never runs under the lock */
+    size_t bytes = sizeof(pg_list) + m * sizeof(pg_index);
+    pg_list *l = malloc(bytes);
+    if (!l)
+        return PG_ENOMEM;
+    pg_index *list = l->item;
+    l->k = k;
+    if (np)
+        memcpy(list, p, np * sizeof(pg_index));
+    if (nq)
+        memcpy(list + np, q, nq * sizeof(pg_index));
+    LOCK(a);
+    if (start != PG_NONE && !pg_is_live(a, start))
+        goto fail;
+    /* every input live, and its count able to take all its repeats */
+    for (size_t j = 0; j < m; j++) {
+        if (!pg_is_live(a, list[j]))
+            goto fail;
+        if (a->ref[list[j]] >= PG_NONE - 2 - m) {
+            r = PG_ENOMEM;
+            goto fail;
+        }
+    }
+    double v = pg_nary_forward(op, a->val, l, (uint32_t)m, start);
+    pg_index i = pg__alloc(a);
+    if (i == PG_NONE) {
+        r = PG_ENOMEM;
+        goto fail;
+    }
+    a->op[i] = (uint8_t)op;
+    a->val[i] = v;
+    a->aux[i].list = l;
+    a->in0[i] = (uint32_t)m;
+    a->in1[i] = start;
+    for (size_t j = 0; j < m; j++)
+        a->ref[list[j]]++;
+    if (start != PG_NONE)
+        a->ref[start]++;
+    a->list_bytes += bytes;
+    UNLOCK(a);
+    return i;
+fail:
+    UNLOCK(a);
+    free(l);
+    return r;
+}
+
+int64_t pg_sum(pg_arena *a, const pg_index *x, size_t n, pg_index start, double k)
+{
+    return make_nary(a, PG_SUM, x, n, NULL, 0, start, k);
+}
+
+int64_t pg_dot(pg_arena *a, const pg_index *w, const pg_index *x, size_t n,
+               pg_index start, double k)
+{
+    return make_nary(a, PG_DOT, w, n, x, n, start, k);
 }

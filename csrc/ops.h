@@ -11,7 +11,7 @@
 #define PYGRAD_OPS_H
 
 #include <math.h>
-#include "pygrad.h"
+#include "arena.h"
 
 /* Logistic function without overflow for large |x|: exp() only ever sees a
  * non-positive argument. */
@@ -54,7 +54,8 @@ static inline double pg_dpow_dexp(double b, double v)
     X(PG_SIGMOID,  pg_sigmoid(x),     v * (1.0 - v),           0.0)           \
     X(PG_RELU,     (x < 0.0 ? 0.0 : x), (double)(v > 0.0),     0.0)
 
-/* How many node inputs an op reads: 0 (leaf), 1 or 2. */
+/* How many node inputs an op reads: 0 (leaf), 1, 2, or PG_NARY (a list). */
+#define PG_NARY 3
 static inline int pg_arity(int op)
 {
     switch (op) {
@@ -62,6 +63,8 @@ static inline int pg_arity(int op)
         return 2;
     case PG_LEAF: case PG_FREE:
         return 0;
+    case PG_SUM: case PG_DOT:
+        return PG_NARY;
     default:
         return 1;
     }
@@ -79,23 +82,76 @@ static inline double pg_forward(int op, double x, double y, double k)
     }
 }
 
-/* The derivative columns, given the node's value v.  op must be a table op. */
-static inline void pg_partials(int op, double x, double y, double k, double v,
-                               double *dx, double *dy)
+/* The n-ary ops, in Python's sum() order so that a Neuron built from one
+ * PG_DOT node rounds exactly like micrograd's chain of * and +:
+ *   PG_SUM  v = s + x[0] + ... + x[n-1]          dv/dx[j] = 1
+ *   PG_DOT  v = s + w[0]*x[0] + ... + w[n-1]*x[n-1]
+ *                              dv/dw[j] = x[j],  dv/dx[j] = w[j]
+ * s is the start node's value, or the constant k; dv/ds = 1.
+ * `l` is the node's aux.list, `m` its in0 (entries, 2n for PG_DOT), `start`
+ * its in1. */
+static inline double pg_nary_forward(int op, const double *val,
+                                     const pg_list *l, uint32_t m,
+                                     pg_index start)
 {
-    (void)k; (void)y;
+    const pg_index *list = l->item;
+    double s = start == PG_NONE_INDEX ? l->k : val[start];
+    if (op == PG_SUM) {
+        for (uint32_t j = 0; j < m; j++)
+            s = s + val[list[j]];
+    } else {
+        uint32_t n = m / 2;
+        for (uint32_t j = 0; j < n; j++)
+            s = s + val[list[j]] * val[list[n + j]];
+    }
+    return s;
+}
+
+/* Checks: PG_OK, or the error Python's float arithmetic / math module
+ * raises for the same operands.  Inline, so that a switch case with a
+ * constant op keeps only its own test. */
+/* CPython's math_1 (Modules/mathmodule.c): a NaN from a non-NaN argument is a
+ * domain error; an infinity from a finite argument is an overflow for
+ * functions that can overflow (exp) and a domain error otherwise (log(0)). */
+static inline int pg_check_math1(double x, double r, int can_overflow)
+{
+    if (isnan(r) && !isnan(x))
+        return PG_EDOMAIN;
+    if (isinf(r) && isfinite(x))
+        return can_overflow ? PG_ERANGE : PG_EDOMAIN;
+    return PG_OK;
+}
+
+/* Python's float ** (float_pow, Objects/floatobject.c), except that a
+ * negative base to a non-integer power is a domain error, as math.pow says,
+ * instead of a complex result a real-valued graph cannot hold. */
+static inline int pg_check_pow(double b, double e, double r)
+{
+    if (e == 0.0 || isnan(b) || isnan(e) || isinf(b) || isinf(e))
+        return PG_OK;
+    if (b == 0.0)
+        return e < 0.0 ? PG_EZERODIV : PG_OK;
+    if (b < 0.0 && e != floor(e))
+        return PG_EDOMAIN;
+    return isinf(r) ? PG_ERANGE : PG_OK;
+}
+
+static inline int pg_check(int op, double x, double y, double k, double v)
+{
     switch (op) {
-#define PG_PARTIALS_CASE(op_, v_, dx_, dy_) \
-    case op_: *dx = (dx_); *dy = (dy_); return;
-    PG_OP_TABLE(PG_PARTIALS_CASE)
-#undef PG_PARTIALS_CASE
-    default:
-        *dx = *dy = 0.0;
+    case PG_DIV:   return y == 0.0 ? PG_EZERODIV : PG_OK;
+    case PG_DIVC:  return k == 0.0 ? PG_EZERODIV : PG_OK;
+    case PG_RDIVC: return x == 0.0 ? PG_EZERODIV : PG_OK;
+    case PG_POW:   return pg_check_pow(x, y, v);
+    case PG_POWC:  return pg_check_pow(x, k, v);
+    case PG_RPOWC: return pg_check_pow(k, x, v);
+    case PG_EXP:   return pg_check_math1(x, v, 1);
+    case PG_LOG:
+    case PG_SIN:
+    case PG_COS:   return pg_check_math1(x, v, 0);
+    default:       return PG_OK;
     }
 }
 
-/* PG_OK, or the error Python's float arithmetic / math module raises for the
- * same operands (pg_check_math is CPython's math_1 rule, mathmodule.c). */
-int pg_check(int op, double x, double y, double k, double v);
 
 #endif /* PYGRAD_OPS_H */

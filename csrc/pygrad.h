@@ -24,6 +24,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* "No node" where an index is optional (the start of pg_sum / pg_dot). */
+#define PG_NONE_INDEX 0xFFFFFFFFu
+
 /* cffi-cdef-begin */
 typedef uint32_t pg_index;
 typedef struct pg_arena pg_arena;
@@ -48,6 +51,7 @@ enum pg_op {
     PG_ADDC, PG_MULC, PG_SUBC, PG_RSUBC, PG_DIVC,      /* x+k x*k x-k k-x x/k */
     PG_RDIVC, PG_POWC, PG_RPOWC,                       /* k/x x**k k**x       */
     PG_NEG, PG_EXP, PG_LOG, PG_SIN, PG_COS, PG_TANH, PG_SIGMOID, PG_RELU,
+    PG_SUM, PG_DOT,                                    /* many inputs         */
     PG_NOPS
 };
 
@@ -69,6 +73,16 @@ int64_t pg_op1(pg_arena *a, int op, pg_index x, double k);
  * pg_op1. */
 int64_t pg_op2(pg_arena *a, int op, pg_index x, pg_index y);
 
+/* n-ary nodes, one node however many inputs, with Python's sum() order:
+ *   pg_sum: start + x[0] + x[1] + ... + x[n-1]
+ *   pg_dot: start + w[0]*x[0] + ... + w[n-1]*x[n-1]
+ * where start is node `start`, or the number k when start is PG_NONE_INDEX
+ * (0xFFFFFFFF).  Inputs may repeat.  Returns the new index, PG_EINVAL for a
+ * dead input (nothing is created), PG_ENOMEM. */
+int64_t pg_sum(pg_arena *a, const pg_index *x, size_t n, pg_index start, double k);
+int64_t pg_dot(pg_arena *a, const pg_index *w, const pg_index *x, size_t n,
+               pg_index start, double k);
+
 /* Adds a reference.  PG_EINVAL for a dead index, PG_ENOMEM if the count
  * would overflow; PG_OK otherwise. */
 int pg_incref(pg_arena *a, pg_index i);
@@ -89,17 +103,65 @@ double pg_grad(pg_arena *a, pg_index i);
 int pg_set_data(pg_arena *a, pg_index i, double v);
 int pg_set_grad(pg_arena *a, pg_index i, double g);
 int pg_opcode(pg_arena *a, pg_index i);
-double pg_constant(pg_arena *a, pg_index i);   /* k of a C op, else 0 */
+double pg_constant(pg_arena *a, pg_index i);   /* k of a C op or n-ary start, else 0 */
 
-/* Writes the node's input indices into in[0..1]; returns how many there are
- * (0, 1 or 2), or PG_EINVAL. */
-int pg_inputs(pg_arena *a, pg_index i, pg_index in[2]);
+/* How many inputs node i has (n-ary nodes count a start node and each list
+ * entry, repeats included), or PG_EINVAL. */
+int64_t pg_ninputs(pg_arena *a, pg_index i);
+
+/* Writes the first `cap` input indices of node i into in[] (start node
+ * first for n-ary nodes, then the list in order); returns how many inputs
+ * the node has, as pg_ninputs, or PG_EINVAL. */
+int64_t pg_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap);
 
 /* Reverse-mode sweep from `root`, micrograd's semantics: root.grad = 1, every
  * node reachable from root adds (local derivative * its parent's grad) to its
  * grad; grads are never zeroed.  No recursion, no allocation: it cannot fail
  * except with PG_EINVAL for a dead root.  Never raises on inf/NaN. */
 int pg_backward(pg_arena *a, pg_index root);
+
+/* Bulk access over n indices.  All indices are checked first: PG_EINVAL if
+ * any is dead, and then nothing is read or written. */
+int pg_get_data(pg_arena *a, const pg_index *idx, size_t n, double *out);
+int pg_get_grad(pg_arena *a, const pg_index *idx, size_t n, double *out);
+int pg_put_data(pg_arena *a, const pg_index *idx, size_t n, const double *in);
+int pg_put_grad(pg_arena *a, const pg_index *idx, size_t n, const double *in);
+int pg_fill_grad(pg_arena *a, const pg_index *idx, size_t n, double g);
+
+/* Optimizer steps over parameters idx[0..n), in C.  State arrays (velocity,
+ * m, v) have n doubles owned by the caller, zeroed before the first step.
+ * SGD as torch.optim.SGD (momentum 0 leaves velocity unused, may be NULL):
+ *   g = grad + wd*data; buf = momentum*buf + g; data -= lr * buf
+ * Adam as torch.optim.Adam, t = step number from 1.  PG_EINVAL as bulk. */
+int pg_sgd_step(pg_arena *a, const pg_index *idx, size_t n, double lr,
+                double momentum, double weight_decay, double *velocity);
+int pg_adam_step(pg_arena *a, const pg_index *idx, size_t n, double lr,
+                 double beta1, double beta2, double eps, double weight_decay,
+                 int64_t t, double *m, double *v);
+
+/* Tapes: the subgraph under some roots frozen into creation (topological)
+ * order, replayed without Python.  A tape holds a reference on every node
+ * it covers, so they stay alive until pg_tape_free. */
+typedef struct pg_tape pg_tape;
+
+/* Records the nodes reachable from roots[0..n).  *out gets the tape (owned
+ * by the caller, free with pg_tape_free).  PG_EINVAL for a dead root or
+ * n == 0, PG_ENOMEM; on error *out is NULL and the arena unchanged. */
+int pg_compile(pg_arena *a, const pg_index *roots, size_t n, pg_tape **out);
+
+/* Recomputes every non-leaf node's value from the current leaf values, in
+ * order.  On a math error (PG_EDOMAIN...) stops there: *failed_op gets that
+ * node's op and *failed_node its index; nodes before it hold new values, the
+ * rest old ones, and the tape stays usable. */
+int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node);
+
+/* Zeroes every non-leaf grad in the tape, sets roots[r]'s grad to 1 and
+ * sweeps back over the nodes reachable from it: leaf grads accumulate, as
+ * with pg_backward.  PG_EINVAL if r is out of range. */
+int pg_tape_backward(pg_tape *t, size_t r);
+
+size_t pg_tape_size(pg_tape *t);    /* nodes covered, leaves included */
+void pg_tape_free(pg_tape *t);      /* drops the tape's references; NULL ok */
 
 /* Labels live in Python, keyed by index.  pg_mark_labeled() records that node
  * i has one (PG_ENOMEM if the bookkeeping cannot grow); when such a node is

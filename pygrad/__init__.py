@@ -1,5 +1,13 @@
 """pygrad: micrograd's Value, with the graph and the backward pass in C."""
-from .engine import Value
+from . import optim
 from ._core import arena_bytes, live_nodes, stats
+from .bulk import Indexed, data, grads, set_data, set_grads, zero_grad
+from .draw import draw_dot  # graphviz is imported only when it is called
+from .engine import Value
+from .gradcheck import gradcheck
+from .ops import dot, sum  # noqa: A004 - pygrad.sum is meant to mirror sum()
+from .tape import Tape, compile  # noqa: A004
 
-__all__ = ["Value", "live_nodes", "arena_bytes", "stats"]
+__all__ = ["Value", "sum", "dot", "compile", "Tape", "data", "grads", "set_data",
+           "set_grads", "zero_grad", "Indexed", "optim", "live_nodes",
+           "arena_bytes", "stats", "draw_dot", "gradcheck"]

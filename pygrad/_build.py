@@ -13,7 +13,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
-SOURCES = ["arena.c", "ops.c", "backward.c"]
+SOURCES = ["arena.c", "ops.c", "backward.c", "tape.c", "bulk.c"]
 
 
 def _cdef():
@@ -71,11 +71,12 @@ static double py_grad(pg_index i) { return pg_grad(py_arena, i); }
 
 
 def _flags():
-    compile_args = ["-O3", "-Wall", "-Wextra"]
+    # no FMA contraction: n-ary dot must round exactly like micrograd's * then +
+    compile_args = ["-O3", "-Wall", "-Wextra", "-ffp-contract=off"]
     link_args = []
     if os.environ.get("PYGRAD_SANITIZE"):
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
-        compile_args = ["-O1", "-g"] + san
+        compile_args = ["-O1", "-g", "-ffp-contract=off"] + san
         link_args = san
     return compile_args, link_args
 

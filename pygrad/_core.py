@@ -25,6 +25,19 @@ _MESSAGES = {
 }
 
 
+# op code -> micrograd's _op string (constant ops add their constant)
+OP_NAMES = {
+    lib.PG_LEAF: "", lib.PG_ADD: "+", lib.PG_SUB: "-", lib.PG_MUL: "*",
+    lib.PG_DIV: "/", lib.PG_POW: "**", lib.PG_ADDC: "+", lib.PG_MULC: "*",
+    lib.PG_SUBC: "-", lib.PG_RSUBC: "-", lib.PG_DIVC: "/",
+    lib.PG_RDIVC: "/", lib.PG_POWC: "**", lib.PG_RPOWC: "**",
+    lib.PG_NEG: "neg", lib.PG_EXP: "exp", lib.PG_LOG: "log",
+    lib.PG_SIN: "sin", lib.PG_COS: "cos", lib.PG_TANH: "tanh",
+    lib.PG_SIGMOID: "sigmoid", lib.PG_RELU: "ReLU", lib.PG_SUM: "sum",
+    lib.PG_DOT: "dot",
+}
+
+
 def error(code, op):
     """The exception for C status `code` (< 0) returned by operator `op`."""
     exc, msg = _ERRORS.get(code, (RuntimeError, f"pygrad: unknown status {code}"))

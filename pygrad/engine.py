@@ -14,6 +14,7 @@ Differences from micrograd, all deliberate:
   non-integer power raises ValueError (micrograd would yield a complex).
 """
 import numbers
+import threading
 
 from . import _core
 from ._core import ARENA as _A
@@ -23,16 +24,6 @@ from ._core import lib as _lib
 _new = object.__new__
 _error = _core.error
 
-# op code -> micrograd's _op string (constant ops add their constant)
-_OP_NAMES = {
-    _lib.PG_LEAF: "", _lib.PG_ADD: "+", _lib.PG_SUB: "-", _lib.PG_MUL: "*",
-    _lib.PG_DIV: "/", _lib.PG_POW: "**", _lib.PG_ADDC: "+", _lib.PG_MULC: "*",
-    _lib.PG_SUBC: "-", _lib.PG_RSUBC: "-", _lib.PG_DIVC: "/",
-    _lib.PG_RDIVC: "/", _lib.PG_POWC: "**", _lib.PG_RPOWC: "**",
-    _lib.PG_NEG: "neg", _lib.PG_EXP: "exp", _lib.PG_LOG: "log",
-    _lib.PG_SIN: "sin", _lib.PG_COS: "cos", _lib.PG_TANH: "tanh",
-    _lib.PG_SIGMOID: "sigmoid", _lib.PG_RELU: "ReLU",
-}
 _CONST_OPS = {_lib.PG_ADDC, _lib.PG_MULC, _lib.PG_SUBC, _lib.PG_RSUBC,
               _lib.PG_DIVC, _lib.PG_RDIVC, _lib.PG_POWC, _lib.PG_RPOWC}
 _FAST_NUMBERS = (float, int)
@@ -55,8 +46,11 @@ def _wrap(i):
 
 # Python labels, keyed by node index.  C flags a labeled node and queues its
 # index when it dies; we drain that queue before every read or write, so an
-# index reused by a new node never shows a dead node's label.
+# index reused by a new node never shows a dead node's label.  The lock
+# makes drain-then-use atomic across threads (cffi drops the GIL inside the
+# drain); __del__ never takes it, so a collection inside cannot deadlock.
 _labels = {}
+_labels_lock = threading.Lock()
 
 
 def _sync_labels():
@@ -71,6 +65,19 @@ def _sync_labels():
 
 # The operators call the binding's per-op entry points (_build.py): one
 # C call per op, with no arena or op-code argument to convert.
+def _inputs(i):
+    """Handles (new references) on node i's inputs, in order, repeats kept."""
+    n = _lib.pg_ninputs(_A, i)
+    buf = _ffi.new("pg_index[]", max(n, 1))
+    _lib.pg_inputs(_A, i, buf, n)
+    out = []
+    for j in range(n):
+        if _lib.pg_incref(_A, buf[j]) < 0:
+            raise MemoryError("pygrad: reference count overflow")
+        out.append(_wrap(buf[j]))
+    return out
+
+
 def _binary(op_node, op_const, symbol):
     """self (op) other: one C node, whether other is a Value or a number."""
     def method(self, other):
@@ -131,6 +138,8 @@ class Value:
     __slots__ = ("_i", "__weakref__")
 
     def __init__(self, data, _children=(), _op="", label=""):
+        if hasattr(self, "_i"):   # a second __init__ would leak, or rehash
+            raise TypeError("Value is already initialised")
         if _children or _op:
             raise TypeError(
                 "pygrad.Value(): _children and _op are set by pygrad's own "
@@ -179,39 +188,34 @@ class Value:
 
     @property
     def label(self):
-        _sync_labels()
-        return _labels.get(self._i, "")
+        with _labels_lock:
+            _sync_labels()
+            return _labels.get(self._i, "")
 
     @label.setter
     def label(self, value):
         if not isinstance(value, str):
             raise TypeError(f"Value.label must be a str, not {type(value).__name__}")
-        _sync_labels()
-        if not value:
-            _labels.pop(self._i, None)
-            return
-        r = _lib.pg_mark_labeled(_A, self._i)
-        if r < 0:
-            raise _error(r, "label")
-        _labels[self._i] = value
+        with _labels_lock:
+            _sync_labels()
+            if not value:
+                _labels.pop(self._i, None)
+                return
+            r = _lib.pg_mark_labeled(_A, self._i)
+            if r < 0:
+                raise _error(r, "label")
+            _labels[self._i] = value
 
     @property
     def _prev(self):
         """The Values this one was computed from (fresh handles that compare
         equal to the originals)."""
-        buf = _ffi.new("pg_index[2]")
-        n = _lib.pg_inputs(_A, self._i, buf)
-        out = set()
-        for j in range(n):
-            if _lib.pg_incref(_A, buf[j]) < 0:
-                raise MemoryError("pygrad: reference count overflow")
-            out.add(_wrap(buf[j]))
-        return out
+        return set(_inputs(self._i))
 
     @property
     def _op(self):
         op = _lib.pg_opcode(_A, self._i)
-        name = _OP_NAMES[op]
+        name = _core.OP_NAMES[op]
         if op in _CONST_OPS:
             k = _lib.pg_constant(_A, self._i)
             k = int(k) if k.is_integer() else k
@@ -271,3 +275,8 @@ class Value:
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
+
+    # -- pickle and copy: a leaf saves data, grad, label (serialize.py) ----
+    def __reduce__(self):
+        from .serialize import reduce_value
+        return reduce_value(self)

@@ -1,0 +1,103 @@
+/* sweep.h -- one node's step of a reverse sweep, shared by the eager
+ * backward pass (backward.c) and tape replay (tape.c).
+ *
+ * One switch on the op, each case generated from ops.h's table with the op
+ * a constant, so the compiler keeps just that op's formulas: a random mix of
+ * ops then costs one unpredictable branch per node, not three.
+ */
+#ifndef PYGRAD_SWEEP_H
+#define PYGRAD_SWEEP_H
+
+#include "arena.h"
+#include "ops.h"
+
+/* Flags node i as reached, counting it in *pending the first time. */
+static inline void pg_mark(pg_arena *a, pg_index i, size_t *pending)
+{
+    if (!(a->flags[i] & PG_MARK)) {
+        a->flags[i] |= PG_MARK;
+        (*pending)++;
+    }
+}
+
+/* Adds d to input i's grad.  With marking on, also flags i as reached and
+ * counts it in *pending the first time (the eager sweep's bookkeeping). */
+static inline void pg_reach(pg_arena *a, pg_index i, double d, int marking,
+                            size_t *pending)
+{
+    a->grad[i] += d;
+    if (marking)
+        pg_mark(a, i, pending);
+}
+
+/* Passes the grad g of a node (op, in0, in1, aux, value v) on to its
+ * inputs as micrograd's _backward does: input 0 first, then input 1
+ * (n-ary: the start, then the list in order).  `marking` is a constant at
+ * every call site. */
+static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
+                                pg_aux aux, double v, double g, int marking,
+                                size_t *pending)
+{
+    const double *val = a->val;
+    switch (op) {
+#define PG_BACK_CASE(op_, v_, dx_, dy_)                                      \
+    case op_: {                                                              \
+        double x = val[in0];                                                 \
+        double y = pg_arity(op_) == 2 ? val[in1] : 0.0;                      \
+        double k = aux.k;                                                    \
+        (void)x; (void)y; (void)k; (void)v;                                  \
+        pg_reach(a, in0, (dx_) * g, marking, pending);                       \
+        if (pg_arity(op_) == 2)                                              \
+            pg_reach(a, in1, (dy_) * g, marking, pending);                   \
+        return;                                                              \
+    }
+    PG_OP_TABLE(PG_BACK_CASE)
+#undef PG_BACK_CASE
+    case PG_SUM:
+    case PG_DOT: {
+        const pg_index *list = aux.list->item;
+        uint32_t m = in0;
+        if (in1 != PG_NONE)
+            pg_reach(a, in1, 1.0 * g, marking, pending);
+        if (op == PG_SUM) {
+            for (uint32_t j = 0; j < m; j++)
+                pg_reach(a, list[j], 1.0 * g, marking, pending);
+        } else {   /* w[j] gets x[j]*g, then x[j] gets w[j]*g */
+            uint32_t n = m / 2;
+            for (uint32_t j = 0; j < n; j++) {
+                pg_reach(a, list[j], val[list[n + j]] * g, marking, pending);
+                pg_reach(a, list[n + j], val[list[j]] * g, marking, pending);
+            }
+        }
+        return;
+    }
+    default:   /* PG_LEAF: nothing below */
+        return;
+    }
+}
+
+/* The eager sweep's step for node i: propagate and mark. */
+static inline void pg_propagate(pg_arena *a, pg_index i, size_t *pending)
+{
+    pg_step_back(a, a->op[i], a->in0[i], a->in1[i], a->aux[i], a->val[i],
+                 a->grad[i], 1, pending);
+}
+
+/* Marks node i's inputs as reached, grads untouched (pg_compile). */
+static inline void pg_mark_inputs(pg_arena *a, pg_index i, size_t *pending)
+{
+    switch (pg_arity(a->op[i])) {
+    case 0:
+        return;
+    case PG_NARY:
+        for (uint32_t j = 0; j < a->in0[i]; j++)
+            pg_mark(a, a->aux[i].list->item[j], pending);
+        break;
+    default:
+        pg_mark(a, a->in0[i], pending);
+    }
+    if (a->in1[i] != PG_NONE)
+        pg_mark(a, a->in1[i], pending);
+}
+
+#endif /* PYGRAD_SWEEP_H */

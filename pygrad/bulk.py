@@ -1,0 +1,84 @@
+"""Many values or grads in one C call.
+
+Results come back as ``array.array('d')``, filled in place by C (no copy
+through Python floats); any buffer of doubles (array('d'), a float64 numpy
+array, a memoryview of format 'd') is read in place by the setters, and a
+plain sequence of numbers works too.  numpy is never required:
+``numpy.asarray(pygrad.data(vs))`` wraps the result without copying.
+"""
+from array import array
+
+from . import _core
+from ._core import ffi as _ffi
+from ._core import lib as _lib
+from .ops import _index_array
+
+
+def _indices(values):
+    if isinstance(values, Indexed):
+        return values.values, values.idx
+    return _index_array(values, "values")
+
+
+class Indexed:
+    """A fixed list of Values with its C index array built once: pass it to
+    the bulk functions in a loop to skip re-reading every handle."""
+
+    __slots__ = ("values", "idx")
+
+    def __init__(self, values):
+        self.values, self.idx = _index_array(values, "values")
+
+    def __len__(self):
+        return len(self.values)
+
+
+def _doubles(numbers, n):
+    """A C view of n doubles: zero-copy for buffers, a copy for sequences."""
+    try:
+        buf = _ffi.from_buffer("double[]", numbers)
+    except TypeError:
+        buf = _ffi.new("double[]", [float(x) for x in numbers])
+    if len(buf) != n:
+        raise ValueError(f"expected {n} numbers, got {len(buf)}")
+    return buf
+
+
+def _check(rc, what):
+    if rc < 0:
+        raise _core.error(rc, what)
+
+
+def _get(fn, values):
+    vs, idx = _indices(values)
+    out = array("d", bytes(8 * len(vs)))
+    _check(fn(_core.ARENA, idx, len(vs), _ffi.from_buffer("double[]", out)), "get")
+    return out
+
+
+def data(values):
+    """The values' data as array('d')."""
+    return _get(_lib.pg_get_data, values)
+
+
+def grads(values):
+    """The values' grads as array('d')."""
+    return _get(_lib.pg_get_grad, values)
+
+
+def set_data(values, numbers):
+    """values[j].data = numbers[j] for every j, in one call."""
+    vs, idx = _indices(values)
+    _check(_lib.pg_put_data(_core.ARENA, idx, len(vs), _doubles(numbers, len(vs))), "set_data")
+
+
+def set_grads(values, numbers):
+    """values[j].grad = numbers[j] for every j, in one call."""
+    vs, idx = _indices(values)
+    _check(_lib.pg_put_grad(_core.ARENA, idx, len(vs), _doubles(numbers, len(vs))), "set_grads")
+
+
+def zero_grad(values):
+    """Every value's grad = 0, in one call."""
+    vs, idx = _indices(values)
+    _check(_lib.pg_fill_grad(_core.ARENA, idx, len(vs), 0.0), "zero_grad")

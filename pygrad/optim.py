@@ -1,0 +1,66 @@
+"""Optimizers that step every parameter in one C call.
+
+SGD and Adam follow torch.optim's update rules term for term; plain SGD
+(no momentum, no weight decay) is micrograd's ``p.data -= lr * p.grad``
+exactly, so an eager micrograd loop and ``SGD.step()`` agree to the bit.
+Change ``opt.lr`` between steps for a schedule.
+"""
+from . import _core
+from ._core import ffi as _ffi
+from ._core import lib as _lib
+from .bulk import Indexed
+
+
+class Optimizer:
+    def __init__(self, params, lr):
+        self.params = Indexed(params)    # keeps the Values (and nodes) alive
+        if not lr >= 0.0:
+            raise ValueError(f"lr must be >= 0, got {lr}")
+        self.lr = float(lr)
+
+    def zero_grad(self):
+        """Every parameter's grad = 0, in one call."""
+        rc = _lib.pg_fill_grad(_core.ARENA, self.params.idx, len(self.params), 0.0)
+        if rc < 0:
+            raise _core.error(rc, "zero_grad")
+
+    def _state(self):
+        return _ffi.new("double[]", max(len(self.params), 1))
+
+
+class SGD(Optimizer):
+    """p -= lr * (momentum buffer of grad + weight_decay * p)."""
+
+    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self._velocity = self._state()
+
+    def step(self):
+        rc = _lib.pg_sgd_step(_core.ARENA, self.params.idx, len(self.params), self.lr,
+                              self.momentum, self.weight_decay, self._velocity)
+        if rc < 0:
+            raise _core.error(rc, "SGD.step")
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam (L2 weight decay, bias-corrected moments)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        self.t = 0
+        self._m = self._state()
+        self._v = self._state()
+
+    def step(self):
+        self.t += 1
+        rc = _lib.pg_adam_step(_core.ARENA, self.params.idx, len(self.params), self.lr,
+                               self.betas[0], self.betas[1], self.eps,
+                               self.weight_decay, self.t, self._m, self._v)
+        if rc < 0:
+            self.t -= 1
+            raise _core.error(rc, "Adam.step")
