@@ -267,6 +267,91 @@ static void test_labels(void)
     pg_arena_free(a);
 }
 
+/* n-ary nodes: values in Python's sum() order, gradients by hand. */
+static void test_nary(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index w[3] = {L(a, 0.5), L(a, -2.0), L(a, 4.0)};
+    pg_index x[3] = {L(a, 3.0), L(a, 0.25), w[0]};   /* w[0] used twice */
+    pg_index b = L(a, 0.125);
+    int64_t d = pg_dot(a, w, x, 3, b, 0.0);
+    CHECK(d >= 0);
+    CLOSE(pg_data(a, (pg_index)d), 0.125 + 0.5 * 3.0 + -2.0 * 0.25 + 4.0 * 0.5, 0);
+    CHECK(pg_ninputs(a, (pg_index)d) == 7);
+    pg_backward(a, (pg_index)d);
+    CLOSE(pg_grad(a, w[0]), 3.0 + 4.0, 0);   /* as weight, and as x[2] */
+    CLOSE(pg_grad(a, w[2]), 0.5, 0);
+    CLOSE(pg_grad(a, x[1]), -2.0, 0);
+    CLOSE(pg_grad(a, b), 1.0, 0);
+    int64_t s = pg_sum(a, x, 3, PG_NONE_INDEX, 10.0);
+    CLOSE(pg_data(a, (pg_index)s), 10.0 + 3.0 + 0.25 + 0.5, 0);
+    CLOSE(pg_constant(a, (pg_index)s), 10.0, 0);
+    pg_index dead[1] = {123456u};
+    size_t live = pg_live_nodes(a);
+    CHECK(pg_sum(a, dead, 1, PG_NONE_INDEX, 0) == PG_EINVAL);
+    CHECK(pg_dot(a, w, x, 3, 99999u, 0) == PG_EINVAL);
+    CHECK(pg_live_nodes(a) == live);
+    pg_index drop[] = {(pg_index)d, (pg_index)s};
+    pg_decref_many(a, drop, 2);
+    CHECK(pg_live_nodes(a) == 6);   /* the six leaves */
+    pg_arena_free(a);   /* with n-ary lists still around: no leak (valgrind) */
+}
+
+/* Tapes replay what eager mode computes, and survive errors. */
+static void test_tape(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index x = L(a, 2.0), y = L(a, 0.5);
+    pg_index p = O2(a, PG_MUL, x, y);
+    pg_index l = O1(a, PG_LOG, p, 0);
+    pg_index f = O2(a, PG_ADD, l, x);
+    pg_tape *t;
+    CHECK(pg_compile(a, &f, 1, &t) == PG_OK);
+    CHECK(pg_tape_size(t) == 5);
+    int op;
+    pg_index bad;
+    pg_set_data(a, x, 4.0);
+    CHECK(pg_tape_forward(t, &op, &bad) == PG_OK);
+    CLOSE(pg_data(a, f), log(2.0) + 4.0, 1e-15);
+    pg_tape_backward(t, 0);
+    CLOSE(pg_grad(a, x), 1.0 / 4.0 + 1.0, 1e-15);
+    CLOSE(pg_grad(a, y), 1.0 / 0.5, 1e-15);
+    pg_set_data(a, x, -1.0);
+    CHECK(pg_tape_forward(t, &op, &bad) == PG_EDOMAIN);
+    CHECK(op == PG_LOG && bad == l);
+    pg_set_data(a, x, 2.0);
+    CHECK(pg_tape_forward(t, &op, &bad) == PG_OK);
+    CLOSE(pg_data(a, f), 0.0 + 2.0, 1e-15);
+    CHECK(pg_tape_backward(t, 1) == PG_EINVAL);
+    pg_index drop[] = {p, l, f};
+    pg_decref_many(a, drop, 3);
+    CHECK(pg_live_nodes(a) == 5);      /* the tape holds them */
+    pg_tape_free(t);
+    CHECK(pg_live_nodes(a) == 2);
+    pg_index deadroot = 777777u;
+    CHECK(pg_compile(a, &deadroot, 1, &t) == PG_EINVAL && t == NULL);
+    pg_arena_free(a);
+}
+
+static void test_bulk(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index v[3] = {L(a, 1.0), L(a, 2.0), L(a, 3.0)};
+    double in[3] = {4.0, 5.0, 6.0}, out[3];
+    CHECK(pg_put_data(a, v, 3, in) == PG_OK);
+    CHECK(pg_get_data(a, v, 3, out) == PG_OK && out[2] == 6.0);
+    CHECK(pg_fill_grad(a, v, 3, 1.0) == PG_OK);
+    CHECK(pg_sgd_step(a, v, 3, 0.5, 0.0, 0.0, NULL) == PG_OK);
+    CHECK(pg_get_data(a, v, 3, out) == PG_OK && out[0] == 3.5 && out[2] == 5.5);
+    pg_index bad[2] = {v[0], 424242u};
+    CHECK(pg_put_data(a, bad, 2, in) == PG_EINVAL);
+    CLOSE(pg_data(a, v[0]), 3.5, 0);   /* nothing written */
+    /* labels never used: draining must not touch the NULL queue */
+    pg_index q[4];
+    CHECK(pg_drain_freed_labels(a, q, 4) == 0);
+    pg_arena_free(a);
+}
+
 /* Threads building and backpropagating their own graphs in one arena. */
 struct job { pg_arena *a; int bad; };
 
@@ -314,6 +399,9 @@ int main(int argc, char **argv)
     test_reuse();
     test_limit();
     test_labels();
+    test_nary();
+    test_tape();
+    test_bulk();
     test_threads();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;

@@ -1,0 +1,49 @@
+"""Bulk reads and writes: one C call for many Values."""
+from array import array
+
+import pytest
+
+import pygrad
+from pygrad import Value
+
+
+def test_data_grads_roundtrip_with_lists_and_arrays():
+    vs = [Value(float(i)) for i in range(5)]
+    assert pygrad.data(vs) == array("d", [0, 1, 2, 3, 4])
+    pygrad.set_data(vs, [5, 6, 7, 8, 9])
+    assert [v.data for v in vs] == [5.0, 6.0, 7.0, 8.0, 9.0]
+    pygrad.set_grads(vs, array("d", [1, 2, 3, 4, 5]))
+    assert [v.grad for v in vs] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert pygrad.grads(vs).tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    pygrad.zero_grad(vs)
+    assert [v.grad for v in vs] == [0.0] * 5
+
+
+def test_numpy_interoperates_without_copies():
+    np = pytest.importorskip("numpy")
+    vs = pygrad.Indexed([Value(float(i)) for i in range(4)])
+    d = np.asarray(pygrad.data(vs))           # wraps the array('d') buffer
+    assert d.dtype == np.float64 and d.tolist() == [0.0, 1.0, 2.0, 3.0]
+    pygrad.set_data(vs, np.array([0.5, 1.5, 2.5, 3.5]))
+    assert [v.data for v in vs.values] == [0.5, 1.5, 2.5, 3.5]
+    pygrad.set_data(vs, memoryview(array("d", [1, 2, 3, 4])))
+    assert pygrad.data(vs).tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_bulk_equals_per_value_after_backward():
+    xs = [Value(0.1 * i) for i in range(10)]
+    loss = pygrad.sum([x * x for x in xs])
+    loss.backward()
+    assert pygrad.grads(xs).tolist() == [x.grad for x in xs]
+    assert pygrad.grads(xs).tolist() == pytest.approx([0.2 * i for i in range(10)])
+
+
+def test_bad_input_changes_nothing():
+    vs = [Value(1.0), Value(2.0)]
+    with pytest.raises(ValueError, match="expected 2 numbers, got 3"):
+        pygrad.set_data(vs, [1, 2, 3])
+    with pytest.raises(TypeError, match="str"):
+        pygrad.data([vs[0], "x"])
+    with pytest.raises((TypeError, ValueError)):
+        pygrad.set_data(vs, ["a", "b"])
+    assert [v.data for v in vs] == [1.0, 2.0]
