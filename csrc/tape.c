@@ -7,6 +7,13 @@
  * and grads stay in the arena's arrays, so the Values the user holds see
  * every replay.  The tape owns one reference per covered node: the nodes,
  * and so the instructions' indices, stay valid until pg_tape_free.
+ *
+ * Forward also stores each node's local partials (dx, dy), as CppAD's and
+ * CasADi's tapes do, so that backward is a branch-free multiply-add sweep:
+ * a one-input op sends its dy (0) to a private sink node instead of testing
+ * its arity, and a random mix of ops no longer costs a mispredicted switch
+ * per node.  Backward therefore uses the values of the last forward (or of
+ * compile time), like torch's saved tensors.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +29,9 @@ typedef struct pg_instr {
 struct pg_tape {
     pg_arena *a;
     pg_instr *code;     /* non-leaf nodes, oldest first */
+    double *dx, *dy;    /* code[j]'s local partials */
     size_t ncode;
+    pg_index sink;      /* a leaf owned by the tape, whose grad is junk */
     pg_index *leaf;     /* leaf nodes */
     size_t nleaf;
     pg_index *root;
@@ -86,10 +95,39 @@ static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending)
 
 static void tape_release(pg_tape *t)
 {
+    free(t->dx);
+    free(t->dy);
     free(t->code);
     free(t->leaf);
     free(t->root);
     free(t);
+}
+
+/* The local partials of every instruction from the arena's current values
+ * (at compile time: the values the graph was built with).  Under the lock. */
+static void linearize(pg_tape *t)
+{
+    const double *val = t->a->val;
+    for (size_t j = 0; j < t->ncode; j++) {
+        const pg_instr *ins = &t->code[j];
+        double v = val[ins->out];
+        switch (ins->op) {
+#define PG_PARTIALS_CASE(op_, v_, dx_, dy_)                                 \
+        case op_: {                                                         \
+            double x = val[ins->in0];                                       \
+            double y = pg_arity(op_) == 2 ? val[ins->in1] : 0.0;            \
+            double k = ins->aux.k;                                          \
+            (void)x; (void)y; (void)k; (void)v;                             \
+            t->dx[j] = (dx_);                                               \
+            t->dy[j] = (dy_);                                               \
+            break;                                                          \
+        }
+        PG_OP_TABLE(PG_PARTIALS_CASE)
+#undef PG_PARTIALS_CASE
+        default:   /* n-ary: partials read from the values in backward */
+            t->dx[j] = t->dy[j] = 0.0;
+        }
+    }
 }
 
 int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
@@ -123,24 +161,39 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
     rc = collect(a, t, newest, pending);
     if (rc != PG_OK)
         goto fail;
+    if (t->ncode > SIZE_MAX / sizeof(double) ||
+        !(t->dx = malloc((t->ncode + 1) * sizeof(double))) ||
+        !(t->dy = malloc((t->ncode + 1) * sizeof(double)))) {
+        rc = PG_ENOMEM;
+        goto fail;
+    }
     for (size_t j = 0; j < t->ncode; j++)
         if (a->ref[t->code[j].out] >= PG_NONE - 2)
             rc = PG_ENOMEM;
     for (size_t j = 0; j < t->nleaf; j++)
         if (a->ref[t->leaf[j]] >= PG_NONE - 2)
             rc = PG_ENOMEM;
-    if (rc != PG_OK)
+    if (rc != PG_OK || (t->sink = pg__alloc(a)) == PG_NONE) {
+        rc = rc != PG_OK ? rc : PG_ENOMEM;
         goto fail;
+    }
+    a->op[t->sink] = PG_LEAF;
+    a->val[t->sink] = 0.0;
     /* newest-first -> creation order; take the tape's references */
     for (size_t j = 0, n = t->ncode; j < n / 2; j++) {
         pg_instr tmp = t->code[j];
         t->code[j] = t->code[n - 1 - j];
         t->code[n - 1 - j] = tmp;
     }
-    for (size_t j = 0; j < t->ncode; j++)
-        a->ref[t->code[j].out]++;
+    for (size_t j = 0; j < t->ncode; j++) {
+        pg_instr *ins = &t->code[j];
+        a->ref[ins->out]++;
+        if (pg_arity((int)ins->op) == 1)
+            ins->in1 = t->sink;
+    }
     for (size_t j = 0; j < t->nleaf; j++)
         a->ref[t->leaf[j]]++;
+    linearize(t);
     UNLOCK(a);
     *out = t;
     return PG_OK;
@@ -156,8 +209,9 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
     int rc = PG_OK;
     LOCK(a);
     double *val = a->val;
+    double *dx = t->dx, *dy = t->dy;
     const pg_instr *ins = t->code, *end = t->code + t->ncode;
-    for (; ins < end; ins++) {
+    for (; ins < end; ins++, dx++, dy++) {
         double v;
         switch (ins->op) {
 #define PG_FORWARD_CASE(op_, v_, dx_, dy_)                                  \
@@ -170,6 +224,8 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
             rc = pg_check(op_, x, y, k, v);                                 \
             if (rc != PG_OK)                                                \
                 goto fail;                                                  \
+            *dx = (dx_);                                                    \
+            *dy = (dy_);                                                    \
             break;                                                          \
         }
         PG_OP_TABLE(PG_FORWARD_CASE)
@@ -206,10 +262,17 @@ int pg_tape_backward(pg_tape *t, size_t r)
     grad[root] = 1.0;
     if (t->nroots == 1) {
         /* every node of a one-root tape is reachable from that root */
+        const double *dx = t->dx, *dy = t->dy;
         for (size_t j = t->ncode; j-- > 0;) {
             const pg_instr *ins = &t->code[j];
-            pg_step_back(a, (int)ins->op, ins->in0, ins->in1, ins->aux,
-                         val[ins->out], grad[ins->out], 0, NULL);
+            double g = grad[ins->out];
+            if (ins->op >= PG_SUM) {
+                pg_step_back(a, (int)ins->op, ins->in0, ins->in1, ins->aux,
+                             val[ins->out], g, 0, NULL);
+                continue;
+            }
+            grad[ins->in0] += dx[j] * g;
+            grad[ins->in1] += dy[j] * g;   /* the sink, for one-input ops */
         }
     } else {
         /* other roots' nodes have grad 0 here, and 0 times an infinite
@@ -221,8 +284,15 @@ int pg_tape_backward(pg_tape *t, size_t r)
             if (!(a->flags[ins->out] & PG_MARK))
                 continue;
             a->flags[ins->out] &= (uint8_t)~PG_MARK;
-            pg_step_back(a, (int)ins->op, ins->in0, ins->in1, ins->aux,
-                         val[ins->out], grad[ins->out], 1, &pending);
+            double g = grad[ins->out];
+            if (ins->op >= PG_SUM) {
+                pg_step_back(a, (int)ins->op, ins->in0, ins->in1, ins->aux,
+                             val[ins->out], g, 1, &pending);
+                continue;
+            }
+            pg_reach(a, ins->in0, t->dx[j] * g, 1, &pending);
+            if (ins->in1 != t->sink)
+                pg_reach(a, ins->in1, t->dy[j] * g, 1, &pending);
         }
         for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
             a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
@@ -245,6 +315,7 @@ void pg_tape_free(pg_tape *t)
         pg__decref_locked(t->a, t->code[j].out);
     for (size_t j = 0; j < t->nleaf; j++)
         pg__decref_locked(t->a, t->leaf[j]);
+    pg__decref_locked(t->a, t->sink);
     UNLOCK(t->a);
     tape_release(t);
 }
