@@ -6,7 +6,7 @@ CSRC = csrc/arena.c csrc/ops.c csrc/backward.c csrc/tape.c csrc/bulk.c
 CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h csrc/sweep.h
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: build test test-c sanitize bench bench-quick clean
+.PHONY: build test test-c sanitize valgrind bench bench-quick clean
 
 # Editable install: compiles csrc/ through cffi into pygrad/_pygrad_c*.so.
 build:
@@ -27,14 +27,25 @@ csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
 	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
 
 # C tests, then the Python suite, against an ASan+UBSan build of the library.
-# LD_PRELOAD puts the ASan runtime first, as an uninstrumented python needs;
-# leak checking is off for the interpreter (CPython keeps memory at exit).
+# The sanitized extension is built in a copy of the tree (build/sanitize), so
+# the normal build stays installed.  LD_PRELOAD puts the ASan runtime first,
+# as an uninstrumented python needs; leak checking is off for the interpreter
+# (CPython keeps memory at exit; the C tests' leaks are valgrind's job).
+SAN_DIR = build/sanitize
 sanitize: csrc/test_pygrad_san
 	./csrc/test_pygrad_san
-	PYGRAD_SANITIZE=1 $(PYTHON) -m pip install -q --no-build-isolation -e .
-	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
-	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(PYTHON) -m pytest -x -q -m "not slow"
-	$(PYTHON) -m pip install -q --no-build-isolation -e .
+	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
+	cp -r csrc tests examples pyproject.toml $(SAN_DIR)/
+	mkdir $(SAN_DIR)/pygrad && cp -r pygrad/*.py pygrad/bench $(SAN_DIR)/pygrad/
+	cd $(SAN_DIR) && PYGRAD_SANITIZE=1 $(PYTHON) pygrad/_build.py >/dev/null
+	cd $(SAN_DIR) && LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+# The C tests under valgrind memcheck: no errors, no leaks.
+valgrind: csrc/test_pygrad
+	valgrind --leak-check=full --errors-for-leak-kinds=all --error-exitcode=1 \
+	  ./csrc/test_pygrad 100000
 
 clean:
 	rm -rf build dist *.egg-info pygrad/*.so pygrad/_pygrad_c.c pygrad/_pygrad_c.o \

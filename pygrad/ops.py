@@ -5,6 +5,12 @@
 give, to the bit (same order of additions), and the same gradients, while
 creating one node instead of 2n.  That is what lets a Neuron's forward be one
 C call (pygrad.nn uses dot).
+
+One difference shows only with micrograd's accumulate-everywhere backward:
+the op-by-op graph has interior nodes whose grads also accumulate when
+backward() is called again without zeroing; the n-ary node has none, so a
+second backward adds the same again instead.  ``pygrad.reference.sum`` and
+``reference.dot`` are the pure twins with the n-ary semantics.
 """
 from . import _core
 from ._core import ffi as _ffi

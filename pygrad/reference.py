@@ -7,8 +7,9 @@ engine.  Its formulas are the ones in csrc/ops.h, term for term, so the two
 engines agree to the last bit wherever floating-point order allows.
 
 Where micrograd would raise or go complex inside *backward* (0.0 ** -0.5 in
-a gradient, say), the helpers below give what C's pow/log give (inf, NaN),
-because a backward pass has no business raising.
+a gradient, 1/x after x.data was set to 0, cos of an infinite x), the helpers
+below give what C gives (inf, NaN), because a backward pass has no business
+raising.
 """
 import math
 import numbers
@@ -16,15 +17,32 @@ import numbers
 
 def _pow_ieee(x, y):
     """C's pow(x, y): never raises, NaN where Python would go complex."""
+    odd = math.isfinite(y) and y % 2 == 1.0      # an odd integer keeps signs
     try:
         r = x ** y
     except ZeroDivisionError:           # 0.0 ** negative
-        odd = math.isfinite(y) and y == int(y) and int(y) % 2 == 1
         return math.copysign(math.inf, x) if odd else math.inf
     except OverflowError:
-        odd = y == int(y) and int(y) % 2 == 1
         return -math.inf if (x < 0 and odd) else math.inf
     return r if r.__class__ is float else math.nan
+
+
+def _div_ieee(a, b):
+    """a / b as C computes it: inf or NaN where Python raises."""
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a == 0.0 or math.isnan(a):
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _cos_ieee(x):
+    return math.cos(x) if math.isfinite(x) else math.nan
+
+
+def _sin_ieee(x):
+    return math.sin(x) if math.isfinite(x) else math.nan
 
 
 def _dpow_dexp(b, v):
@@ -110,8 +128,8 @@ class Value:
         out = Value(self.data / other.data, (self, other), '/')
 
         def _backward():
-            self.grad += (1.0 / other.data) * out.grad
-            other.grad += (-out.data / other.data) * out.grad
+            self.grad += _div_ieee(1.0, other.data) * out.grad
+            other.grad += _div_ieee(-out.data, other.data) * out.grad
         out._backward = _backward
         return out
 
@@ -157,13 +175,13 @@ class Value:
         return self._unary(math.exp(self.data), lambda x, v: v, 'exp')
 
     def log(self):
-        return self._unary(math.log(self.data), lambda x, v: 1.0 / x, 'log')
+        return self._unary(math.log(self.data), lambda x, v: _div_ieee(1.0, x), 'log')
 
     def sin(self):
-        return self._unary(math.sin(self.data), lambda x, v: math.cos(x), 'sin')
+        return self._unary(math.sin(self.data), lambda x, v: _cos_ieee(x), 'sin')
 
     def cos(self):
-        return self._unary(math.cos(self.data), lambda x, v: -math.sin(x), 'cos')
+        return self._unary(math.cos(self.data), lambda x, v: -_sin_ieee(x), 'cos')
 
     def tanh(self):
         return self._unary(math.tanh(self.data), lambda x, v: 1.0 - v * v, 'tanh')
@@ -205,3 +223,43 @@ class Value:
         self.grad = 1.0
         for v in reversed(topo):
             v._backward()
+
+
+def sum(values, start=0.0):   # noqa: A001 - mirrors pygrad.sum
+    """pygrad.sum's pure twin: one node, start + values[0] + values[1] + ..."""
+    values = [v if isinstance(v, Value) else Value(v) for v in values]
+    s = start if isinstance(start, Value) else None
+    data = s.data if s is not None else _real(start, "start")
+    for v in values:
+        data = data + v.data
+    out = Value(data, tuple(values) + ((s,) if s is not None else ()), 'sum')
+
+    def _backward():
+        if s is not None:
+            s.grad += 1.0 * out.grad
+        for v in values:
+            v.grad += 1.0 * out.grad
+    out._backward = _backward
+    return out
+
+
+def dot(ws, xs, start=0.0):
+    """pygrad.dot's pure twin: one node, start + ws[0]*xs[0] + ..."""
+    ws = [w if isinstance(w, Value) else Value(w) for w in ws]
+    xs = [x if isinstance(x, Value) else Value(x) for x in xs]
+    if len(ws) != len(xs):
+        raise ValueError(f"dot(): {len(ws)} weights but {len(xs)} inputs")
+    s = start if isinstance(start, Value) else None
+    data = s.data if s is not None else _real(start, "start")
+    for w, x in zip(ws, xs):
+        data = data + w.data * x.data
+    out = Value(data, tuple(ws) + tuple(xs) + ((s,) if s is not None else ()), 'dot')
+
+    def _backward():
+        if s is not None:
+            s.grad += 1.0 * out.grad
+        for w, x in zip(ws, xs):
+            w.grad += x.data * out.grad
+            x.grad += w.data * out.grad
+    out._backward = _backward
+    return out
