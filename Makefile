@@ -6,7 +6,7 @@ CSRC = csrc/arena.c csrc/ops.c csrc/backward.c csrc/tape.c csrc/bulk.c
 CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h csrc/sweep.h
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: build test test-c sanitize valgrind bench bench-quick clean
+.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick clean
 
 # Editable install: compiles csrc/ through cffi into pygrad/_pygrad_c*.so.
 build:
@@ -42,10 +42,23 @@ sanitize: csrc/test_pygrad_san
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
+# A long differential fuzzing run against pygrad.reference (CI runs 300).
+FUZZ_EXAMPLES ?= 20000
+fuzz: build
+	PYGRAD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -s -p no:randomly tests/test_fuzz.py
+
 # The C tests under valgrind memcheck: no errors, no leaks.
 valgrind: csrc/test_pygrad
 	valgrind --leak-check=full --errors-for-leak-kinds=all --error-exitcode=1 \
 	  ./csrc/test_pygrad 100000
+
+# The stress benchmark of README.md (python -m pygrad.bench), a minute; and
+# its few-second version.  Both write bench-results.{json,md,png}.
+bench: build
+	$(PYTHON) -m pygrad.bench
+
+bench-quick: build
+	$(PYTHON) -m pygrad.bench --quick
 
 clean:
 	rm -rf build dist *.egg-info pygrad/*.so pygrad/_pygrad_c.c pygrad/_pygrad_c.o \
