@@ -45,7 +45,7 @@ sanitize: csrc/test_pygrad_san
 # A long differential fuzzing run against pygrad.reference (CI runs 300).
 FUZZ_EXAMPLES ?= 20000
 fuzz: build
-	PYGRAD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -s -p no:randomly tests/test_fuzz.py
+	PYGRAD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -s tests/test_fuzz.py
 
 # The C tests under valgrind memcheck: no errors, no leaks.
 valgrind: csrc/test_pygrad
