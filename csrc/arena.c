@@ -31,6 +31,7 @@ void pg_arena_free(pg_arena *a)
         }
     free(a->val);
     free(a->grad);
+    free(a->d0);
     free(a->aux);
     free(a->in0);
     free(a->in1);
@@ -70,6 +71,7 @@ static int grow(pg_arena *a)
     size_t n = (size_t)cap * PG_CHUNK;   /* < 2^32: cannot overflow size_t */
     if (resize((void **)&a->val, n * sizeof(double)) ||
         resize((void **)&a->grad, n * sizeof(double)) ||
+        resize((void **)&a->d0, n * sizeof(double)) ||
         resize((void **)&a->aux, n * sizeof(pg_aux)) ||
         resize((void **)&a->in0, n * sizeof(pg_index)) ||
         resize((void **)&a->in1, n * sizeof(pg_index)) ||
@@ -92,6 +94,7 @@ static void start_chunk(pg_arena *a, uint32_t c)
     ch->prev = a->tail;
     ch->next = PG_NONE;
     ch->seq = a->chunk_seq++;
+    ch->epoch = a->data_epoch;
     if (a->tail != PG_NONE)
         a->chunks[a->tail].next = c;
     a->tail = c;
@@ -121,6 +124,7 @@ pg_index pg__alloc(pg_arena *a)
     ch->live++;
     a->live++;
     a->grad[i] = 0.0;
+    a->d0[i] = 0.0;
     a->aux[i].k = 0.0;
     a->in0[i] = a->in1[i] = PG_NONE;
     a->ref[i] = 1;
@@ -148,6 +152,7 @@ static void release_slot(pg_arena *a, pg_index i)
         return;
     if (c == a->tail) {
         ch->used = 0;
+        ch->epoch = a->data_epoch;   /* a fresh start: no stale partials */
         return;
     }
     if (ch->prev != PG_NONE)
@@ -270,7 +275,19 @@ double pg_constant(pg_arena *a, pg_index i)
         UNLOCK(a);                                       \
         return rc;                                       \
     }
-SETTER(pg_set_data, val)
+int pg_set_data(pg_arena *a, pg_index i, double v)
+{
+    int rc = PG_EINVAL;
+    LOCK(a);
+    if (pg_is_live(a, i)) {
+        a->val[i] = v;
+        a->data_epoch++;   /* partials computed from the old value are stale */
+        rc = PG_OK;
+    }
+    UNLOCK(a);
+    return rc;
+}
+
 SETTER(pg_set_grad, grad)
 
 int64_t pg_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap)
@@ -361,7 +378,7 @@ size_t pg_capacity(pg_arena *a)
 size_t pg_arena_bytes(pg_arena *a)
 {
     LOCK(a);
-    size_t per_node = 2 * sizeof(double) + sizeof(pg_aux) + 3 * sizeof(uint32_t) + 2;
+    size_t per_node = 3 * sizeof(double) + sizeof(pg_aux) + 3 * sizeof(uint32_t) + 2;
     size_t n = sizeof *a + (size_t)a->nchunks_cap * PG_CHUNK * per_node +
                (size_t)a->nchunks_cap * (sizeof(pg_chunk) + sizeof(uint32_t)) +
                a->freed_labels_cap * sizeof(pg_index) + a->list_bytes;

@@ -4,10 +4,20 @@
  * Layout: structure of arrays.  Values and grads sit in their own dense
  * double arrays, because the backward sweep touches mostly those, and a
  * 16-byte working set per node stays in cache far longer than a fat struct.
- * Per node: val 8 + grad 8 + aux 8 + in0 4 + in1 4 + ref 4 + op 1 + flags 1
- * = 38 bytes.  n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd input list:
- * aux.list holds in0 entries (for PG_DOT w[0..n) then x[0..n), in0 = 2n),
- * and in1 is the start node or PG_NONE.
+ * Per node: val 8 + grad 8 + d0 8 + aux 8 + in0 4 + in1 4 + ref 4 + op 1
+ * + flags 1 = 46 bytes.  n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd
+ * input list: aux.list holds in0 entries (for PG_DOT w[0..n) then x[0..n),
+ * in0 = 2n), and in1 is the start node or PG_NONE.
+ *
+ * Stored partials: a node's local derivatives are computed when it is made
+ * (d0 = dv/d input 0; for two-input ops aux.d1 = dv/d input 1), so that the
+ * backward sweep is a multiply-add per edge with no per-op switch, whose
+ * mispredictions on a random mix of ops cost more than the arithmetic.  They
+ * go stale when a value they were computed from is overwritten (.data =,
+ * bulk writes, optimizer steps, tape replays): every such write bumps
+ * data_epoch, and a chunk started before the latest write has its partials
+ * recomputed from the values, as micrograd's closures would, during the
+ * sweep.
  *
  * Order: the backward pass needs no topological sort because an index's
  * position in "creation order" always follows its inputs'.  Nodes are
@@ -40,6 +50,8 @@ typedef struct pg_chunk {
     uint32_t prev;   /* neighbours in creation order, PG_NONE at the ends */
     uint32_t next;
     uint64_t seq;    /* when the chunk was (re)started: orders chunks */
+    uint64_t epoch;  /* data_epoch when it was (re)started: stored partials
+                      * are current while no write has happened since */
 } pg_chunk;
 
 /* An n-ary node's inputs (in0 of them) and its constant start. */
@@ -48,8 +60,10 @@ typedef struct pg_list {
     pg_index item[];
 } pg_list;
 
-/* The constant of a C op, or the input list of an n-ary op. */
+/* Per op kind: the partial dv/d input 1 (two-input ops), the constant k
+ * (one-input ops; 0 where unused), or the input list (n-ary ops). */
 typedef union pg_aux {
+    double d1;
     double k;
     pg_list *list;
 } pg_aux;
@@ -60,7 +74,8 @@ struct pg_arena {
     /* per node, capacity = nchunks_cap * PG_CHUNK entries each */
     double   *val;
     double   *grad;
-    pg_aux   *aux;    /* constant operand, or n-ary input list */
+    double   *d0;     /* dv/d input 0, stored at creation */
+    pg_aux   *aux;    /* dv/d input 1, constant operand, or n-ary list */
     pg_index *in0;
     pg_index *in1;
     uint32_t *ref;    /* reference count; while a node is being freed, a link */
@@ -74,6 +89,7 @@ struct pg_arena {
     uint32_t *free_chunks;   /* stack of empty chunks, capacity nchunks_cap */
     uint32_t  nfree_chunks;
     uint64_t  chunk_seq;     /* seq for the next chunk started */
+    uint64_t  data_epoch;    /* bumped by every write to an existing value */
 
     size_t live;             /* live nodes */
     size_t list_bytes;       /* held by n-ary input lists */

@@ -28,13 +28,16 @@ int pg_backward(pg_arena *a, pg_index root)
 
     while (pending) {
         pg_index base = c << PG_CHUNK_BITS;
+        /* stored partials are current unless a value was written since
+         * this chunk started (arena.h) */
+        int fresh = a->chunks[c].epoch == a->data_epoch;
         for (uint32_t o = top; o-- > 0 && pending;) {
             pg_index i = base + o;
             if (!(flags[i] & PG_MARK))
                 continue;
             flags[i] &= (uint8_t)~PG_MARK;
             pending--;
-            pg_propagate(a, i, &pending);
+            pg_propagate(a, i, fresh, &pending);
         }
         if (!pending)
             break;

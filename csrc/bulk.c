@@ -38,9 +38,10 @@ int pg_get_grad(pg_arena *a, const pg_index *idx, size_t n, double *out)
     FOR_EACH_LIVE(a, idx, n, out[j] = a->grad[i]);
 }
 
+/* Writes to values make stored partials stale: see arena.h. */
 int pg_put_data(pg_arena *a, const pg_index *idx, size_t n, const double *in)
 {
-    FOR_EACH_LIVE(a, idx, n, a->val[i] = in[j]);
+    FOR_EACH_LIVE(a, idx, n, a->val[i] = in[j]; a->data_epoch += j == 0);
 }
 
 int pg_put_grad(pg_arena *a, const pg_index *idx, size_t n, const double *in)
@@ -67,6 +68,7 @@ int pg_sgd_step(pg_arena *a, const pg_index *idx, size_t n, double lr,
             g = velocity[j];
         }
         a->val[i] -= lr * g;
+        a->data_epoch += j == 0;
     });
 }
 
@@ -88,5 +90,6 @@ int pg_adam_step(pg_arena *a, const pg_index *idx, size_t n, double lr,
         v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
         double denom = sqrt(v[j]) / bc2_sqrt + eps;
         a->val[i] -= step * (m[j] / denom);
+        a->data_epoch += j == 0;
     });
 }

@@ -25,8 +25,8 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
 {
     double x = a->val[xi];
     double y = yi == PG_NONE ? 0.0 : a->val[yi];
-    double v = pg_forward(op, x, y, k);
-    int rc = pg_check(op, x, y, k, v);
+    double v, dx, dy;
+    int rc = pg_eval(op, x, y, k, &v, &dx, &dy);
     if (rc != PG_OK)
         return rc;
     /* inputs gain one reference each (two if x is y): refuse before
@@ -38,7 +38,11 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
         return PG_ENOMEM;
     a->op[i] = (uint8_t)op;
     a->val[i] = v;
-    a->aux[i].k = k;
+    a->d0[i] = dx;
+    if (yi != PG_NONE)
+        a->aux[i].d1 = dy;
+    else
+        a->aux[i].k = k;
     a->in0[i] = xi;
     a->in1[i] = yi;
     a->ref[xi]++;

@@ -70,17 +70,6 @@ static inline int pg_arity(int op)
     }
 }
 
-/* The value column.  op must be a table op. */
-static inline double pg_forward(int op, double x, double y, double k)
-{
-    switch (op) {
-#define PG_FORWARD_CASE(op_, v_, dx_, dy_) case op_: return (v_);
-    PG_OP_TABLE(PG_FORWARD_CASE)
-#undef PG_FORWARD_CASE
-    default:
-        return NAN;
-    }
-}
 
 /* The n-ary ops, in Python's sum() order so that a Neuron built from one
  * PG_DOT node rounds exactly like micrograd's chain of * and +:
@@ -153,5 +142,29 @@ static inline int pg_check(int op, double x, double y, double k, double v)
     }
 }
 
+
+/* All three columns: the value (*out) and the local partials (*dx, *dy) of
+ * a table op, or its math error (nothing written).  For making a node. */
+static inline int pg_eval(int op, double x, double y, double k,
+                          double *out, double *dx, double *dy)
+{
+    switch (op) {
+#define PG_EVAL_CASE(op_, v_, dx_, dy_)                                       \
+    case op_: {                                                               \
+        double v = (v_);                                                      \
+        int rc = pg_check(op_, x, y, k, v);                                   \
+        if (rc != PG_OK)                                                      \
+            return rc;                                                        \
+        *dx = (dx_);                                                          \
+        *dy = (dy_);                                                          \
+        *out = v;                                                             \
+        return PG_OK;                                                         \
+    }
+    PG_OP_TABLE(PG_EVAL_CASE)
+#undef PG_EVAL_CASE
+    default:
+        return PG_EINVAL;
+    }
+}
 
 #endif /* PYGRAD_OPS_H */

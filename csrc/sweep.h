@@ -11,13 +11,13 @@
 #include "arena.h"
 #include "ops.h"
 
-/* Flags node i as reached, counting it in *pending the first time. */
+/* Flags node i as reached, counting it in *pending the first time.
+ * Branch-free: whether i was reached already is a coin toss in a DAG. */
 static inline void pg_mark(pg_arena *a, pg_index i, size_t *pending)
 {
-    if (!(a->flags[i] & PG_MARK)) {
-        a->flags[i] |= PG_MARK;
-        (*pending)++;
-    }
+    uint8_t f = a->flags[i];
+    *pending += !(f & PG_MARK);
+    a->flags[i] = (uint8_t)(f | PG_MARK);
 }
 
 /* Adds d to input i's grad.  With marking on, also flags i as reached and
@@ -76,10 +76,24 @@ static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
     }
 }
 
-/* The eager sweep's step for node i: propagate and mark. */
-static inline void pg_propagate(pg_arena *a, pg_index i, size_t *pending)
+/* The eager sweep's step for node i: propagate and mark.  With `fresh`
+ * (the stored partials are current, see arena.h) a one- or two-input node
+ * costs two multiply-adds and no per-op branch: a one-input node sends -0.0,
+ * which leaves any sum unchanged, to input 0 a second time. */
+static inline void pg_propagate(pg_arena *a, pg_index i, int fresh,
+                                size_t *pending)
 {
-    pg_step_back(a, a->op[i], a->in0[i], a->in1[i], a->aux[i], a->val[i],
+    int op = a->op[i];
+    if (fresh && op > PG_LEAF && op < PG_SUM) {
+        double g = a->grad[i];
+        pg_index i0 = a->in0[i], i1 = a->in1[i];
+        int two = i1 != PG_NONE;
+        pg_reach(a, i0, a->d0[i] * g, 1, pending);
+        double c = a->aux[i].d1 * g;          /* garbage for one-input ops */
+        pg_reach(a, two ? i1 : i0, two ? c : -0.0, 1, pending);
+        return;
+    }
+    pg_step_back(a, op, a->in0[i], a->in1[i], a->aux[i], a->val[i],
                  a->grad[i], 1, pending);
 }
 

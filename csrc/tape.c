@@ -210,6 +210,7 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
     LOCK(a);
     double *val = a->val;
     double *dx = t->dx, *dy = t->dy;
+    a->data_epoch++;   /* values change: stored partials elsewhere go stale */
     const pg_instr *ins = t->code, *end = t->code + t->ncode;
     for (; ins < end; ins++, dx++, dy++) {
         double v;

@@ -158,3 +158,32 @@ def test_label_of_a_reused_slot_is_not_inherited():
     assert pygrad.live_nodes() == before
     fresh = [Value(2.0) for _ in range(10)]
     assert all(f.label == "" for f in fresh)
+
+
+@pytest.mark.parametrize("write", ["attr", "bulk", "optim", "tape"])
+def test_backward_reads_current_data_like_micrograds_closures(write):
+    """micrograd's _backward closures read .data when backward runs, so a
+    value changed after the forward pass changes the gradient.  pygrad
+    stores local derivatives at creation, and must notice every kind of
+    write that makes them stale."""
+    from pygrad import reference
+    results = []
+    for engine in (Value, reference.Value):
+        x = engine(2.0)
+        y = x * x + (x * 3.0).tanh()
+        if write == "attr" or engine is reference.Value:
+            x.data = 3.0
+        elif write == "bulk":
+            pygrad.set_data([x], [3.0])
+        elif write == "optim":
+            x.grad = -1.0
+            pygrad.optim.SGD([x], lr=1.0).step()
+            x.grad = 0.0
+        else:
+            other = x * 1.0
+            pygrad.compile(other).forward()     # rewrites other's value only
+            x.data = 3.0
+        z = y * x                               # a node made after the write
+        z.backward()
+        results.append((x.grad, y.grad))
+    assert results[0] == pytest.approx(results[1], rel=1e-12)
