@@ -13,6 +13,7 @@ Differences from micrograd, all deliberate:
 - ``Value ** Value`` and ``number ** Value`` work; a negative number to a
   non-integer power raises ValueError (micrograd would yield a complex).
 """
+import math
 import numbers
 import threading
 
@@ -26,7 +27,6 @@ _error = _core.error
 
 _CONST_OPS = {_lib.PG_ADDC, _lib.PG_MULC, _lib.PG_SUBC, _lib.PG_RSUBC,
               _lib.PG_DIVC, _lib.PG_RDIVC, _lib.PG_POWC, _lib.PG_RPOWC}
-_FAST_NUMBERS = (float, int)
 
 
 def _as_float(x):
@@ -35,6 +35,14 @@ def _as_float(x):
     if isinstance(x, numbers.Real) and not isinstance(x, Value):
         return float(x)   # OverflowError for an int beyond float, as Python
     return None
+
+
+def _format_constant(k):
+    """A folded constant as micrograd would print the number: '2' for 2.0
+    (micrograd's ``**2``), repr otherwise (1e+300, -0.0, 0.5)."""
+    if k.is_integer() and abs(k) < 1e16 and (k != 0 or math.copysign(1.0, k) > 0):
+        return str(int(k))
+    return repr(k)
 
 
 def _wrap(i):
@@ -217,8 +225,7 @@ class Value:
         op = _lib.pg_opcode(_A, self._i)
         name = _core.OP_NAMES[op]
         if op in _CONST_OPS:
-            k = _lib.pg_constant(_A, self._i)
-            k = int(k) if k.is_integer() else k
+            k = _format_constant(_lib.pg_constant(_A, self._i))
             name = f"{k}{name}" if op in (_lib.PG_RSUBC, _lib.PG_RDIVC, _lib.PG_RPOWC) \
                 else f"{name}{k}"
         return name

@@ -187,3 +187,11 @@ def test_backward_reads_current_data_like_micrograds_closures(write):
         z.backward()
         results.append((x.grad, y.grad))
     assert results[0] == pytest.approx(results[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("expr,op", [
+    (lambda a: a * 2, "*2"), (lambda a: a ** 0.5, "**0.5"), (lambda a: a * 1e300, "*1e+300"),
+    (lambda a: a * -0.0, "*-0.0"), (lambda a: a - 3, "-3"), (lambda a: 2 ** a, "2**"),
+])
+def test_folded_constants_print_like_numbers(expr, op):
+    assert expr(Value(1.0))._op == op

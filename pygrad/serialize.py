@@ -1,0 +1,97 @@
+"""pickle and copy for pygrad.Value (Value.__reduce__ lands here).
+
+What is saved.  A leaf Value (one made by ``Value(x)``: a model parameter,
+an input) is saved as its data, grad and label, and loads as a new leaf with
+the same three, bit for bit, in any process.  So pickle.dumps(model) of a
+pygrad.nn model, of a list of parameters or of one Value round-trips, and
+the loaded model computes the same outputs.  copy.copy and copy.deepcopy
+make such a new leaf too (an independent Value, as a copied micrograd Value
+is).
+
+Non-leaf Values are an error.  Pickling or copying the result of an op
+(``a * b``, a loss) raises TypeError.  Its data is a cache of a computation
+on its inputs, stale as soon as a parameter is updated, and the leaves
+under it are reachable only as fresh handles (``_prev``), so saving "the
+graph" would save a snapshot that nothing else could share.  To keep a
+result, save ``v.data``, or detach it first: ``Value(v.data, label=v.label)``.
+
+Sharing.  A Value that appears several times in what one pickle.dumps (or
+one deepcopy) saves loads as one Value.  That holds for one node, not only
+for one handle: two handles of the same node (``w`` and the ``w`` found in
+``(w * x)._prev``, which compare equal) also load as one Value.  Both reduce
+to the same _LeafRef, which pickle's memo then saves once.
+
+The pickle names pygrad.serialize._rebuild and pygrad.serialize._LeafState:
+they are a file format, keep them.
+"""
+import threading
+import weakref
+
+# node index -> the _LeafRef of the pickle (or copy) under way, if any
+_refs = weakref.WeakValueDictionary()
+_refs_lock = threading.Lock()
+
+
+class _LeafRef:
+    """The saving side: one per leaf node while a pickle holds it.  It keeps
+    the node alive (a strong handle), so its index cannot be reused meanwhile."""
+
+    __slots__ = ("value", "__weakref__")
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):   # read when pickle (or deepcopy) first meets it
+        v = self.value
+        return _LeafState, (v.data, v.grad, v.label)
+
+    def load(self):          # copy.copy: a new leaf straight from the node
+        v = self.value
+        return _new_leaf(v.data, v.grad, v.label)
+
+
+class _LeafState:
+    """The loading side: the saved data, grad and label, and the one Value
+    made from them, which every reference to this leaf in the pickle gets."""
+
+    __slots__ = ("data", "grad", "label", "_value")
+
+    def __init__(self, data, grad, label=""):
+        self.data, self.grad, self.label = data, grad, label
+        self._value = None
+
+    def __reduce__(self):
+        return _LeafState, (self.data, self.grad, self.label)
+
+    def load(self):
+        if self._value is None:
+            self._value = _new_leaf(self.data, self.grad, self.label)
+        return self._value
+
+
+def _new_leaf(data, grad, label):
+    from .engine import Value
+    v = Value(data, label=label)
+    v.grad = grad
+    return v
+
+
+def _rebuild(state):
+    """The reconstructor pickle calls (once per Value reference)."""
+    return state.load()
+
+
+def reduce_value(v):
+    """Value.__reduce__: (_rebuild, (the _LeafRef of v's node,)), or TypeError
+    for a non-leaf."""
+    op = v._op
+    if op:
+        raise TypeError(
+            f"cannot pickle or copy a non-leaf pygrad Value (the result of '{op}'): "
+            "only leaves, such as parameters, are saved.  Save its .data, or detach "
+            "it first: Value(v.data, label=v.label)")
+    with _refs_lock:
+        ref = _refs.get(v._i)
+        if ref is None:
+            ref = _refs[v._i] = _LeafRef(v)
+    return _rebuild, (ref,)
