@@ -30,6 +30,7 @@ import random
 import sys
 import time
 
+import pygrad
 from pygrad import reference
 from pygrad.engine import Value
 from pygrad.nn import nn_for
@@ -105,6 +106,16 @@ def make_model(seed=1337, value_class=Value, nouts=(16, 16, 1)):
 
 def loss(model, X, y, value_class=Value):
     """The notebook's loss(): (total loss Value, accuracy in [0, 1])."""
+    total_loss, scores = loss_and_scores(model, X, y, value_class)
+    return total_loss, accuracy(y, [s.data for s in scores])
+
+
+def accuracy(y, scores):
+    return sum((yi > 0) == (si > 0) for yi, si in zip(y, scores)) / len(y)
+
+
+def loss_and_scores(model, X, y, value_class=Value):
+    """The notebook's loss graph: (total loss Value, the score Values)."""
     inputs = [list(map(value_class, xrow)) for xrow in X]
     # forward the model to get scores
     scores = list(map(model, inputs))
@@ -115,9 +126,7 @@ def loss(model, X, y, value_class=Value):
     alpha = 1e-4
     reg_loss = alpha * sum((p*p for p in model.parameters()))
     total_loss = data_loss + reg_loss
-    # also get accuracy
-    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
-    return total_loss, sum(accuracy) / len(accuracy)
+    return total_loss, scores
 
 
 def learning_rate(k, steps=100):
@@ -136,12 +145,47 @@ def train_step(model, X, y, k, steps=100, value_class=Value):
     return total_loss.data, acc
 
 
-def train(model, X, y, steps=100, value_class=Value, progress=None):
+class CompiledTraining:
+    """The same training with the graph recorded once: the loss over the
+    whole data set becomes a tape (pygrad.compile), each step replays it
+    forward and backward in C and updates with pygrad.optim.SGD, whose step
+    is micrograd's `p.data -= lr * p.grad`.  The graph has no Python-level
+    branch on .data (relu is an op), so replay is the eager computation,
+    to the bit.  pygrad's engine only."""
+
+    def __init__(self, model, X, y):
+        total_loss, self.scores = loss_and_scores(model, X, y)
+        self.y = y
+        self.tape = pygrad.compile(total_loss)
+        self.scores = pygrad.Indexed(self.scores)
+        self.opt = pygrad.optim.SGD(model.parameters(), lr=1.0)
+
+    def step(self, k, steps=100):
+        """Like train_step: (loss before the update, accuracy before it)."""
+        step_loss = self.tape.forward()
+        acc = accuracy(self.y, pygrad.data(self.scores))
+        self.opt.zero_grad()
+        self.tape.backward()
+        self.opt.lr = learning_rate(k, steps)
+        self.opt.step()
+        return step_loss, acc
+
+
+def train(model, X, y, steps=100, value_class=Value, progress=None, compiled=False):
     """`steps` training steps; progress(k, loss, accuracy) after each.
-    Returns the list of (loss, accuracy) before each update."""
+    Returns the list of (loss, accuracy) before each update.  compiled:
+    record the graph once and replay it (CompiledTraining)."""
+    if compiled:
+        if value_class is not Value:
+            raise ValueError("compiled training runs on pygrad's engine only")
+        run = CompiledTraining(model, X, y)
+        step = run.step
+    else:
+        def step(k, steps):
+            return train_step(model, X, y, k, steps, value_class)
     history = []
     for k in range(steps):
-        step_loss, acc = train_step(model, X, y, k, steps, value_class)
+        step_loss, acc = step(k, steps)
         history.append((step_loss, acc))
         if progress is not None:
             progress(k, step_loss, acc)
@@ -226,6 +270,8 @@ def main(argv=None, stream=None):
                     help="seed of the weights and of the data (default 1337)")
     ap.add_argument("--points", type=int, default=100, help="data set size (default 100)")
     ap.add_argument("--engine", choices=sorted(ENGINES), default="pygrad")
+    ap.add_argument("--compiled", action="store_true",
+                    help="record the loss graph once, replay it in C (pygrad engine)")
     ap.add_argument("--data", choices=("auto", "sklearn", "builtin"), default="auto",
                     help="auto: scikit-learn's make_moons if installed, else the built-in one")
     ap.add_argument("--png", default="moons.png", metavar="PATH",
@@ -235,18 +281,20 @@ def main(argv=None, stream=None):
     args = ap.parse_args(argv)
     if args.steps < 1 or args.points < 2:
         ap.error("--steps must be >= 1 and --points >= 2")
+    if args.compiled and args.engine != "pygrad":
+        ap.error("--compiled needs --engine pygrad")
 
     V = ENGINES[args.engine]
     X, y, source = load_moons(args.points, 0.1, args.seed, args.data)
     model = make_model(args.seed, V)
-    print(f"{args.engine} engine; {len(X)} points ({source} make_moons, noise 0.1, "
+    print(f"{args.engine} engine{' (compiled tape)' if args.compiled else ''}; {len(X)} points ({source} make_moons, noise 0.1, "
           f"seed {args.seed}); MLP(2, [16, 16, 1]), {len(model.parameters())} parameters",
           file=out)
 
     progress = None if args.quiet else Progress(args.steps, out)
     start = time.perf_counter()
     try:
-        train(model, X, y, args.steps, V, progress)
+        train(model, X, y, args.steps, V, progress, compiled=args.compiled)
     finally:
         if progress is not None:
             progress.close()

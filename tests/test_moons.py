@@ -241,3 +241,25 @@ def test_command_line_rejects_bad_arguments(moons, argv):
     with pytest.raises(SystemExit) as info:
         moons.main(argv + ["--no-png"], stream=io.StringIO())
     assert info.value.code == 2
+
+
+# -- compiled training (a tape replayed in C, SGD in C) -----------------------------
+@pytest.mark.parametrize("steps", [5, 30])
+def test_compiled_training_equals_eager_training(moons, steps):
+    X, y, _ = moons.load_moons(100, 0.1, 1337, "builtin")
+    eager = moons.make_model(1337)
+    compiled = moons.make_model(1337)
+    h_eager = moons.train(eager, X, y, steps)
+    h_compiled = moons.train(compiled, X, y, steps, compiled=True)
+    assert [acc for _, acc in h_compiled] == [acc for _, acc in h_eager]
+    assert [loss for loss, _ in h_compiled] == pytest.approx([loss for loss, _ in h_eager],
+                                                            rel=1e-12)
+    for p, q in zip(compiled.parameters(), eager.parameters()):
+        assert p.data == pytest.approx(q.data, abs=1e-9)
+
+
+def test_compiled_training_refuses_other_engines(moons):
+    X, y, _ = moons.load_moons(10, 0.1, 1, "builtin")
+    model = moons.make_model(1, reference.Value)
+    with pytest.raises(ValueError, match="pygrad's engine"):
+        moons.train(model, X, y, 1, reference.Value, compiled=True)
