@@ -1,0 +1,11 @@
+"""pygrad's stress benchmark: ``python -m pygrad.bench`` (or ``make bench``).
+
+Layout: workloads.py (the graphs, built through the public Value API),
+engines.py (the registry of engines compared), worker.py (one measurement in
+a fresh process), runner.py (the jobs, budget, timeouts, failures) and
+report.py (tables, Markdown, JSON, PNG); __main__.py is the command line.
+"""
+from .engines import ENGINES
+from .workloads import WORKLOADS, Graph
+
+__all__ = ["ENGINES", "WORKLOADS", "Graph"]

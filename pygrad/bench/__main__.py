@@ -1,0 +1,198 @@
+"""python -m pygrad.bench: the stress benchmark, pygrad side by side with the
+pure-Python engines (and micrograd, torch when installed) on this machine.
+
+Every engine x workload x size runs in a fresh process; the results go to a
+table on stdout and to bench-results.json, .md and .png (with matplotlib).
+"""
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+
+from .engines import ENGINES
+from .report import text_report, write_all
+from .runner import Settings, fmt_size, parse_size, plan_jobs, run_all
+from .workloads import WORKLOADS
+
+DEFAULT_SIZES = "1e3,1e4,1e5,1e6"
+DEFAULT_PURE_MAX = "1e5"
+QUICK_SIZES = "1e3,1e4"
+
+
+class Progress:
+    """A one-line bar on a terminal; one line per finished job otherwise."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.width = max(40, shutil.get_terminal_size().columns - 1)
+
+    def _bar(self, i, job, what=""):
+        width = 20
+        filled = width * i // self.total
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {i}/{self.total} "
+                f"{job.workload} {job.engine} {fmt_size(job.size)} {what}")
+        self.stream.write("\r" + text[:self.width].ljust(self.width))
+        self.stream.flush()
+
+    def start(self, i, job):
+        if self.tty:
+            self._bar(i, job, "...")
+
+    def done(self, i, job, record):
+        if self.tty:
+            self._bar(i + 1, job)
+            if i + 1 == self.total:
+                self.stream.write("\r" + " " * self.width + "\r")
+            return
+        st = record["status"]
+        if st == "ok":
+            st = (f"ok: build {record['build_ns_per_op']:,.0f} ns/op, backward "
+                  f"{record['backward_ns_per_node']:,.1f} ns/node, {record['wall_s']:.1f} s")
+        self.stream.write(f"[{i + 1}/{self.total}] {job.workload} {job.engine} "
+                          f"{fmt_size(job.size)}: {st}\n")
+        self.stream.flush()
+
+
+def _names(text, known, what):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(bad)}; choose from {', '.join(known)}")
+    return names
+
+
+def _sizes(text):
+    try:
+        return sorted({parse_size(s) for s in text.split(",") if s.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _max_size(text):
+    if text.strip().lower() in ("inf", "none", "0"):
+        return float("inf")
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _mem_total():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m pygrad.bench",
+        description="Stress benchmark on large scalar graphs: pygrad against the "
+                    "pure-Python engines, each engine in its own process.",
+        epilog="Sizes are numbers of ops (1e3 = 1,000).  An engine whose time at one "
+               "size, extrapolated linearly, would pass --budget at the next is "
+               "reported 'over budget' there instead of run.")
+    p.add_argument("--workloads", type=lambda t: _names(t, list(WORKLOADS), "workload"),
+                   default=list(WORKLOADS),
+                   help=f"comma-separated (default: all: {','.join(WORKLOADS)})")
+    p.add_argument("--engines", type=lambda t: _names(t, list(ENGINES), "engine"),
+                   default=None, help="comma-separated (default: all: "
+                   f"{','.join(ENGINES)}; --quick skips torch unless named here)")
+    p.add_argument("--sizes", type=_sizes, default=None,
+                   help=f"comma-separated op counts (default {DEFAULT_SIZES}; "
+                        f"--quick: {QUICK_SIZES})")
+    p.add_argument("--pure-max-size", type=_max_size, default=None,
+                   help="largest size run by the engines that are not C-backed "
+                        f"(default {DEFAULT_PURE_MAX} with the default sizes, "
+                        "otherwise no limit ('inf'): the budget decides)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="runs per job, the min time kept (default 5; --quick: 3)")
+    p.add_argument("--repeat-time", type=float, default=None,
+                   help="a job stops repeating once it has run this long "
+                        "(s; default 1; --quick: 0.3)")
+    p.add_argument("--budget", type=float, default=60.0,
+                   help="s one run of an engine may be predicted to take (default 60)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="s before a worker is killed (default 3 x budget, at least 30)")
+    p.add_argument("--mem-limit", type=float, default=None,
+                   help="GiB of address space a worker may add to what it has at "
+                        "start (default 90%% of RAM; 0: no limit)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help=f"a few seconds: sizes {QUICK_SIZES}, fewer repeats, no torch")
+    p.add_argument("--out", default="bench-results.json",
+                   help="JSON output; the .md and .png go next to it (default %(default)s)")
+    p.add_argument("--no-png", action="store_true", help="do not draw the PNG")
+    p.add_argument("--list", action="store_true", help="list workloads and engines, and exit")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        for name, w in WORKLOADS.items():
+            print(f"workload {name:16} {w.description}")
+        for name, e in ENGINES.items():
+            why = e.missing()
+            print(f"engine   {name:16} {e.description}{f'  [{why}]' if why else ''}")
+        return 0
+
+    default_sizes = args.sizes is None
+    sizes = args.sizes or _sizes(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    pure_max = args.pure_max_size
+    if pure_max is None:
+        default_run = default_sizes and not args.quick
+        pure_max = parse_size(DEFAULT_PURE_MAX) if default_run else float("inf")
+    mem = args.mem_limit
+    mem_bytes = int(0.9 * _mem_total()) if mem is None else int(mem * 2**30)
+    settings = Settings(
+        repeats=args.repeats or (3 if args.quick else 5),
+        repeat_time=args.repeat_time or (0.3 if args.quick else 1.0), budget=args.budget,
+        timeout=args.timeout or max(30.0, 3 * args.budget), mem_limit=mem_bytes,
+        pure_max_size=pure_max, seed=args.seed,
+        skip_slow_start=args.quick and args.engines is None)
+
+    engines = args.engines or list(ENGINES)
+    jobs = plan_jobs(args.workloads, engines, sizes)
+    started = time.perf_counter()
+    records = run_all(jobs, settings, Progress(len(jobs)))
+    meta = {
+        "command": " ".join(["python -m pygrad.bench"]
+                            + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu": _cpu(), "cores": os.cpu_count(), "mem_total": _mem_total(),
+        "workloads": args.workloads, "engines": engines, "sizes": sizes,
+        "settings": {k: (None if v == float("inf") else v) for k, v in vars(settings).items()},
+        "elapsed_s": time.perf_counter() - started,
+    }
+    print(text_report(records, meta))
+    written = write_all(args.out, records, meta, png=not args.no_png)
+    print(f"\n{len(records)} records in {meta['elapsed_s']:.0f} s; wrote {', '.join(written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The engines the benchmark compares, as a registry: name -> adapter.
+
+An adapter tells the worker process how to load one engine and how to read
+its results; the workloads themselves only ever call the engine's ``Value``.
+Adding an engine is one entry in ENGINES (a new adapter class only when none
+of these fits).  ``missing()`` runs in the parent and must stay cheap (no
+imports of heavy packages); ``load()`` runs in the worker.
+"""
+import gc
+import importlib
+import importlib.util
+
+
+def micrograd_nn(value_class):
+    """pygrad.nn's Module/Neuron/Layer/MLP over `value_class`, building
+    micrograd's graph (binary + and *, no n-ary dot node), so that every
+    engine runs the same graph and the op counts match."""
+    from pygrad.nn import nn_for
+    try:
+        return nn_for(value_class, dot=None)
+    except TypeError:           # an nn_for without n-ary nodes
+        return nn_for(value_class)
+
+
+class Engine:
+    """A pure-Python micrograd-style engine (the default behaviour)."""
+
+    native = False       # C-backed: runs sizes beyond --pure-max-size
+    slow_start = False   # too slow to start for --quick (unless asked for)
+
+    def __init__(self, name, module, description, gc_enabled=True, nn_module=None):
+        self.name = name
+        self.module = module
+        self.description = description
+        self.gc_enabled = gc_enabled
+        self.nn_module = nn_module
+        self.Value = None
+        self.nn = None
+
+    # -- in the parent ----------------------------------------------------
+    def missing(self):
+        """Why this engine cannot run here (None when it can)."""
+        root = self.module.split(".")[0]
+        if importlib.util.find_spec(root) is None:
+            return f"{root} is not installed"
+        return None
+
+    # -- in the worker ----------------------------------------------------
+    def load(self):
+        mod = importlib.import_module(self.module)
+        self.Value = mod.Value
+        self.nn = self._load_nn()
+        if not self.gc_enabled:
+            gc.disable()
+
+    def _load_nn(self):
+        if self.nn_module:
+            return importlib.import_module(self.nn_module)
+        return micrograd_nn(self.Value)
+
+    def version(self):
+        try:
+            from importlib.metadata import version
+            return version(self.module.split(".")[0])
+        except Exception:
+            return None
+
+    def unsupported(self, needs):
+        """Why a workload calling the Value methods `needs` cannot run (None
+        when it can), e.g. micrograd 0.1.0 has no exp or tanh."""
+        probe = self.Value(0.5)
+        lacking = [m for m in needs if not hasattr(probe, m)]
+        if lacking:
+            return f"{self.name}'s Value has no {', '.join(lacking)}"
+        return None
+
+    # -- the timed steps: an engine that records and replays (a tape) may
+    # override these two, and nothing else changes ------------------------
+    def build(self, workload, plan, state):
+        """The graph of `workload` (a Graph), built as a user's script would."""
+        return workload.build(self.Value, plan, self.nn, state)
+
+    def backward(self, graph):
+        graph.root.backward()
+
+    def scalar(self, v):
+        return float(v.data)
+
+    def grad(self, v):
+        return float(v.grad)
+
+    def zero_grad(self, params):
+        for p in params:
+            p.grad = 0
+
+    def sgd(self, params, lr):
+        for p in params:
+            p.data -= lr * p.grad
+
+    def node_count(self):
+        """Nodes alive in the engine, when it can tell (None otherwise)."""
+        return None
+
+    def arena_stats(self):
+        """The engine's own accounting of its graph memory (None if none)."""
+        return None
+
+
+class Pygrad(Engine):
+    """pygrad's C engine through its Python Value."""
+
+    native = True
+
+    def missing(self):
+        return None
+
+    def version(self):
+        return "checkout"
+
+    def node_count(self):
+        import pygrad
+        return pygrad.live_nodes()
+
+    def arena_stats(self):
+        import pygrad
+        return pygrad.stats()
+
+
+class Torch(Engine):
+    """torch float64 0-d tensors that require grad, one per micrograd Value."""
+
+    slow_start = True    # importing torch takes 1-3 s in every worker
+
+    def load(self):
+        import torch
+        torch.set_grad_enabled(True)
+
+        class Value:
+            """Value(x): a leaf float64 scalar tensor that requires grad."""
+            def __new__(cls, data):
+                return torch.tensor(float(data), dtype=torch.float64, requires_grad=True)
+
+        self.Value = Value
+        self.nn = micrograd_nn(Value)
+        self._torch = torch
+
+    def scalar(self, v):
+        return float(v.item())
+
+    def grad(self, v):
+        return 0.0 if v.grad is None else float(v.grad)
+
+    def zero_grad(self, params):
+        for p in params:
+            p.grad = None
+
+    def sgd(self, params, lr):
+        with self._torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
+
+
+ENGINES = {
+    "pygrad": Pygrad("pygrad", "pygrad", "pygrad (C arena, Python handles)"),
+    "reference": Engine("reference", "pygrad.reference",
+                        "pygrad.reference, pure Python, garbage collector on"),
+    "reference-nogc": Engine("reference-nogc", "pygrad.reference",
+                             "pygrad.reference with gc.disable()", gc_enabled=False),
+    "micrograd": Engine("micrograd", "micrograd.engine", "micrograd 0.1.0 from PyPI",
+                        nn_module="micrograd.nn"),
+    "micrograd-nogc": Engine("micrograd-nogc", "micrograd.engine",
+                             "micrograd with gc.disable()", gc_enabled=False,
+                             nn_module="micrograd.nn"),
+    "torch": Torch("torch", "torch", "torch float64 scalar tensors"),
+}
+
+# The pure engines pygrad's targets are stated against: (gc on, gc off).
+PURE = {"reference": ("reference", "reference-nogc"),
+        "micrograd": ("micrograd", "micrograd-nogc")}

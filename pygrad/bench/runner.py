@@ -1,0 +1,191 @@
+"""Runs the benchmark's jobs, one fresh worker process each, and turns every
+outcome (a result, a timeout, a crash, a size not attempted) into a record.
+
+Nothing is dropped silently: a job that is not run still gets a record whose
+status says why ("skipped (...)", "unsupported: ..."), so the tables show a
+gap with its reason.
+"""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pygrad
+
+from .engines import ENGINES
+from .worker import PREFIX
+
+
+@dataclass
+class Job:
+    workload: str
+    engine: str
+    size: int
+
+
+@dataclass
+class Settings:
+    repeats: int = 3
+    repeat_time: float = 2.0     # the worker stops repeating after this (s)
+    budget: float = 60.0         # s one run may be predicted to take
+    timeout: float = 180.0       # s before a worker is killed
+    mem_limit: int = 0           # address space a worker may add (bytes)
+    pure_max_size: float = float("inf")   # largest size for non-native engines
+    skip_slow_start: bool = False         # --quick: no engine with a slow import
+    seed: int = 0
+
+
+def fmt_size(n):
+    """1000 -> '1e3', 25000 -> '2.5e4', 1234 -> '1234'."""
+    if n < 1000:
+        return str(n)
+    exp = len(str(int(n))) - 1
+    mant = n / 10 ** exp
+    return f"{mant:g}e{exp}" if mant * 10 == int(mant * 10) else str(n)
+
+
+def parse_size(text):
+    """'1e5', '100000', '2.5e4' -> an int number of ops."""
+    n = float(text)
+    if not 1 <= n < 2**32 or n != int(n):
+        raise ValueError(f"not a whole number of ops: {text!r}")
+    return int(n)
+
+
+def _package_root():
+    """The directory holding the pygrad package this process imported, so the
+    workers import the same one, installed or not."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(pygrad.__file__)))
+
+
+def worker_command(job, settings):
+    return [sys.executable, "-m", "pygrad.bench.worker",
+            "--engine", job.engine, "--workload", job.workload, "--size", str(job.size),
+            "--seed", str(settings.seed), "--repeats", str(settings.repeats),
+            "--repeat-time", str(settings.repeat_time),
+            "--mem-limit", str(int(settings.mem_limit))]
+
+
+def run_job(job, settings):
+    """One worker process; its record, or one that says how it failed."""
+    base = {"engine": job.engine, "workload": job.workload, "size": job.size,
+            "seed": settings.seed}
+    cmd = worker_command(job, settings)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH")) if p)
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=settings.timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # its own session: only the worker
+        except ProcessLookupError:                # it ended just now
+            pass
+        proc.communicate()
+        return dict(base, status="timeout", wall_s=time.perf_counter() - started,
+                    detail=f"killed after {settings.timeout:g} s")
+    wall = time.perf_counter() - started
+    for line in out.splitlines():
+        if line.startswith(PREFIX):
+            record = json.loads(line[len(PREFIX):])
+            record["wall_s"] = wall
+            return record
+    rc = proc.returncode
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = "?"
+        status = f"crashed (signal {-rc}, {name})"
+        if -rc == signal.SIGKILL:
+            status += ": killed, likely out of memory"
+    else:
+        status = f"error: exit code {rc}"
+    tail = err.strip().splitlines()[-3:]
+    return dict(base, status=status, wall_s=wall, detail=" | ".join(tail)[-400:])
+
+
+def plan_jobs(workloads, engines, sizes):
+    """Every job in running order: per workload, per engine, sizes ascending
+    (so the budget can stop an engine before the sizes it cannot afford)."""
+    return [Job(w, e, n) for w in workloads for e in engines for n in sorted(sizes)]
+
+
+def predict(history, size):
+    """Seconds a run at `size` should take, from the runs so far [(size,
+    seconds)]: linear from the last one, or along the growth measured
+    between the last two when it is steeper (the pure engines' collector
+    makes them superlinear)."""
+    n1, t1 = history[-1]
+    k = 1.0
+    if len(history) > 1:
+        n0, t0 = history[-2]
+        if t0 > 0 and n1 > n0:
+            k = min(2.0, max(1.0, math.log(t1 / t0) / math.log(n1 / n0)))
+    return t1 * (size / n1) ** k
+
+
+def run_all(jobs, settings, progress=None):
+    """Runs (or skips, with a reason) every job; returns their records.
+
+    Per engine x workload, sizes go up; after each run its time is
+    extrapolated to the next size (predict()), and when that exceeds the
+    budget, or its memory per node would pass the memory limit, the
+    remaining sizes are skipped ("skipped (over budget ...)").  A failure
+    (timeout, recursion, memory, crash) skips the larger sizes too."""
+    records = []
+    stop = {}       # (workload, engine) -> why the larger sizes are skipped
+    runs = {}       # (workload, engine) -> [(size, seconds)] of the runs so far
+    peak = {}       # (workload, engine) -> peak bytes per node of the last run
+    for i, job in enumerate(jobs):
+        key = (job.workload, job.engine)
+        engine = ENGINES[job.engine]
+        record = None
+        why = engine.missing()
+        if why:
+            record = {"status": f"unavailable: {why}"}
+        elif settings.skip_slow_start and engine.slow_start:
+            record = {"status": "skipped (--quick: slow to import; "
+                                "name it in --engines to run it)"}
+        elif key in stop:
+            record = {"status": stop[key]}
+        elif not engine.native and job.size > settings.pure_max_size:
+            record = {"status": "skipped (above --pure-max-size "
+                                f"{fmt_size(int(settings.pure_max_size))})"}
+        elif key in runs:
+            predicted = predict(runs[key], job.size)
+            memory = peak.get(key, 0.0) * job.size
+            if predicted > settings.budget:
+                stop[key] = f"skipped (over budget: ~{predicted:.0f} s predicted)"
+                record = {"status": stop[key], "predicted_s": predicted}
+            elif settings.mem_limit and memory > settings.mem_limit:
+                stop[key] = f"skipped (over memory: ~{memory / 2**30:.1f} GiB predicted)"
+                record = {"status": stop[key]}
+        if record is None:
+            if progress:
+                progress.start(i, job)
+            record = run_job(job, settings)
+            status = record["status"]
+            if status == "ok":
+                runs.setdefault(key, []).append(
+                    (job.size, record["build_s"] + record["backward_s"]
+                     + record.get("update_s", 0.0)))
+                peak[key] = record.get("peak_bytes_per_node") or 0.0
+            elif status.startswith("unsupported"):
+                stop[key] = status              # at every size: not run again
+            else:
+                word = status.split(" (")[0].split(":")[0]   # timeout, memory, crashed...
+                stop[key] = f"skipped ({word} at {fmt_size(job.size)})"
+        else:
+            record = dict({"engine": job.engine, "workload": job.workload,
+                           "size": job.size, "seed": settings.seed}, **record)
+        records.append(record)
+        if progress:
+            progress.done(i, job, record)
+    return records

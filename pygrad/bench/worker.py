@@ -1,0 +1,229 @@
+"""One measurement in a fresh process: one engine x workload x size.
+
+    python -m pygrad.bench.worker --engine pygrad --workload dag --size 100000
+
+prints one line, ``BENCH-RECORD {json}``, and exits.  The runner starts it,
+with a timeout, so that a crash, a hang or a memory blow-up is reported as
+such and one engine's memory never counts against another's.
+
+Everything runs in a thread with a large stack and a raised recursion limit:
+micrograd-style engines recurse once per graph level in backward (and
+CPython's deallocation of a deep graph recurses too), so a deep chain either
+works or fails cleanly with RecursionError instead of overflowing the stack.
+"""
+import argparse
+import gc
+import json
+import os
+import resource
+import sys
+import threading
+import time
+
+from .engines import ENGINES
+from .workloads import WORKLOADS
+
+PREFIX = "BENCH-RECORD "
+STACK_BYTES = 1 << 30
+WARMUP_OPS = 300
+
+
+def rss_bytes():
+    """Resident set size now (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def limit_memory(extra):
+    """Caps the address space at what the process has now plus `extra`
+    bytes: a blow-up becomes a MemoryError here, not the machine's OOM
+    killer.  Relative, because an ASan runtime or torch reserves far more
+    address space than it ever touches."""
+    try:
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        now = 0
+    cap = now + extra
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def max_rss_bytes():
+    """Peak resident set size of the process so far (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def checksums(grads):
+    """(sum |g|, a weighted sum that also sees signs and order)."""
+    weighted = sum((1.0 + (i * 7919 % 101) / 101.0) * g for i, g in enumerate(grads))
+    return sum(abs(g) for g in grads), weighted
+
+
+def measure(engine, workload, n, seed, repeats, repeat_time):
+    """Build, backward (and, for moons, the SGD step) `repeats` times, or
+    until `repeat_time` seconds have passed; min times, first-run memory."""
+    V, nn = engine.Value, engine.nn
+    now = time.perf_counter_ns
+
+    warm = workload.plan(min(n, WARMUP_OPS), seed)    # imports, first calls
+    state = workload.setup(V, warm, nn) if workload.setup else None
+    engine.backward(engine.build(workload, warm, state))
+    plan = workload.plan(n, seed)                     # random draws: untimed
+    state = workload.setup(V, plan, nn) if workload.setup else None
+    del warm
+
+    rec = {"build_s_all": [], "backward_s_all": [], "update_s_all": []}
+    started = time.perf_counter()
+    g = None
+    for r in range(repeats):
+        g = None
+        gc.collect()       # the last repeat's garbage, outside the timings
+        if r == 0:
+            rss0, peak0, nodes0 = rss_bytes(), max_rss_bytes(), engine.node_count()
+        t0 = now()
+        g = engine.build(workload, plan, state)
+        t1 = now()
+        if r == 0:
+            rss_built = rss_bytes()
+            if nodes0 is not None:
+                rec["nodes"] = engine.node_count() - nodes0
+            arena = engine.arena_stats()
+            if arena:
+                rec["c_bytes_per_node"] = arena["bytes"] / max(1, arena["live_nodes"])
+                rec["c_bytes_per_slot"] = arena["bytes_per_slot"]
+        update = 0
+        if g.params is not None:
+            t = now()
+            engine.zero_grad(g.params)
+            update += now() - t
+        t2 = now()
+        engine.backward(g)
+        t3 = now()
+        if r == 0:
+            rss_back, peak1 = rss_bytes(), max_rss_bytes()
+            rec["result"] = engine.scalar(g.root)
+            grads = [engine.grad(leaf) for leaf in g.leaves]
+            rec["grad_abs_sum"], rec["grad_weighted_sum"] = checksums(grads)
+            rec["ops"], rec["leaves"] = g.ops, len(g.leaves)
+            rec["meta"] = g.meta
+            if rss0 is not None:
+                grown = max(rss_built, rss_back) - rss0
+                if peak1 > peak0:           # a peak inside backward counts too
+                    grown = max(grown, peak1 - rss0)
+                rec["peak_bytes_per_node"] = grown / g.ops
+        if g.params is not None:
+            t = now()
+            engine.sgd(g.params, g.lr)
+            update += now() - t
+            rec["update_s_all"].append(update / 1e9)
+        rec["build_s_all"].append((t1 - t0) / 1e9)
+        rec["backward_s_all"].append((t3 - t2) / 1e9)
+        if time.perf_counter() - started > repeat_time:
+            break
+
+    rec["_graph"] = g      # the worker exits without freeing it
+    rec["repeats"] = len(rec["build_s_all"])
+    rec["build_s"] = min(rec["build_s_all"])
+    rec["backward_s"] = min(rec["backward_s_all"])
+    rec["build_ns_per_op"] = rec["build_s"] * 1e9 / rec["ops"]
+    rec["backward_ns_per_node"] = rec["backward_s"] * 1e9 / rec["ops"]
+    if rec["update_s_all"]:
+        rec["update_s"] = min(rec["update_s_all"])
+    else:
+        del rec["update_s_all"]
+    return rec
+
+
+def classify(exc):
+    """The record status for an exception raised by a run."""
+    if isinstance(exc, RecursionError):
+        return "recursion"
+    if isinstance(exc, MemoryError):
+        return "memory"
+    text = str(exc)
+    if isinstance(exc, SystemError) and "without exception set" in text:
+        return "memory (CPython could not allocate a frame: SystemError)"
+    if isinstance(exc, RuntimeError) and ("allocate" in text or "out of memory" in text):
+        return "memory"        # torch's allocator
+    first = text.splitlines()[0] if text else ""
+    return f"error: {type(exc).__name__}: {first}"[:200]
+
+
+def run(args):
+    """The record for one job (never raises)."""
+    record = {"engine": args.engine, "workload": args.workload, "size": args.size,
+              "seed": args.seed, "status": "ok"}
+    engine = ENGINES[args.engine]
+    record["gc"] = engine.gc_enabled
+    try:
+        engine.load()
+        record["version"] = engine.version()
+        why = engine.unsupported(WORKLOADS[args.workload].needs)
+        if why is None and args.workload == "moons" and engine.nn is None:
+            why = f"{args.engine} has no nn module"
+        if why:
+            record["status"] = f"unsupported: {why}"
+            return record
+    except Exception as exc:           # an engine that will not even load
+        record["status"] = classify(exc)
+        return record
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), args.size + 1000))
+    threading.stack_size(STACK_BYTES)
+    if args.mem_limit:          # after the imports: the limit is for the graphs
+        limit_memory(args.mem_limit + STACK_BYTES)
+    box = {}
+
+    def target():
+        try:
+            box["rec"] = measure(engine, WORKLOADS[args.workload], args.size, args.seed,
+                                 args.repeats, args.repeat_time)
+        except BaseException as exc:     # noqa: B902 - reported, never lost
+            box["exc"] = exc
+
+    t = threading.Thread(target=target, name="bench")
+    try:
+        t.start()
+    except RuntimeError as exc:       # no room for its stack
+        record["status"] = f"memory (cannot start the measuring thread: {exc})"
+        return record
+    t.join()
+    if "exc" in box:
+        record["status"] = classify(box["exc"])
+    else:
+        record.update(box["rec"])
+        _keep.append(record.pop("_graph"))
+    return record
+
+
+_keep = []   # the last graph, alive until os._exit
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--engine", required=True, choices=sorted(ENGINES))
+    p.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
+    p.add_argument("--size", required=True, type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeat-time", type=float, default=2.0,
+                   help="stop repeating once the job has run this long (s)")
+    p.add_argument("--mem-limit", type=int, default=0,
+                   help="bytes of address space the worker may add (0: no limit)")
+    args = p.parse_args(argv)
+    record = run(args)
+    sys.stdout.write(PREFIX + json.dumps(record) + "\n")
+    sys.stdout.flush()
+    # No interpreter teardown: freeing a 1e7-node pure-Python graph takes
+    # longer than building it and measures nothing.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
