@@ -6,7 +6,7 @@ CSRC = csrc/arena.c csrc/ops.c csrc/backward.c csrc/tape.c csrc/bulk.c
 CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h csrc/sweep.h
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick clean
+.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency clean
 
 # Editable install: compiles csrc/ through cffi into pygrad/_pygrad_c*.so.
 build:
@@ -46,6 +46,12 @@ sanitize: csrc/test_pygrad_san
 FUZZ_EXAMPLES ?= 20000
 fuzz: build
 	PYGRAD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -s tests/test_fuzz.py
+
+# The machine's memory latency (a dependent random load), next to which the
+# benchmark's 1e7-node figures are read.
+latency:
+	mkdir -p build && $(CC) -O2 -Wall -Wextra -Werror bench/latency.c -o build/latency
+	./build/latency
 
 # The C tests under valgrind memcheck: no errors, no leaks.
 valgrind: csrc/test_pygrad

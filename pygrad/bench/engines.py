@@ -27,6 +27,8 @@ class Engine:
 
     native = False       # C-backed: runs sizes beyond --pure-max-size
     slow_start = False   # too slow to start for --quick (unless asked for)
+    workloads = None     # the workloads it runs (None: all)
+    replays = False      # build() replays a graph recorded by prepare()
 
     def __init__(self, name, module, description, gc_enabled=True, nn_module=None):
         self.name = name
@@ -75,7 +77,10 @@ class Engine:
         return None
 
     # -- the timed steps: an engine that records and replays (a tape) may
-    # override these two, and nothing else changes ------------------------
+    # override these, and nothing else changes ---------------------------
+    def prepare(self, workload, plan, state):
+        """Untimed, before the repeats: a tape engine records here."""
+
     def build(self, workload, plan, state):
         """The graph of `workload` (a Graph), built as a user's script would."""
         return workload.build(self.Value, plan, self.nn, state)
@@ -126,6 +131,56 @@ class Pygrad(Engine):
         return pygrad.stats()
 
 
+class PygradDot(Pygrad):
+    """pygrad with pygrad.nn's default neurons: one n-ary dot node each
+    (pygrad.dot), so a neuron's forward is one C call.  Same values; the op
+    count stays micrograd's graph's, so ns/op compare per neuron."""
+
+    workloads = ("moons",)
+
+    def _load_nn(self):
+        import pygrad.nn
+        return pygrad.nn
+
+
+class PygradTape(PygradDot):
+    """pygrad, the graph recorded once and compiled (pygrad.compile), then
+    replayed: 'build' is tape.forward() and 'backward' tape.backward(), in
+    C; moons zeroes grads and steps SGD in C too.  Recording is untimed."""
+
+    workloads = None
+    replays = True
+
+    def prepare(self, workload, plan, state):
+        import pygrad
+        self._graph = workload.build(self.Value, plan, self.nn, state)
+        self._tape = pygrad.compile(self._graph.root)
+        if self._graph.params is not None:
+            self._params = pygrad.Indexed(self._graph.params)
+            self._opt = pygrad.optim.SGD(self._graph.params, lr=self._graph.lr)
+
+    def build(self, workload, plan, state):
+        self._tape.forward()
+        return self._graph
+
+    def backward(self, graph):
+        self._tape.backward()
+
+    def zero_grad(self, params):
+        import pygrad
+        pygrad.zero_grad(self._params)
+
+    def sgd(self, params, lr):
+        self._opt.lr = lr
+        self._opt.step()
+
+    def node_count(self):
+        return None      # replay makes no nodes
+
+    def arena_stats(self):
+        return None
+
+
 class Torch(Engine):
     """torch float64 0-d tensors that require grad, one per micrograd Value."""
 
@@ -162,6 +217,10 @@ class Torch(Engine):
 
 ENGINES = {
     "pygrad": Pygrad("pygrad", "pygrad", "pygrad (C arena, Python handles)"),
+    "pygrad-dot": PygradDot("pygrad-dot", "pygrad",
+                            "pygrad, nn neurons as one n-ary dot node (moons only)"),
+    "pygrad-tape": PygradTape("pygrad-tape", "pygrad",
+                              "pygrad, graph recorded once, replayed in C (pygrad.compile)"),
     "reference": Engine("reference", "pygrad.reference",
                         "pygrad.reference, pure Python, garbage collector on"),
     "reference-nogc": Engine("reference-nogc", "pygrad.reference",

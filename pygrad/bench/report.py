@@ -106,7 +106,7 @@ def workload_tables(records, workload, engines, sizes):
         rows = [[fmt_size(n)] + [_cell(recs.get((workload, e, n)), field) for e in engines]
                 for n in sizes]
         blocks.append((title, ["size"] + list(engines), rows))
-    others = [e for e in engines if e != SUBJECT]
+    others = [e for e in engines if e != SUBJECT and not ENGINES[e].native]
     if SUBJECT in engines and others:
         rows = []
         for n in sizes:
@@ -143,12 +143,13 @@ def target_summary(records):
         out.append(_verdict(name, f">= {threshold:g}x", cells, lambda x: x >= threshold,
                             fmt_ratio))
     # C bytes per node: the arena's bytes per slot, and with growth slack
+    # pygrad's own runs: pygrad-dot's n-ary input lists are extra bytes
     slots = [(r["c_bytes_per_slot"], w, None, n) for (w, e, n), r in recs.items()
-             if ok(r) and r.get("c_bytes_per_slot") and n >= MEMORY_MIN_OPS]
+             if e == SUBJECT and ok(r) and r.get("c_bytes_per_slot") and n >= MEMORY_MIN_OPS]
     out.append(_verdict("C bytes per node (arena/slot)", f"<= {C_BYTES_TARGET:g} B",
                         slots, lambda x: x <= C_BYTES_TARGET, lambda x: f"{x:.1f} B"))
     held = [(r["c_bytes_per_node"], w, None, n) for (w, e, n), r in recs.items()
-            if ok(r) and r.get("c_bytes_per_node") and n >= MEMORY_MIN_OPS]
+            if e == SUBJECT and ok(r) and r.get("c_bytes_per_node") and n >= MEMORY_MIN_OPS]
     out.append(_verdict("C bytes per live node (incl. growth slack)",
                         f"<= {C_BYTES_TARGET:g} B", held,
                         lambda x: x <= C_BYTES_TARGET, lambda x: f"{x:.1f} B"))
@@ -161,6 +162,7 @@ def target_summary(records):
             cells.append((r["peak_bytes_per_node"] / p["c_bytes_per_node"], w, e, n))
     out.append(_verdict("memory: pure all-in vs pygrad C arena", ">= 30x", cells,
                         lambda x: x >= 30, fmt_ratio))
+    out.extend(fast_path_summary(recs))
     # linearity: the exponent of time ~ N**k per workload, from 1e3 up
     for field, label in (("build_s", "build"), ("backward_s", "backward")):
         ks = []
@@ -172,6 +174,37 @@ def target_summary(records):
                 ks.append((k, w, None, None))
         out.append(_verdict(f"pygrad {label} time ~ N**k", "k ~ 1 (linear)", ks,
                             lambda k: 0.8 <= k <= 1.25, lambda k: f"k={k:.2f}"))
+    return out
+
+
+def _step_s(r):
+    """One moons training step: forward (build), backward and update."""
+    return r["build_s"] + r["backward_s"] + r.get("update_s", 0.0)
+
+
+def fast_path_summary(recs):
+    """The compiled-tape and n-ary targets: tape replay ns per node on dag
+    (1e5 and up), a compiled moons step against the pure engine's eager
+    step, and a dot-node neuron against micrograd's op-by-op neuron."""
+    out = []
+    replay = [(r["build_ns_per_op"] + r["backward_ns_per_node"], w, None, n)
+              for (w, e, n), r in recs.items()
+              if e == "pygrad-tape" and w == "dag" and n >= 1e5 and ok(r)]
+    out.append(_verdict("tape replay fwd+bwd, dag >= 1e5", "<= 10 ns/node", replay,
+                        lambda x: x <= 10, lambda x: f"{x:.1f} ns"))
+    steps, neurons = [], []
+    for (w, e, n), r in recs.items():
+        if w != "moons" or not ok(r):
+            continue
+        tape, dot = recs.get((w, "pygrad-tape", n)), recs.get((w, "pygrad-dot", n))
+        if e in ("reference", "micrograd") and ok(tape):
+            steps.append((_step_s(r) / _step_s(tape), w, e, n))
+        if e == SUBJECT and ok(dot):
+            neurons.append((r["build_s"] / dot["build_s"], w, "pygrad-dot", n))
+    out.append(_verdict("moons step: tape vs pure eager (gc on)", ">= 1000x", steps,
+                        lambda x: x >= 1000, fmt_ratio))
+    out.append(_verdict("moons build: dot neurons vs op-by-op", ">= 3x", neurons,
+                        lambda x: x >= 3, fmt_ratio))
     return out
 
 

@@ -73,9 +73,11 @@ def measure(engine, workload, n, seed, repeats, repeat_time):
 
     warm = workload.plan(min(n, WARMUP_OPS), seed)    # imports, first calls
     state = workload.setup(V, warm, nn) if workload.setup else None
+    engine.prepare(workload, warm, state)
     engine.backward(engine.build(workload, warm, state))
     plan = workload.plan(n, seed)                     # random draws: untimed
     state = workload.setup(V, plan, nn) if workload.setup else None
+    engine.prepare(workload, plan, state)             # a tape records here
     del warm
 
     rec = {"build_s_all": [], "backward_s_all": [], "update_s_all": []}
@@ -112,7 +114,7 @@ def measure(engine, workload, n, seed, repeats, repeat_time):
             rec["grad_abs_sum"], rec["grad_weighted_sum"] = checksums(grads)
             rec["ops"], rec["leaves"] = g.ops, len(g.leaves)
             rec["meta"] = g.meta
-            if rss0 is not None:
+            if rss0 is not None and not engine.replays:   # replay allocates nothing
                 grown = max(rss_built, rss_back) - rss0
                 if peak1 > peak0:           # a peak inside backward counts too
                     grown = max(grown, peak1 - rss0)
@@ -165,6 +167,8 @@ def run(args):
         engine.load()
         record["version"] = engine.version()
         why = engine.unsupported(WORKLOADS[args.workload].needs)
+        if why is None and engine.workloads and args.workload not in engine.workloads:
+            why = f"{args.engine} runs {', '.join(engine.workloads)} only"
         if why is None and args.workload == "moons" and engine.nn is None:
             why = f"{args.engine} has no nn module"
         if why:
