@@ -71,8 +71,6 @@ def _sync_labels():
             return
 
 
-# The operators call the binding's per-op entry points (_build.py): one
-# C call per op, with no arena or op-code argument to convert.
 def _inputs(i):
     """Handles (new references) on node i's inputs, in order, repeats kept."""
     n = _lib.pg_ninputs(_A, i)
@@ -86,35 +84,17 @@ def _inputs(i):
     return out
 
 
-def _binary(op_node, op_const, symbol):
-    """self (op) other: one C node, whether other is a Value or a number."""
+# The operators call the binding's per-op entry points (_build.py): one
+# C call per op, with no arena or op-code argument to convert.
+def _operator(op_node, op_const, symbol, reflected=False):
+    """self (op) other, or other (op) self when reflected: one C node,
+    whether other is a Value or a number (folded into the op as k)."""
     def method(self, other):
         cls = other.__class__
-        if cls is Value:
-            r = op_node(self._i, other._i)
-        elif cls is float or cls is int:   # cffi converts an int to double
+        if cls is float or cls is int:      # cffi converts an int to double
             r = op_const(self._i, other)
-        elif isinstance(other, Value):     # a subclass of Value
-            r = op_node(self._i, other._i)
-        else:
-            k = _as_float(other)
-            if k is None:
-                return NotImplemented
-            r = op_const(self._i, k)
-        if r < 0:
-            raise _error(r, symbol)
-        v = _new(Value)
-        v._i = r
-        return v
-    return method
-
-
-def _reflected(op_const, symbol):
-    """number (op) self, called by Python when the number cannot do it."""
-    def method(self, other):
-        cls = other.__class__
-        if cls is float or cls is int:
-            r = op_const(self._i, other)
+        elif cls is Value or isinstance(other, Value):
+            r = op_node(other._i, self._i) if reflected else op_node(self._i, other._i)
         else:
             k = _as_float(other)
             if k is None:
@@ -245,16 +225,16 @@ class Value:
         return hash(self._i)
 
     # -- operators: forward value now, local derivatives in C's backward --
-    __add__ = _binary(_lib.py_add, _lib.py_addc, "+")
-    __sub__ = _binary(_lib.py_sub, _lib.py_subc, "-")
-    __mul__ = _binary(_lib.py_mul, _lib.py_mulc, "*")
-    __truediv__ = _binary(_lib.py_div, _lib.py_divc, "/")
-    _pow2 = _binary(_lib.py_pow, _lib.py_powc, "**")
-    __radd__ = _reflected(_lib.py_addc, "+")
-    __rmul__ = _reflected(_lib.py_mulc, "*")
-    __rsub__ = _reflected(_lib.py_rsubc, "-")
-    __rtruediv__ = _reflected(_lib.py_rdivc, "/")
-    _rpow2 = _reflected(_lib.py_rpowc, "**")
+    __add__ = _operator(_lib.py_add, _lib.py_addc, "+")
+    __sub__ = _operator(_lib.py_sub, _lib.py_subc, "-")
+    __mul__ = _operator(_lib.py_mul, _lib.py_mulc, "*")
+    __truediv__ = _operator(_lib.py_div, _lib.py_divc, "/")
+    _pow2 = _operator(_lib.py_pow, _lib.py_powc, "**")
+    __radd__ = _operator(_lib.py_add, _lib.py_addc, "+", reflected=True)
+    __rmul__ = _operator(_lib.py_mul, _lib.py_mulc, "*", reflected=True)
+    __rsub__ = _operator(_lib.py_sub, _lib.py_rsubc, "-", reflected=True)
+    __rtruediv__ = _operator(_lib.py_div, _lib.py_rdivc, "/", reflected=True)
+    _rpow2 = _operator(_lib.py_pow, _lib.py_rpowc, "**", reflected=True)
 
     def __pow__(self, other, modulo=None):
         if modulo is not None:

@@ -7,6 +7,7 @@ import pytest
 import pygrad
 from pygrad import Value
 from pygrad.engine import Value as EngineValue
+from helpers import settled_live_nodes
 
 
 def test_both_import_paths_are_the_same_class():
@@ -152,7 +153,7 @@ def test_huge_int_overflows_like_float():
 
 
 def test_label_of_a_reused_slot_is_not_inherited():
-    before = pygrad.live_nodes()
+    before = settled_live_nodes()
     v = Value(1.0, label="old")
     del v
     assert pygrad.live_nodes() == before
@@ -195,3 +196,18 @@ def test_backward_reads_current_data_like_micrograds_closures(write):
 ])
 def test_folded_constants_print_like_numbers(expr, op):
     assert expr(Value(1.0))._op == op
+
+
+def test_reflected_operator_of_a_value_subclass():
+    """Python calls a subclass's reflected method first: b.__rsub__(a) for
+    a - b must still compute a - b."""
+    class Sub(Value):
+        __slots__ = ()
+
+        def __rsub__(self, other):
+            return Value.__rsub__(self, other)
+
+    a, b = Value(5.0), Sub(3.0)
+    d = a - b
+    d.backward()
+    assert (d.data, a.grad, b.grad) == (2.0, 1.0, -1.0)

@@ -7,6 +7,7 @@ import pygrad
 from pygrad import Value
 from pygrad import reference
 from pygrad._core import ARENA, lib
+from helpers import settled_live_nodes
 
 # (description, the failing operation on an engine, exception, message)
 ERRORS = [
@@ -45,7 +46,7 @@ def test_error_matches_reference_engine(desc, fail, exc, msg):
 @pytest.mark.parametrize("desc,fail,exc,msg", ERRORS, ids=IDS)
 def test_error_leaves_existing_graph_intact(desc, fail, exc, msg):
     (a, b, c), f = healthy_graph()
-    before = pygrad.live_nodes()
+    before = settled_live_nodes()
     with pytest.raises(exc):
         fail(Value)
     assert pygrad.live_nodes() == before      # nothing half-built remains
@@ -66,7 +67,7 @@ def test_python_float_cases_that_are_not_errors():
 
 def test_out_of_memory_is_memory_error_and_graph_survives():
     (a, b, c), f = healthy_graph()
-    live = pygrad.live_nodes()
+    live = settled_live_nodes()
     lib.pg_set_node_limit(ARENA, live)
     try:
         with pytest.raises(MemoryError):

@@ -12,10 +12,11 @@ import pygrad
 import pygrad.reference
 from pygrad import Value
 from pygrad._core import ARENA, lib
+from helpers import settled_live_nodes
 
 
 def test_long_training_loop_then_drop_everything_leaves_no_node():
-    base = pygrad.live_nodes()
+    base = settled_live_nodes()
     params = [Value(0.1 * i - 0.3) for i in range(7)]
     opt = pygrad.optim.SGD(params, lr=0.01)
     for step in range(300):
@@ -104,7 +105,7 @@ def test_node_limit_raises_memory_error_and_graphs_keep_working():
 
 @pytest.mark.slow
 def test_ten_million_deep_chain_and_ten_million_node_graph():
-    base = pygrad.live_nodes()
+    base = settled_live_nodes()
     x = Value(1.0)
     y = x
     for _ in range(5_000_000):                  # 10^7 nodes, 10^7 deep

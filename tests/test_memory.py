@@ -6,6 +6,7 @@ import pytest
 
 import pygrad
 from pygrad import Value
+from helpers import settled_live_nodes
 
 
 def rss_bytes():
@@ -18,7 +19,7 @@ needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
 
 
 def test_million_op_chain_backward_then_freed():
-    base = pygrad.live_nodes()
+    base = settled_live_nodes()
     x = Value(0.999999)
     y = x
     for _ in range(500_000):        # 2 ops per step: 1,000,000 ops
@@ -42,7 +43,7 @@ def build_graph(params, n):
 @needs_proc
 def test_rebuilding_a_graph_200_times_keeps_memory_flat():
     params = [Value(0.01 * i) for i in range(50)]
-    base = pygrad.live_nodes()
+    base = settled_live_nodes()
     build_graph(params, 5_000).backward()     # warm up: arena and allocator
     gc.collect()
     start = rss_bytes()
@@ -59,7 +60,7 @@ def test_rebuilding_a_graph_200_times_keeps_memory_flat():
 
 
 def test_dropped_graph_returns_all_nodes():
-    base = pygrad.live_nodes()
+    base = settled_live_nodes()
     a = Value(1.0)
     nodes = [a]
     for i in range(5000):           # a wide DAG with many shared nodes

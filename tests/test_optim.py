@@ -7,6 +7,7 @@ import pytest
 import pygrad
 from pygrad import Value
 from pygrad.optim import SGD, Adam
+from helpers import settled_live_nodes
 
 START = [0.5, -1.5, 2.0]
 
@@ -95,7 +96,7 @@ def test_optimizer_rejects_non_values_and_bad_lr():
 
 
 def test_optimizer_keeps_parameters_alive():
-    base = pygrad.live_nodes()
+    base = settled_live_nodes()
     opt = SGD([Value(1.0), Value(2.0)], lr=1.0)
     assert pygrad.live_nodes() == base + 2
     for p in opt.params.values:

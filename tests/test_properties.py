@@ -1,13 +1,13 @@
 """Property tests: random expression DAGs, with shared subexpressions, built
 in pygrad and in the pure-Python reference engine give the same values, the
 same gradients and the same exceptions."""
-import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pygrad import Value
 from pygrad import reference
+from helpers import same
 
 UNARY = ["neg", "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu"]
 BINARY = ["+", "-", "*", "/", "**"]
@@ -56,14 +56,6 @@ def run(engine, program):
             return type(e), len(nodes)
     nodes[-1].backward()
     return [n.data for n in nodes], [n.grad for n in nodes]
-
-
-def same(x, y):
-    if math.isnan(x) or math.isnan(y):
-        return math.isnan(x) and math.isnan(y)
-    if math.isinf(x) or math.isinf(y):
-        return x == y
-    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
 
 
 @settings(max_examples=400, deadline=None)

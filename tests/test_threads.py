@@ -7,6 +7,7 @@ import pytest
 import pygrad
 from pygrad import Value
 from pygrad import reference
+from helpers import settled_live_nodes
 
 
 def mlp_like(engine, seed):
@@ -37,17 +38,20 @@ def worker(seed, rounds, want, errors):
         errors.append((seed, repr(e)))
 
 
-@pytest.mark.parametrize("nthreads", [2, 4, 8])
-def test_threads_building_separate_graphs(nthreads):
-    base = pygrad.live_nodes()
-    wants = {s: expected(s) for s in range(nthreads)}
-    errors = []
-    threads = [threading.Thread(target=worker, args=(s, 30, wants[s], errors))
-               for s in range(nthreads)]
+def run_together(threads):
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+
+
+@pytest.mark.parametrize("nthreads", [2, 4, 8])
+def test_threads_building_separate_graphs(nthreads):
+    base = settled_live_nodes()
+    wants = {s: expected(s) for s in range(nthreads)}
+    errors = []
+    run_together([threading.Thread(target=worker, args=(s, 30, wants[s], errors))
+                  for s in range(nthreads)])
     assert errors == []
     assert pygrad.live_nodes() == base
 
@@ -56,7 +60,7 @@ def test_threads_sharing_leaves():
     """Threads build on the same leaves and drop their graphs concurrently;
     reference counts on the shared leaves must come out exact."""
     shared = [Value(0.1 * i) for i in range(10)]
-    base = pygrad.live_nodes()
+    base = settled_live_nodes()
     errors = []
 
     def work():
@@ -68,11 +72,7 @@ def test_threads_sharing_leaves():
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together([threading.Thread(target=work) for _ in range(4)])
     assert errors == []
     assert pygrad.live_nodes() == base
     assert [v.data for v in shared] == [0.1 * i for i in range(10)]
