@@ -121,6 +121,7 @@ def test_a_timeout_is_a_record_and_skips_the_larger_sizes(tmp_path):
     assert "timeout" in stdout
 
 
+@pytest.mark.sanitizer_incompatible     # ASan's shadow memory ignores RLIMIT_AS
 def test_running_out_of_memory_is_a_record(tmp_path):
     # reference's 1e5-op DAG needs ~110 MB; the worker may add 50 MB
     records, _, _ = bench(tmp_path, "--engines", "reference", "--workloads", "dag",
@@ -139,6 +140,7 @@ def test_a_size_over_budget_is_skipped_not_run(tmp_path):
         ["skipped (over budget", "skipped (over budget"]
 
 
+@pytest.mark.sanitizer_incompatible     # ASan catches the SIGSEGV itself
 def test_a_crashed_worker_is_a_record(monkeypatch):
     crash = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
     monkeypatch.setattr(runner, "worker_command", lambda job, s: [sys.executable, "-c", crash])
