@@ -1,9 +1,10 @@
-/* arena.h -- the arena's layout, shared by arena.c, ops.c and backward.c.
+/* arena.h -- the arena's layout, shared by the library's .c files.
  * Not part of the public API (that is pygrad.h).
  *
- * Layout: structure of arrays.  Values and grads sit in their own dense
- * double arrays, because the backward sweep touches mostly those, and a
- * 16-byte working set per node stays in cache far longer than a fat struct.
+ * Layout: structure of arrays.  Each field sits in its own dense array,
+ * because a pass touches only some of them (the forward replay values, the
+ * sweep grads and partials), and 8-byte columns stay in cache far longer
+ * than a fat per-node struct would.
  * Per node: val 8 + grad 8 + d0 8 + aux 8 + in0 4 + in1 4 + ref 4 + op 1
  * + flags 1 = 46 bytes.  n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd
  * input list: aux.list holds in0 entries (for PG_DOT w[0..n) then x[0..n),

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "pygrad.h"
+#include "arena.h"   /* white-box: test_index_space_exhausted */
 
 static int failures, checks;
 
@@ -352,6 +352,30 @@ static void test_bulk(void)
     pg_arena_free(a);
 }
 
+/* The 32-bit index space cannot be filled for real (4.29e9 nodes, ~200 GB),
+ * so pretend it is: every chunk index handed out and the tail chunk full.
+ * Creating a node must then fail with PG_ENOMEM, leaving the graph usable. */
+static void test_index_space_exhausted(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index x = L(a, 2.0);
+    pg_index y = O1(a, PG_MULC, x, 3.0);
+    while (pg_live_nodes(a) < PG_CHUNK)          /* fill the tail chunk */
+        L(a, 0.0);
+    uint32_t nchunks = a->nchunks, cap = a->nchunks_cap;
+    a->nchunks = a->nchunks_cap = PG_MAX_CHUNKS;  /* "no index left" */
+    CHECK(pg_leaf(a, 1.0) == PG_ENOMEM);
+    CHECK(pg_op1(a, PG_EXP, y, 0) == PG_ENOMEM);
+    CHECK(pg_op2(a, PG_MUL, x, y) == PG_ENOMEM);
+    a->nchunks = nchunks;
+    a->nchunks_cap = cap;
+    CHECK(pg_live_nodes(a) == PG_CHUNK);
+    CHECK(pg_backward(a, y) == PG_OK);
+    CLOSE(pg_grad(a, x), 3.0, 0);
+    CHECK(pg_leaf(a, 1.0) >= 0);                 /* and it grows again */
+    pg_arena_free(a);
+}
+
 /* Threads building and backpropagating their own graphs in one arena. */
 struct job { pg_arena *a; int bad; };
 
@@ -398,6 +422,7 @@ int main(int argc, char **argv)
     test_chain(chain);
     test_reuse();
     test_limit();
+    test_index_space_exhausted();
     test_labels();
     test_nary();
     test_tape();
