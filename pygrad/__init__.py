@@ -8,6 +8,8 @@ from .gradcheck import gradcheck
 from .ops import dot, sum  # noqa: A004 - pygrad.sum is meant to mirror sum()
 from .tape import Tape, compile  # noqa: A004
 
-__all__ = ["Value", "sum", "dot", "compile", "Tape", "data", "grads", "set_data",
-           "set_grads", "zero_grad", "Indexed", "optim", "live_nodes",
-           "arena_bytes", "stats", "draw_dot", "gradcheck"]
+# sum and compile stay out of __all__: `from pygrad import *` must not
+# shadow the builtins (use pygrad.sum, pygrad.compile)
+__all__ = ["Value", "dot", "Tape", "data", "grads", "set_data", "set_grads",
+           "zero_grad", "Indexed", "optim", "live_nodes", "arena_bytes", "stats",
+           "draw_dot", "gradcheck"]
