@@ -18,6 +18,8 @@ import numbers
 def _pow_ieee(x, y):
     """C's pow(x, y): never raises, NaN where Python would go complex."""
     odd = math.isfinite(y) and y % 2 == 1.0      # an odd integer keeps signs
+    if x < 0.0 and math.isfinite(x) and math.isfinite(y) and y != math.floor(y):
+        return math.nan      # C's pow; Python goes complex (or overflows)
     try:
         r = x ** y
     except ZeroDivisionError:           # 0.0 ** negative
