@@ -226,7 +226,8 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
             if (rc != PG_OK)                                                \
                 goto fail;                                                  \
             *dx = (dx_);                                                    \
-            *dy = (dy_);                                                    \
+            if (pg_arity(op_) == 2)   /* one-input ops keep dy = 0 */       \
+                *dy = (dy_);                                                \
             break;                                                          \
         }
         PG_OP_TABLE(PG_FORWARD_CASE)
