@@ -75,6 +75,17 @@ def apply_op(kind, name, a, b):
             "/": lambda: x / y, "**": lambda: x ** y}[name]()
 
 
+def reachable(root):
+    """The reference Values under root (root included)."""
+    reach, stack = set(), [root]
+    while stack:
+        v = stack.pop()
+        if v not in reach:
+            reach.add(v)
+            stack.extend(v._prev)
+    return reach
+
+
 class Run:
     """One engine's execution of a program: nodes, their recipes, and the
     trace of outcomes (None, or the exception type) step by step."""
@@ -155,12 +166,7 @@ class Run:
         if self.engine is pygrad:
             root.backward()
             return
-        reach, stack = set(), [root]
-        while stack:
-            v = stack.pop()
-            if v not in reach:
-                reach.add(v)
-                stack.extend(v._prev)
+        reach = reachable(root)
         root.grad = 1.0
         for v in reversed(self.nodes):
             if v in reach:
@@ -174,12 +180,7 @@ class Run:
             return
         # the reference's meaning of a tape: recompute reachable nodes in
         # creation order, zero interior grads, backward from the root
-        reach, stack = set(), [root]
-        while stack:
-            v = stack.pop()
-            if v not in reach:
-                reach.add(v)
-                stack.extend(v._prev)
+        reach = reachable(root)
         for node, recipe in zip(self.nodes, self.recipe):
             if node in reach and recipe is not None:
                 node.data = recipe()
