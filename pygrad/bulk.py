@@ -34,11 +34,17 @@ class Indexed:
 
 
 def _doubles(numbers, n):
-    """A C view of n doubles: zero-copy for buffers, a copy for sequences."""
+    """A C view of n doubles: zero-copy for a contiguous buffer of doubles,
+    a converted copy for anything else (a list, array('i'), int64 numpy)."""
     try:
-        buf = _ffi.from_buffer("double[]", numbers)
+        view = memoryview(numbers)
     except TypeError:
-        buf = _ffi.new("double[]", [float(x) for x in numbers])
+        view = None
+    if view is not None and view.format in ("d", "<d", "=d") and view.c_contiguous:
+        buf = _ffi.from_buffer("double[]", numbers)
+    else:
+        buf = _ffi.new("double[]", [float(x) for x in (view.tolist() if view is not None
+                                                       else numbers)])
     if len(buf) != n:
         raise ValueError(f"expected {n} numbers, got {len(buf)}")
     return buf

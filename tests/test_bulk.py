@@ -47,3 +47,16 @@ def test_bad_input_changes_nothing():
     with pytest.raises((TypeError, ValueError)):
         pygrad.set_data(vs, ["a", "b"])
     assert [v.data for v in vs] == [1.0, 2.0]
+
+
+def test_buffers_of_other_types_are_converted_not_reinterpreted():
+    vs = [Value(0.0), Value(0.0)]
+    pygrad.set_data(vs, array("q", [3, -4]))           # 8-byte ints, not doubles
+    assert pygrad.data(vs).tolist() == [3.0, -4.0]
+    pygrad.set_data(vs, array("f", [0.5, 1.5]))
+    assert pygrad.data(vs).tolist() == [0.5, 1.5]
+    np = pytest.importorskip("numpy")
+    pygrad.set_data(vs, np.array([7, 8], dtype=np.int64))
+    assert pygrad.data(vs).tolist() == [7.0, 8.0]
+    pygrad.set_grads(vs, np.arange(4.0)[::2])          # strided: copied
+    assert pygrad.grads(vs).tolist() == [0.0, 2.0]
