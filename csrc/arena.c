@@ -26,7 +26,7 @@ void pg_arena_free(pg_arena *a)
     for (uint32_t c = 0; c < a->nchunks; c++)
         for (uint32_t o = 0; o < PG_CHUNK; o++) {
             pg_index i = (c << PG_CHUNK_BITS) | o;
-            if (a->op[i] == PG_SUM || a->op[i] == PG_DOT)
+            if (pg_is_nary(a->op[i]))
                 free(a->aux[i].list);
         }
     free(a->val);
@@ -141,7 +141,7 @@ static void release_slot(pg_arena *a, pg_index i)
     pg_chunk *ch = &a->chunks[c];
     if (a->flags[i] & PG_LABELED)   /* capacity reserved by pg_mark_labeled */
         a->freed_labels[a->nfreed_labels++] = i;
-    if (a->op[i] == PG_SUM || a->op[i] == PG_DOT) {
+    if (pg_is_nary(a->op[i])) {
         a->list_bytes -= sizeof(pg_list) + (size_t)a->in0[i] * sizeof(pg_index);
         free(a->aux[i].list);
     }
@@ -183,7 +183,7 @@ static void free_from(pg_arena *a, pg_index i)
     while (head != PG_NONE) {
         pg_index n = head;
         head = a->ref[n];
-        if (a->op[n] == PG_SUM || a->op[n] == PG_DOT) {
+        if (pg_is_nary(a->op[n])) {
             const pg_index *list = a->aux[n].list->item;
             for (uint32_t j = 0; j < a->in0[n]; j++)
                 drop_input(a, list[j], &head);
@@ -257,45 +257,45 @@ double pg_constant(pg_arena *a, pg_index i)
     double k = NAN;
     LOCK(a);
     if (pg_is_live(a, i))
-        k = a->op[i] == PG_SUM || a->op[i] == PG_DOT ? a->aux[i].list->k
-                                                     : a->aux[i].k;
+        k = pg_is_nary(a->op[i]) ? a->aux[i].list->k : a->aux[i].k;
     UNLOCK(a);
     return k;
 }
 
-#define SETTER(name, field)                              \
-    int name(pg_arena *a, pg_index i, double v)          \
-    {                                                    \
-        int rc = PG_EINVAL;                              \
-        LOCK(a);                                         \
-        if (pg_is_live(a, i)) {                          \
-            a->field[i] = v;                             \
-            rc = PG_OK;                                  \
-        }                                                \
-        UNLOCK(a);                                       \
-        return rc;                                       \
-    }
-int pg_set_data(pg_arena *a, pg_index i, double v)
+/* The two setters: node i's value (is_value) or grad becomes v. */
+static int set_number(pg_arena *a, pg_index i, double v, int is_value)
 {
     int rc = PG_EINVAL;
     LOCK(a);
     if (pg_is_live(a, i)) {
-        a->val[i] = v;
-        a->data_epoch++;   /* partials computed from the old value are stale */
+        if (is_value) {
+            a->val[i] = v;
+            a->data_epoch++;   /* partials computed from the old value are stale */
+        } else {
+            a->grad[i] = v;
+        }
         rc = PG_OK;
     }
     UNLOCK(a);
     return rc;
 }
 
-SETTER(pg_set_grad, grad)
+int pg_set_data(pg_arena *a, pg_index i, double v)
+{
+    return set_number(a, i, v, 1);
+}
+
+int pg_set_grad(pg_arena *a, pg_index i, double g)
+{
+    return set_number(a, i, g, 0);
+}
 
 int64_t pg_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap)
 {
     int64_t n = PG_EINVAL;
     LOCK(a);
     if (pg_is_live(a, i)) {
-        int nary = a->op[i] == PG_SUM || a->op[i] == PG_DOT;
+        int nary = pg_is_nary(a->op[i]);
         /* n-ary: start node first, then the list; else in0, in1 */
         pg_index first = nary ? a->in1[i] : a->in0[i];
         n = 0;

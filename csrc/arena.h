@@ -107,6 +107,12 @@ struct pg_arena {
 #define LOCK(a)   pthread_mutex_lock(&(a)->lock)
 #define UNLOCK(a) pthread_mutex_unlock(&(a)->lock)
 
+/* Whether op keeps its inputs in a list (aux.list), not in in0/in1. */
+static inline int pg_is_nary(int op)
+{
+    return op == PG_SUM || op == PG_DOT;
+}
+
 static inline int pg_is_live(const pg_arena *a, pg_index i)
 {
     return (i >> PG_CHUNK_BITS) < a->nchunks && a->op[i] != PG_FREE;
