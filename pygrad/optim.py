@@ -8,7 +8,7 @@ Change ``opt.lr`` between steps for a schedule.
 from . import _core
 from ._core import ffi as _ffi
 from ._core import lib as _lib
-from .bulk import Indexed
+from .bulk import Indexed, zero_grad
 
 
 class Optimizer:
@@ -20,9 +20,7 @@ class Optimizer:
 
     def zero_grad(self):
         """Every parameter's grad = 0, in one call."""
-        rc = _lib.pg_fill_grad(_core.ARENA, self.params.idx, len(self.params), 0.0)
-        if rc < 0:
-            raise _core.error(rc, "zero_grad")
+        zero_grad(self.params)
 
     def _state(self):
         return _ffi.new("double[]", max(len(self.params), 1))
