@@ -16,27 +16,114 @@
  * compile time), like torch's saved tensors.
  */
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include "sweep.h"
 
+/* One instruction as collect() finds it; the tape keeps its fields in
+ * separate arrays (below). */
 typedef struct pg_instr {
-    pg_index out;       /* the node */
-    pg_index in0, in1;  /* as in the arena (n-ary: count, start) */
+    pg_index out;
+    pg_index in0, in1;
     uint32_t op;
-    pg_aux aux;         /* constant, or n-ary list (owned by the node) */
+    pg_aux aux;
 } pg_instr;
 
+/* An instruction's inputs: as in the arena (n-ary: count, start), except
+ * that a one-input op's in1 is the tape's sink. */
+typedef struct pg_edges {
+    pg_index in0, in1;
+} pg_edges;
+
+/* Junk targets for backward's branch-free adds.  Several, used in turn,
+ * because every add to one sink would wait for the previous one (a
+ * store-to-load round trip per node). */
+#define PG_NSINKS 16
+
+/* Structure of arrays, as the arena: each replay loop reads only the
+ * streams it needs, front to back (forward) or back to front (backward). */
 struct pg_tape {
     pg_arena *a;
-    pg_instr *code;     /* non-leaf nodes, oldest first */
-    double *dx, *dy;    /* code[j]'s local partials */
-    size_t ncode;
-    pg_index sink;      /* a leaf owned by the tape, whose grad is junk */
+    size_t ncode;       /* non-leaf nodes, oldest first: */
+    uint8_t *op;        /*   their ops, */
+    pg_edges *in;       /*   inputs, */
+    pg_edges *bin;      /*   where backward adds d[2j], d[2j+1] in memory */
+    pg_index *far;      /*   the input not handed on in a register (or a
+                         *   sink), for prefetching; valid from -PG_AHEAD
+                         *   to ncode + PG_AHEAD */
+    pg_index *out;      /*   and the nodes themselves */
+    double *k;          /* the C ops' constants, in instruction order */
+    pg_list **list;     /* the n-ary ops' input lists (owned by the nodes) */
+    double *d;          /* d[2j], d[2j+1]: instruction j's local partials */
+    pg_index sink[PG_NSINKS];  /* leaves owned by the tape, grads junk */
     pg_index *leaf;     /* leaf nodes */
     size_t nleaf;
     pg_index *root;
     size_t nroots;
 };
+
+/* Flags on an instruction's op: its input 0 (CHAIN0) or input 1 (CHAIN1,
+ * not both) is the previous instruction's node, whose value forward and
+ * whose grad backward hand on in a register (see pg_tape_forward). */
+#define PG_CHAIN0 0x80u
+#define PG_CHAIN1 0x40u
+#define PG_CHAINED (PG_CHAIN0 | PG_CHAIN1)
+#define PG_OPMASK 0x3fu
+
+/* c when `keep`, else +0.0; branch-free, as whether an instruction is
+ * chained is a coin toss, and in SSE registers where there are some, since
+ * this sits on the sweep's critical path (a round trip through an integer
+ * register costs more than the multiply-add).  Adding +0.0 changes no sum
+ * that started from +0.0 (x + 0.0 == x unless x is -0.0, and a sum that
+ * starts at +0.0 is never -0.0). */
+#ifdef __SSE2__
+#include <emmintrin.h>
+static inline double pg_keep(double c, unsigned keep)
+{
+    __m128d m = _mm_castsi128_pd(_mm_cvtsi64_si128(-(long long)(keep != 0)));
+    return _mm_cvtsd_f64(_mm_and_pd(_mm_set_sd(c), m));
+}
+#else
+static inline double pg_keep(double c, unsigned keep)
+{
+    uint64_t b, m = -(uint64_t)(keep != 0);
+    memcpy(&b, &c, sizeof b);
+    b &= m;
+    memcpy(&c, &b, sizeof c);
+    return c;
+}
+#endif
+
+/* How many instructions ahead the replay loops ask for the input values
+ * (grads) they will read: the graph's far inputs (y in x*y) miss every
+ * cache once it outgrows them, and a miss (about 250 ns here, see `make
+ * latency`) is far longer than the out-of-order window, which holds only a
+ * dozen instructions of a sweep.  64 instructions are a few hundred ns. */
+#define PG_AHEAD 64
+#if defined(__GNUC__)
+#define PG_PREFETCH(p, rw) __builtin_prefetch((p), (rw))
+#else
+#define PG_PREFETCH(p, rw) ((void)(p))
+#endif
+
+/* Whether op's partials never change (they are 1, -1, k or 1/k): forward
+ * leaves them as compile time's linearize() wrote them. */
+static inline int pg_fixed_partials(int op)
+{
+    switch (op) {
+    case PG_ADD: case PG_SUB: case PG_ADDC: case PG_SUBC: case PG_RSUBC:
+    case PG_NEG: case PG_MULC: case PG_DIVC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Whether op reads a constant k (the "C" ops). */
+static inline int pg_has_k(int op)
+{
+    return op >= PG_ADDC && op <= PG_RPOWC;
+}
 
 /* Appends x to a growable array; -1 (array unchanged) if it cannot grow. */
 static int push(void **arr, size_t *n, size_t *cap, size_t size, const void *x)
@@ -57,9 +144,11 @@ static int push(void **arr, size_t *n, size_t *cap, size_t size, const void *x)
 }
 
 /* The marking sweep of pg_backward, minus the maths: records every node it
- * visits (newest first).  If an array cannot grow it keeps sweeping anyway,
- * to clear every mark, and reports PG_ENOMEM. */
-static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending)
+ * visits (newest first), leaves in t->leaf, the others in *code.  If an
+ * array cannot grow it keeps sweeping anyway, to clear every mark, and
+ * reports PG_ENOMEM. */
+static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending,
+                   pg_instr **code)
 {
     size_t code_cap = 0, leaf_cap = 0;
     int rc = PG_OK;
@@ -81,7 +170,7 @@ static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending)
                     rc = PG_ENOMEM;
             } else {
                 pg_instr ins = {i, a->in0[i], a->in1[i], a->op[i], a->aux[i]};
-                if (push((void **)&t->code, &t->ncode, &code_cap, sizeof ins, &ins))
+                if (push((void **)code, &t->ncode, &code_cap, sizeof ins, &ins))
                     rc = PG_ENOMEM;
             }
         }
@@ -95,37 +184,112 @@ static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending)
 
 static void tape_release(pg_tape *t)
 {
-    free(t->dx);
-    free(t->dy);
-    free(t->code);
+    free(t->op);
+    free(t->in);
+    free(t->bin);
+    free(t->far ? t->far - PG_AHEAD : NULL);
+    free(t->out);
+    free(t->k);
+    free(t->list);
+    free(t->d);
     free(t->leaf);
     free(t->root);
     free(t);
 }
 
+/* Lays code[0..ncode) (newest first) out in t's arrays, oldest first.
+ * PG_ENOMEM if an array cannot be had (t keeps what it got, for
+ * tape_release). */
+static int lay_out(pg_tape *t, const pg_instr *code)
+{
+    size_t n = t->ncode, nk = 0, nlist = 0;
+    if (n > SIZE_MAX / (2 * sizeof(double)) - 1)
+        return PG_ENOMEM;
+    for (size_t j = 0; j < n; j++) {
+        nk += pg_has_k((int)code[j].op);
+        nlist += pg_is_nary((int)code[j].op);
+    }
+    t->op = malloc(n + 1);
+    t->in = malloc((n + 1) * sizeof *t->in);
+    t->bin = malloc((n + 1) * sizeof *t->bin);
+    pg_index *far = malloc((n + 2 * PG_AHEAD) * sizeof *far);
+    if (far) {
+        t->far = far + PG_AHEAD;
+        for (size_t j = 0; j < PG_AHEAD; j++)
+            far[j] = far[n + PG_AHEAD + j] = t->sink[0];
+    }
+    t->out = malloc((n + 1) * sizeof *t->out);
+    t->k = malloc((nk + 1) * sizeof *t->k);
+    t->list = malloc((nlist + 1) * sizeof *t->list);
+    t->d = malloc((n + 1) * 2 * sizeof *t->d);
+    if (!t->op || !t->in || !t->bin || !t->far || !t->out || !t->k || !t->list || !t->d)
+        return PG_ENOMEM;
+    nk = nlist = 0;
+    for (size_t j = 0; j < n; j++) {
+        const pg_instr *ins = &code[n - 1 - j];
+        t->op[j] = (uint8_t)ins->op;
+        t->out[j] = ins->out;
+        t->in[j].in0 = ins->in0;
+        pg_index sink = t->sink[j % PG_NSINKS];
+        t->in[j].in1 = pg_arity((int)ins->op) == 1 ? sink : ins->in1;
+        if (pg_has_k((int)ins->op))
+            t->k[nk++] = ins->aux.k;
+        if (pg_is_nary((int)ins->op))
+            t->list[nlist++] = ins->aux.list;
+        /* backward adds d[2j] to grad[bin[j].in0] and d[2j+1] to
+         * grad[bin[j].in1]; a chained input's partial goes first, to the
+         * register, and a sink stands in for it */
+        pg_edges e = t->in[j];
+        t->bin[j] = e;
+        t->far[j] = pg_is_nary((int)ins->op) ? sink
+                    : pg_arity((int)ins->op) == 1 ? e.in0 : e.in1;
+        if (j == 0 || pg_arity((int)ins->op) > 2 || e.in0 == e.in1)
+            continue;
+        if (e.in0 == t->out[j - 1]) {
+            t->op[j] |= PG_CHAIN0;
+            t->bin[j].in0 = sink;
+            t->far[j] = e.in1;
+        } else if (e.in1 == t->out[j - 1]) {
+            t->op[j] |= PG_CHAIN1;
+            t->bin[j].in0 = sink;
+            t->bin[j].in1 = e.in0;
+            t->far[j] = e.in0;
+        }
+    }
+    return PG_OK;
+}
+
 /* The local partials of every instruction from the arena's current values
- * (at compile time: the values the graph was built with).  Under the lock. */
+ * (at compile time: the values the graph was built with).  Under the lock.
+ * One-input ops get dy = 0, which forward never rewrites. */
 static void linearize(pg_tape *t)
 {
     const double *val = t->a->val;
-    for (size_t j = 0; j < t->ncode; j++) {
-        const pg_instr *ins = &t->code[j];
-        double v = val[ins->out];
-        switch (ins->op) {
+    const double *kp = t->k;
+    double *d = t->d;
+    for (size_t j = 0; j < t->ncode; j++, d += 2) {
+        pg_edges e = t->in[j];
+        double v = val[t->out[j]];
+        switch (t->op[j] & PG_OPMASK) {
 #define PG_PARTIALS_CASE(op_, v_, dx_, dy_)                                 \
         case op_: {                                                         \
-            double x = val[ins->in0];                                       \
-            double y = pg_arity(op_) == 2 ? val[ins->in1] : 0.0;            \
-            double k = ins->aux.k;                                          \
+            double x = val[e.in0];                                          \
+            double y = pg_arity(op_) == 2 ? val[e.in1] : 0.0;               \
+            double k = pg_has_k(op_) ? *kp++ : 0.0;                         \
             (void)x; (void)y; (void)k; (void)v;                             \
-            t->dx[j] = (dx_);                                               \
-            t->dy[j] = (dy_);                                               \
+            d[0] = (dx_);                                                   \
+            d[1] = (dy_);                                                   \
             break;                                                          \
         }
         PG_OP_TABLE(PG_PARTIALS_CASE)
 #undef PG_PARTIALS_CASE
         default:   /* n-ary: partials read from the values in backward */
-            t->dx[j] = t->dy[j] = 0.0;
+            d[0] = d[1] = 0.0;
+        }
+        if (t->op[j] & PG_CHAIN1) {   /* the chained input's partial first */
+            double dx = d[0];
+            d[0] = d[1];
+            d[1] = dx;
         }
     }
 }
@@ -146,6 +310,7 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
         return PG_ENOMEM;
     }
     memcpy(t->root, roots, nroots * sizeof(pg_index));
+    pg_instr *code = NULL;   /* newest first, until lay_out */
 
     LOCK(a);
     int rc = pg__all_live(a, roots, nroots);
@@ -158,39 +323,37 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
             newest = roots[r];
         pg_mark(a, roots[r], &pending);
     }
-    rc = collect(a, t, newest, pending);
+    rc = collect(a, t, newest, pending, &code);
     if (rc != PG_OK)
         goto fail;
-    if (t->ncode > SIZE_MAX / sizeof(double) ||
-        !(t->dx = malloc((t->ncode + 1) * sizeof(double))) ||
-        !(t->dy = malloc((t->ncode + 1) * sizeof(double)))) {
-        rc = PG_ENOMEM;
-        goto fail;
-    }
     for (size_t j = 0; j < t->ncode; j++)
-        if (a->ref[t->code[j].out] >= PG_NONE - 2)
+        if (a->ref[code[j].out] >= PG_NONE - 2)
             rc = PG_ENOMEM;
     for (size_t j = 0; j < t->nleaf; j++)
         if (a->ref[t->leaf[j]] >= PG_NONE - 2)
             rc = PG_ENOMEM;
-    if (rc != PG_OK || (t->sink = pg__alloc(a)) == PG_NONE) {
-        rc = rc != PG_OK ? rc : PG_ENOMEM;
+    size_t nsinks = 0;
+    while (rc == PG_OK && nsinks < PG_NSINKS) {
+        pg_index s = pg__alloc(a);
+        if (s == PG_NONE) {
+            rc = PG_ENOMEM;
+            break;
+        }
+        a->op[s] = PG_LEAF;
+        a->val[s] = 0.0;
+        t->sink[nsinks++] = s;
+    }
+    if (rc == PG_OK)
+        rc = lay_out(t, code);
+    if (rc != PG_OK) {
+        while (nsinks)
+            pg__decref_locked(a, t->sink[--nsinks]);
         goto fail;
     }
-    a->op[t->sink] = PG_LEAF;
-    a->val[t->sink] = 0.0;
-    /* newest-first -> creation order; take the tape's references */
-    for (size_t j = 0, n = t->ncode; j < n / 2; j++) {
-        pg_instr tmp = t->code[j];
-        t->code[j] = t->code[n - 1 - j];
-        t->code[n - 1 - j] = tmp;
-    }
-    for (size_t j = 0; j < t->ncode; j++) {
-        pg_instr *ins = &t->code[j];
-        a->ref[ins->out]++;
-        if (pg_arity((int)ins->op) == 1)
-            ins->in1 = t->sink;
-    }
+    free(code);
+    /* the tape's references */
+    for (size_t j = 0; j < t->ncode; j++)
+        a->ref[t->out[j]]++;
     for (size_t j = 0; j < t->nleaf; j++)
         a->ref[t->leaf[j]]++;
     linearize(t);
@@ -199,9 +362,39 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
     return PG_OK;
 fail:
     UNLOCK(a);
+    free(code);
     tape_release(t);
     return rc;
 }
+
+/* One instruction of pg_tape_forward, given x (input 0's value): the value
+ * into `last`, the partials into d (the chained input's first), or the op's
+ * error.  Case labels and bodies for one op and one way of chaining. */
+#define PG_FORWARD_STEP(op_, v_, dx_, dy_, x_, y_, chain1)                  \
+    {                                                                       \
+        double x = (x_);                                                    \
+        double y = pg_arity(op_) == 2 ? (y_) : 0.0;                         \
+        double k = pg_has_k(op_) ? *kp++ : 0.0;                             \
+        (void)y; (void)k;                                                   \
+        double v = (v_);                                                    \
+        rc = pg_check(op_, x, y, k, v);                                     \
+        if (rc != PG_OK)                                                    \
+            goto fail;                                                      \
+        if (!pg_fixed_partials(op_)) {                                      \
+            d[chain1] = (dx_);                                              \
+            if (pg_arity(op_) == 2)   /* one-input ops keep dy = 0 */       \
+                d[!(chain1)] = (dy_);                                       \
+        }                                                                   \
+        last = v;                                                           \
+        break;                                                              \
+    }
+#define PG_FORWARD_CASES(op_, v_, dx_, dy_)                                 \
+    case op_:                                                               \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], val[e.in1], 0)       \
+    case op_ | PG_CHAIN0:                                                   \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, last, val[e.in1], 0)             \
+    case op_ | PG_CHAIN1:                                                   \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], last, 1)
 
 int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
 {
@@ -209,46 +402,43 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
     int rc = PG_OK;
     LOCK(a);
     double *val = a->val;
-    double *dx = t->dx, *dy = t->dy;
+    const uint8_t *op = t->op;
+    const pg_edges *in = t->in;
+    const pg_index *out = t->out;
+    const double *kp = t->k;
+    pg_list *const *lp = t->list;
+    double *d = t->d;
+    const pg_index *far = t->far;
     a->data_epoch++;   /* values change: stored partials elsewhere go stale */
-    const pg_instr *ins = t->code, *end = t->code + t->ncode;
-    for (; ins < end; ins++, dx++, dy++) {
-        double v;
-        switch (ins->op) {
-#define PG_FORWARD_CASE(op_, v_, dx_, dy_)                                  \
-        case op_: {                                                         \
-            double x = val[ins->in0];                                       \
-            double y = pg_arity(op_) == 2 ? val[ins->in1] : 0.0;            \
-            double k = ins->aux.k;                                          \
-            (void)y; (void)k;                                               \
-            v = (v_);                                                       \
-            rc = pg_check(op_, x, y, k, v);                                 \
-            if (rc != PG_OK)                                                \
-                goto fail;                                                  \
-            *dx = (dx_);                                                    \
-            if (pg_arity(op_) == 2)   /* one-input ops keep dy = 0 */       \
-                *dy = (dy_);                                                \
-            break;                                                          \
-        }
-        PG_OP_TABLE(PG_FORWARD_CASE)
-#undef PG_FORWARD_CASE
+    /* The previous instruction's value, which the next one mostly reads
+     * (x in x*y, the inner op in tanh(x+y)): from a register, it costs
+     * that op's latency; from val[], a store-to-load round trip more. */
+    double last = 0.0;
+    size_t j, n = t->ncode;
+    for (j = 0; j < n; j++, d += 2) {
+        pg_edges e = in[j];
+        PG_PREFETCH(&val[far[j + PG_AHEAD]], 0);
+        switch (op[j]) {
+        PG_OP_TABLE(PG_FORWARD_CASES)
         case PG_SUM:
         case PG_DOT:
-            v = pg_nary_forward((int)ins->op, val, ins->aux.list, ins->in0, ins->in1);
+            last = pg_nary_forward(op[j], val, *lp++, e.in0, e.in1);
             break;
         default:
             continue;
         }
-        val[ins->out] = v;
+        val[out[j]] = last;
     }
     UNLOCK(a);
     return PG_OK;
 fail:
-    *failed_op = (int)ins->op;
-    *failed_node = ins->out;
+    *failed_op = op[j] & PG_OPMASK;
+    *failed_node = out[j];
     UNLOCK(a);
     return rc;
 }
+#undef PG_FORWARD_CASES
+#undef PG_FORWARD_STEP
 
 int pg_tape_backward(pg_tape *t, size_t r)
 {
@@ -258,43 +448,63 @@ int pg_tape_backward(pg_tape *t, size_t r)
     LOCK(a);
     double *grad = a->grad;
     const double *val = a->val;
-    for (size_t j = 0; j < t->ncode; j++)
-        grad[t->code[j].out] = 0.0;
+    const uint8_t *op = t->op;
+    const pg_edges *in = t->in;
+    const pg_index *out = t->out;
+    const double *d = t->d;
+    pg_list *const *lp = t->list;
+    size_t n = t->ncode;
+    for (size_t j = 0; j < n; j++)
+        grad[out[j]] = 0.0;
     pg_index root = t->root[r];
     grad[root] = 1.0;
+    for (size_t j = 0; j < n; j++)   /* past the last list */
+        lp += pg_is_nary(op[j] & PG_OPMASK);
     if (t->nroots == 1) {
         /* every node of a one-root tape is reachable from that root */
-        const double *dx = t->dx, *dy = t->dy;
-        for (size_t j = t->ncode; j-- > 0;) {
-            const pg_instr *ins = &t->code[j];
-            double g = grad[ins->out];
-            if (ins->op >= PG_SUM) {
-                pg_step_back(a, (int)ins->op, ins->in0, ins->in1, ins->aux,
-                             val[ins->out], g, 0, NULL);
+        const pg_edges *bin = t->bin;
+        const pg_index *far = t->far;
+        double carry = 0.0;
+        for (size_t j = n; j-- > 0;) {
+            pg_edges e = bin[j];
+            PG_PREFETCH(&grad[far[(ptrdiff_t)j - PG_AHEAD]], 1);
+            double g = grad[out[j]] + carry;
+            uint8_t o = op[j];
+            if ((o & PG_OPMASK) >= PG_SUM) {
+                grad[out[j]] = g;
+                carry = 0.0;
+                pg_aux aux = {.list = *--lp};
+                pg_step_back(a, o & PG_OPMASK, e.in0, e.in1, aux, val[out[j]], g, 0, NULL);
                 continue;
             }
-            grad[ins->in0] += dx[j] * g;
-            grad[ins->in1] += dy[j] * g;   /* the sink, for one-input ops */
+            grad[out[j]] = g;
+            double c0 = d[2 * j] * g;
+            grad[e.in0] += c0;   /* the sink, if chained */
+            grad[e.in1] += d[2 * j + 1] * g;   /* the sink, for one-input ops */
+            carry = pg_keep(c0, o & PG_CHAINED);
         }
     } else {
         /* other roots' nodes have grad 0 here, and 0 times an infinite
          * partial would leak NaN: visit only what this root reaches */
         size_t pending = 0;
         pg_mark(a, root, &pending);
-        for (size_t j = t->ncode; j-- > 0;) {
-            const pg_instr *ins = &t->code[j];
-            if (!(a->flags[ins->out] & PG_MARK))
+        for (size_t j = n; j-- > 0;) {
+            pg_edges e = in[j];
+            pg_index o = out[j];
+            pg_list *list = pg_is_nary(op[j] & PG_OPMASK) ? *--lp : NULL;
+            if (!(a->flags[o] & PG_MARK))
                 continue;
-            a->flags[ins->out] &= (uint8_t)~PG_MARK;
-            double g = grad[ins->out];
-            if (ins->op >= PG_SUM) {
-                pg_step_back(a, (int)ins->op, ins->in0, ins->in1, ins->aux,
-                             val[ins->out], g, 1, &pending);
+            a->flags[o] &= (uint8_t)~PG_MARK;
+            double g = grad[o];
+            if (list) {
+                pg_aux aux = {.list = list};
+                pg_step_back(a, op[j] & PG_OPMASK, e.in0, e.in1, aux, val[o], g, 1, &pending);
                 continue;
             }
-            pg_reach(a, ins->in0, t->dx[j] * g, 1, &pending);
-            if (ins->in1 != t->sink)
-                pg_reach(a, ins->in1, t->dy[j] * g, 1, &pending);
+            int swapped = (op[j] & PG_CHAIN1) != 0;
+            pg_reach(a, e.in0, d[2 * j + swapped] * g, 1, &pending);
+            if (pg_arity(op[j] & PG_OPMASK) == 2)
+                pg_reach(a, e.in1, d[2 * j + !swapped] * g, 1, &pending);
         }
         for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
             a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
@@ -314,10 +524,11 @@ void pg_tape_free(pg_tape *t)
         return;
     LOCK(t->a);
     for (size_t j = 0; j < t->ncode; j++)
-        pg__decref_locked(t->a, t->code[j].out);
+        pg__decref_locked(t->a, t->out[j]);
     for (size_t j = 0; j < t->nleaf; j++)
         pg__decref_locked(t->a, t->leaf[j]);
-    pg__decref_locked(t->a, t->sink);
+    for (size_t s = 0; s < PG_NSINKS; s++)
+        pg__decref_locked(t->a, t->sink[s]);
     UNLOCK(t->a);
     tape_release(t);
 }

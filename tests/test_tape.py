@@ -114,7 +114,7 @@ def test_tape_keeps_its_nodes_alive_until_dropped():
     x = Value(1.5)
     tape = pygrad.compile((x * x).tanh())
     held = pygrad.live_nodes()
-    assert held >= base + 3          # x, x*x, tanh (+ the tape's own sink)
+    assert held >= base + 3          # x, x*x, tanh (+ the tape's own sinks)
     x.data = 0.5
     assert tape.forward() == math.tanh(0.25)
     del x
