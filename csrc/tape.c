@@ -29,11 +29,20 @@ typedef struct pg_instr {
     pg_aux aux;
 } pg_instr;
 
-/* An instruction's inputs: as in the arena (n-ary: count, start), except
- * that a one-input op's in1 is the tape's sink. */
-typedef struct pg_edges {
+/* An instruction as one replay direction reads it: 16 bytes, one stream,
+ * one pointer (the loops around calls to tanh and exp run short of
+ * registers).
+ *   forward:  in0, in1 are the inputs as in the arena (n-ary: count,
+ *             start), except that a one-input op's in1 is a sink;
+ *   backward: the grads that d[2j], d[2j+1] times the node's grad are
+ *             added to, in memory (a sink where the register does it).
+ * far: the input whose value (forward) or grad (backward) the loop will
+ * not find in a register, to prefetch. */
+typedef struct pg_step {
     pg_index in0, in1;
-} pg_edges;
+    pg_index out;
+    pg_index far;
+} pg_step;
 
 /* Junk targets for backward's branch-free adds.  Several, used in turn,
  * because every add to one sink would wait for the previous one (a
@@ -46,16 +55,16 @@ struct pg_tape {
     pg_arena *a;
     size_t ncode;       /* non-leaf nodes, oldest first: */
     uint8_t *op;        /*   their ops, */
-    pg_edges *in;       /*   inputs, */
-    pg_edges *bin;      /*   where backward adds d[2j], d[2j+1] in memory */
-    pg_index *far;      /*   the input not handed on in a register (or a
-                         *   sink), for prefetching; valid from -PG_AHEAD
-                         *   to ncode + PG_AHEAD */
-    pg_index *out;      /*   and the nodes themselves */
+    pg_step *fwd;       /*   as forward reads them, */
+    pg_step *bwd;       /*   as backward does; both valid from -PG_AHEAD
+                         *   to ncode + PG_AHEAD (padding: sinks) */
     double *k;          /* the C ops' constants, in instruction order */
     pg_list **list;     /* the n-ary ops' input lists (owned by the nodes) */
+    size_t nlist;
     double *d;          /* d[2j], d[2j+1]: instruction j's local partials */
     pg_index sink[PG_NSINKS];  /* leaves owned by the tape, grads junk */
+    pg_index (*runs)[2];  /* the nodes as runs of consecutive indices: */
+    size_t nruns;         /*   (first, count), for zeroing their grads */
     pg_index *leaf;     /* leaf nodes */
     size_t nleaf;
     pg_index *root;
@@ -185,16 +194,47 @@ static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending,
 static void tape_release(pg_tape *t)
 {
     free(t->op);
-    free(t->in);
-    free(t->bin);
-    free(t->far ? t->far - PG_AHEAD : NULL);
-    free(t->out);
+    free(t->fwd ? t->fwd - PG_AHEAD : NULL);
+    free(t->bwd ? t->bwd - PG_AHEAD : NULL);
     free(t->k);
     free(t->list);
     free(t->d);
+    free(t->runs);
     free(t->leaf);
     free(t->root);
     free(t);
+}
+
+/* n steps, plus PG_AHEAD of padding (all fields `sink`) before and after;
+ * returns a pointer to the first of the n, or NULL. */
+static pg_step *steps(size_t n, pg_index sink)
+{
+    if (n > SIZE_MAX / sizeof(pg_step) - 2 * PG_AHEAD)
+        return NULL;
+    pg_step *s = malloc((n + 2 * PG_AHEAD) * sizeof *s);
+    if (!s)
+        return NULL;
+    pg_step pad = {sink, sink, sink, sink};
+    for (size_t j = 0; j < PG_AHEAD; j++)
+        s[j] = s[n + PG_AHEAD + j] = pad;
+    return s + PG_AHEAD;
+}
+
+/* t->runs from t->fwd[].out.  PG_ENOMEM if the array cannot be had. */
+static int find_runs(pg_tape *t)
+{
+    size_t cap = 0;
+    for (size_t j = 0; j < t->ncode; j++) {
+        pg_index i = t->fwd[j].out;
+        if (t->nruns && t->runs[t->nruns - 1][0] + t->runs[t->nruns - 1][1] == i) {
+            t->runs[t->nruns - 1][1]++;
+            continue;
+        }
+        pg_index run[2] = {i, 1};
+        if (push((void **)&t->runs, &t->nruns, &cap, sizeof run, run))
+            return PG_ENOMEM;
+    }
+    return PG_OK;
 }
 
 /* Lays code[0..ncode) (newest first) out in t's arrays, oldest first.
@@ -210,53 +250,45 @@ static int lay_out(pg_tape *t, const pg_instr *code)
         nlist += pg_is_nary((int)code[j].op);
     }
     t->op = malloc(n + 1);
-    t->in = malloc((n + 1) * sizeof *t->in);
-    t->bin = malloc((n + 1) * sizeof *t->bin);
-    pg_index *far = malloc((n + 2 * PG_AHEAD) * sizeof *far);
-    if (far) {
-        t->far = far + PG_AHEAD;
-        for (size_t j = 0; j < PG_AHEAD; j++)
-            far[j] = far[n + PG_AHEAD + j] = t->sink[0];
-    }
-    t->out = malloc((n + 1) * sizeof *t->out);
+    t->fwd = steps(n, t->sink[0]);
+    t->bwd = steps(n, t->sink[0]);
     t->k = malloc((nk + 1) * sizeof *t->k);
     t->list = malloc((nlist + 1) * sizeof *t->list);
     t->d = malloc((n + 1) * 2 * sizeof *t->d);
-    if (!t->op || !t->in || !t->bin || !t->far || !t->out || !t->k || !t->list || !t->d)
+    if (!t->op || !t->fwd || !t->bwd || !t->k || !t->list || !t->d)
         return PG_ENOMEM;
-    nk = nlist = 0;
+    nk = 0;
     for (size_t j = 0; j < n; j++) {
         const pg_instr *ins = &code[n - 1 - j];
-        t->op[j] = (uint8_t)ins->op;
-        t->out[j] = ins->out;
-        t->in[j].in0 = ins->in0;
+        int op = (int)ins->op;
         pg_index sink = t->sink[j % PG_NSINKS];
-        t->in[j].in1 = pg_arity((int)ins->op) == 1 ? sink : ins->in1;
-        if (pg_has_k((int)ins->op))
+        pg_step f = {ins->in0, pg_arity(op) == 1 ? sink : ins->in1, ins->out, 0};
+        f.far = pg_is_nary(op) ? sink : pg_arity(op) == 1 ? f.in0 : f.in1;
+        pg_step b = f;
+        t->op[j] = (uint8_t)op;
+        if (pg_has_k(op))
             t->k[nk++] = ins->aux.k;
-        if (pg_is_nary((int)ins->op))
-            t->list[nlist++] = ins->aux.list;
-        /* backward adds d[2j] to grad[bin[j].in0] and d[2j+1] to
-         * grad[bin[j].in1]; a chained input's partial goes first, to the
-         * register, and a sink stands in for it */
-        pg_edges e = t->in[j];
-        t->bin[j] = e;
-        t->far[j] = pg_is_nary((int)ins->op) ? sink
-                    : pg_arity((int)ins->op) == 1 ? e.in0 : e.in1;
-        if (j == 0 || pg_arity((int)ins->op) > 2 || e.in0 == e.in1)
-            continue;
-        if (e.in0 == t->out[j - 1]) {
-            t->op[j] |= PG_CHAIN0;
-            t->bin[j].in0 = sink;
-            t->far[j] = e.in1;
-        } else if (e.in1 == t->out[j - 1]) {
-            t->op[j] |= PG_CHAIN1;
-            t->bin[j].in0 = sink;
-            t->bin[j].in1 = e.in0;
-            t->far[j] = e.in0;
+        if (pg_is_nary(op))
+            t->list[t->nlist++] = ins->aux.list;
+        /* a chained input's partial goes first (d[2j]), to the register,
+         * and a sink stands in for its grad */
+        if (j > 0 && pg_arity(op) <= 2 && f.in0 != f.in1) {
+            pg_index prev = t->fwd[j - 1].out;
+            if (f.in0 == prev) {
+                t->op[j] |= PG_CHAIN0;
+                b.in0 = sink;
+                f.far = b.far = f.in1;
+            } else if (f.in1 == prev) {
+                t->op[j] |= PG_CHAIN1;
+                b.in0 = sink;
+                b.in1 = f.in0;
+                f.far = b.far = f.in0;
+            }
         }
+        t->fwd[j] = f;
+        t->bwd[j] = b;
     }
-    return PG_OK;
+    return find_runs(t);
 }
 
 /* The local partials of every instruction from the arena's current values
@@ -268,8 +300,8 @@ static void linearize(pg_tape *t)
     const double *kp = t->k;
     double *d = t->d;
     for (size_t j = 0; j < t->ncode; j++, d += 2) {
-        pg_edges e = t->in[j];
-        double v = val[t->out[j]];
+        pg_step e = t->fwd[j];
+        double v = val[e.out];
         switch (t->op[j] & PG_OPMASK) {
 #define PG_PARTIALS_CASE(op_, v_, dx_, dy_)                                 \
         case op_: {                                                         \
@@ -353,7 +385,7 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
     free(code);
     /* the tape's references */
     for (size_t j = 0; j < t->ncode; j++)
-        a->ref[t->out[j]]++;
+        a->ref[t->fwd[j].out]++;
     for (size_t j = 0; j < t->nleaf; j++)
         a->ref[t->leaf[j]]++;
     linearize(t);
@@ -403,12 +435,10 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
     LOCK(a);
     double *val = a->val;
     const uint8_t *op = t->op;
-    const pg_edges *in = t->in;
-    const pg_index *out = t->out;
+    const pg_step *step = t->fwd;
     const double *kp = t->k;
     pg_list *const *lp = t->list;
     double *d = t->d;
-    const pg_index *far = t->far;
     a->data_epoch++;   /* values change: stored partials elsewhere go stale */
     /* The previous instruction's value, which the next one mostly reads
      * (x in x*y, the inner op in tanh(x+y)): from a register, it costs
@@ -416,8 +446,8 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
     double last = 0.0;
     size_t j, n = t->ncode;
     for (j = 0; j < n; j++, d += 2) {
-        pg_edges e = in[j];
-        PG_PREFETCH(&val[far[j + PG_AHEAD]], 0);
+        pg_step e = step[j];
+        PG_PREFETCH(&val[step[j + PG_AHEAD].far], 0);
         switch (op[j]) {
         PG_OP_TABLE(PG_FORWARD_CASES)
         case PG_SUM:
@@ -427,13 +457,13 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
         default:
             continue;
         }
-        val[out[j]] = last;
+        val[e.out] = last;
     }
     UNLOCK(a);
     return PG_OK;
 fail:
     *failed_op = op[j] & PG_OPMASK;
-    *failed_node = out[j];
+    *failed_node = step[j].out;
     UNLOCK(a);
     return rc;
 }
@@ -449,61 +479,56 @@ int pg_tape_backward(pg_tape *t, size_t r)
     double *grad = a->grad;
     const double *val = a->val;
     const uint8_t *op = t->op;
-    const pg_edges *in = t->in;
-    const pg_index *out = t->out;
     const double *d = t->d;
-    pg_list *const *lp = t->list;
+    pg_list *const *lp = t->list + t->nlist;   /* taken from the back */
     size_t n = t->ncode;
-    for (size_t j = 0; j < n; j++)
-        grad[out[j]] = 0.0;
+    for (size_t j = 0; j < t->nruns; j++)
+        memset(&grad[t->runs[j][0]], 0, t->runs[j][1] * sizeof *grad);
     pg_index root = t->root[r];
     grad[root] = 1.0;
-    for (size_t j = 0; j < n; j++)   /* past the last list */
-        lp += pg_is_nary(op[j] & PG_OPMASK);
     if (t->nroots == 1) {
         /* every node of a one-root tape is reachable from that root */
-        const pg_edges *bin = t->bin;
-        const pg_index *far = t->far;
-        double carry = 0.0;
+        const pg_step *step = t->bwd;
+        double carry = 0.0;   /* from the instruction after j, if chained */
         for (size_t j = n; j-- > 0;) {
-            pg_edges e = bin[j];
-            PG_PREFETCH(&grad[far[(ptrdiff_t)j - PG_AHEAD]], 1);
-            double g = grad[out[j]] + carry;
+            pg_step e = step[j];
+            PG_PREFETCH(&grad[step[(ptrdiff_t)j - PG_AHEAD].far], 1);
+            double g = grad[e.out] + carry;
+            grad[e.out] = g;
             uint8_t o = op[j];
             if ((o & PG_OPMASK) >= PG_SUM) {
-                grad[out[j]] = g;
-                carry = 0.0;
                 pg_aux aux = {.list = *--lp};
-                pg_step_back(a, o & PG_OPMASK, e.in0, e.in1, aux, val[out[j]], g, 0, NULL);
+                pg_step_back(a, o & PG_OPMASK, e.in0, e.in1, aux, val[e.out], g, 0, NULL);
+                carry = 0.0;
                 continue;
             }
-            grad[out[j]] = g;
             double c0 = d[2 * j] * g;
-            grad[e.in0] += c0;   /* the sink, if chained */
-            grad[e.in1] += d[2 * j + 1] * g;   /* the sink, for one-input ops */
+            grad[e.in0] += c0;                 /* a sink, if chained */
+            grad[e.in1] += d[2 * j + 1] * g;   /* a sink, for one-input ops */
             carry = pg_keep(c0, o & PG_CHAINED);
         }
     } else {
         /* other roots' nodes have grad 0 here, and 0 times an infinite
          * partial would leak NaN: visit only what this root reaches */
+        const pg_step *step = t->fwd;
         size_t pending = 0;
         pg_mark(a, root, &pending);
         for (size_t j = n; j-- > 0;) {
-            pg_edges e = in[j];
-            pg_index o = out[j];
-            pg_list *list = pg_is_nary(op[j] & PG_OPMASK) ? *--lp : NULL;
-            if (!(a->flags[o] & PG_MARK))
+            pg_step e = step[j];
+            int o = op[j] & PG_OPMASK;
+            pg_list *list = pg_is_nary(o) ? *--lp : NULL;
+            if (!(a->flags[e.out] & PG_MARK))
                 continue;
-            a->flags[o] &= (uint8_t)~PG_MARK;
-            double g = grad[o];
+            a->flags[e.out] &= (uint8_t)~PG_MARK;
+            double g = grad[e.out];
             if (list) {
                 pg_aux aux = {.list = list};
-                pg_step_back(a, op[j] & PG_OPMASK, e.in0, e.in1, aux, val[o], g, 1, &pending);
+                pg_step_back(a, o, e.in0, e.in1, aux, val[e.out], g, 1, &pending);
                 continue;
             }
             int swapped = (op[j] & PG_CHAIN1) != 0;
             pg_reach(a, e.in0, d[2 * j + swapped] * g, 1, &pending);
-            if (pg_arity(op[j] & PG_OPMASK) == 2)
+            if (pg_arity(o) == 2)
                 pg_reach(a, e.in1, d[2 * j + !swapped] * g, 1, &pending);
         }
         for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
@@ -524,7 +549,7 @@ void pg_tape_free(pg_tape *t)
         return;
     LOCK(t->a);
     for (size_t j = 0; j < t->ncode; j++)
-        pg__decref_locked(t->a, t->out[j]);
+        pg__decref_locked(t->a, t->fwd[j].out);
     for (size_t j = 0; j < t->nleaf; j++)
         pg__decref_locked(t->a, t->leaf[j]);
     for (size_t s = 0; s < PG_NSINKS; s++)
