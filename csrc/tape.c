@@ -90,7 +90,14 @@ struct pg_tape {
 static inline double pg_keep(double c, unsigned keep)
 {
     __m128d m = _mm_castsi128_pd(_mm_cvtsi64_si128(-(long long)(keep != 0)));
+#if defined(__GNUC__)
+    /* and c's whole register: _mm_set_sd(c) would first clear its upper
+     * half, one more cycle on the chain */
+    __asm__("andpd %1, %0" : "+x"(c) : "x"(m));
+    return c;
+#else
     return _mm_cvtsd_f64(_mm_and_pd(_mm_set_sd(c), m));
+#endif
 }
 #else
 static inline double pg_keep(double c, unsigned keep)
