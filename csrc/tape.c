@@ -34,7 +34,7 @@ typedef struct pg_instr {
  * registers).
  *   forward:  in0, in1 are the inputs as in the arena (n-ary: count,
  *             start), except that a one-input op's in1 is a sink;
- *   backward: the grads that d[2j], d[2j+1] times the node's grad are
+ *   backward: the grads that its partials (d) times the node's grad are
  *             added to, in memory (a sink where the register does it).
  * far: the input whose value (forward) or grad (backward) the loop will
  * not find in a register, to prefetch. */
@@ -61,7 +61,9 @@ struct pg_tape {
     double *k;          /* the C ops' constants, in instruction order */
     pg_list **list;     /* the n-ary ops' input lists (owned by the nodes) */
     size_t nlist;
-    double *d;          /* d[2j], d[2j+1]: instruction j's local partials */
+    double *d;          /* the local partials, pg_nparts() per instruction,
+                         * in instruction order (the chained input's first) */
+    size_t nd;
     pg_index sink[PG_NSINKS];  /* leaves owned by the tape, grads junk */
     pg_index (*runs)[2];  /* the nodes as runs of consecutive indices: */
     size_t nruns;         /*   (first, count), for zeroing their grads */
@@ -133,6 +135,17 @@ static inline int pg_fixed_partials(int op)
     default:
         return 0;
     }
+}
+
+/* How many partials the tape stores for op: one per input of a one- or
+ * two-input op, none for an n-ary op (its backward reads the values).
+ * Branch-free, from the order of enum pg_op, because backward computes it
+ * for a random mix of ops. */
+_Static_assert(PG_ADD == 2 && PG_POW == 6 && PG_RELU + 1 == PG_SUM &&
+               PG_DOT + 1 == PG_NOPS, "enum pg_op order");
+static inline size_t pg_nparts(int op)
+{
+    return (size_t)(1 + (op <= PG_POW) - (op >= PG_SUM));
 }
 
 /* Whether op reads a constant k (the "C" ops). */
@@ -261,7 +274,11 @@ static int lay_out(pg_tape *t, const pg_instr *code)
     t->bwd = steps(n, t->sink[0]);
     t->k = malloc((nk + 1) * sizeof *t->k);
     t->list = malloc((nlist + 1) * sizeof *t->list);
-    t->d = malloc((n + 1) * 2 * sizeof *t->d);
+    for (size_t j = 0; j < n; j++)
+        t->nd += pg_nparts((int)code[j].op);
+    /* + 1: backward reads a pair even for a one-input op (the second goes
+     * to a sink) */
+    t->d = malloc((t->nd + 1) * sizeof *t->d);
     if (!t->op || !t->fwd || !t->bwd || !t->k || !t->list || !t->d)
         return PG_ENOMEM;
     nk = 0;
@@ -277,7 +294,7 @@ static int lay_out(pg_tape *t, const pg_instr *code)
             t->k[nk++] = ins->aux.k;
         if (pg_is_nary(op))
             t->list[t->nlist++] = ins->aux.list;
-        /* a chained input's partial goes first (d[2j]), to the register,
+        /* a chained input's partial goes first, to the register,
          * and a sink stands in for its grad */
         if (j > 0 && pg_arity(op) <= 2 && f.in0 != f.in1) {
             pg_index prev = t->fwd[j - 1].out;
@@ -306,7 +323,7 @@ static void linearize(pg_tape *t)
     const double *val = t->a->val;
     const double *kp = t->k;
     double *d = t->d;
-    for (size_t j = 0; j < t->ncode; j++, d += 2) {
+    for (size_t j = 0; j < t->ncode; d += pg_nparts(t->op[j] & PG_OPMASK), j++) {
         pg_step e = t->fwd[j];
         double v = val[e.out];
         switch (t->op[j] & PG_OPMASK) {
@@ -317,13 +334,14 @@ static void linearize(pg_tape *t)
             double k = pg_has_k(op_) ? *kp++ : 0.0;                         \
             (void)x; (void)y; (void)k; (void)v;                             \
             d[0] = (dx_);                                                   \
-            d[1] = (dy_);                                                   \
+            if (pg_arity(op_) == 2)                                         \
+                d[1] = (dy_);                                               \
             break;                                                          \
         }
         PG_OP_TABLE(PG_PARTIALS_CASE)
 #undef PG_PARTIALS_CASE
         default:   /* n-ary: partials read from the values in backward */
-            d[0] = d[1] = 0.0;
+            break;
         }
         if (t->op[j] & PG_CHAIN1) {   /* the chained input's partial first */
             double dx = d[0];
@@ -421,9 +439,10 @@ fail:
             goto fail;                                                      \
         if (!pg_fixed_partials(op_)) {                                      \
             d[chain1] = (dx_);                                              \
-            if (pg_arity(op_) == 2)   /* one-input ops keep dy = 0 */       \
+            if (pg_arity(op_) == 2)                                         \
                 d[!(chain1)] = (dy_);                                       \
         }                                                                   \
+        d += pg_nparts(op_);                                                \
         last = v;                                                           \
         break;                                                              \
     }
@@ -452,7 +471,7 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
      * that op's latency; from val[], a store-to-load round trip more. */
     double last = 0.0;
     size_t j, n = t->ncode;
-    for (j = 0; j < n; j++, d += 2) {
+    for (j = 0; j < n; j++) {
         pg_step e = step[j];
         PG_PREFETCH(&val[step[j + PG_AHEAD].far], 0);
         switch (op[j]) {
@@ -486,8 +505,8 @@ int pg_tape_backward(pg_tape *t, size_t r)
     double *grad = a->grad;
     const double *val = a->val;
     const uint8_t *op = t->op;
-    const double *d = t->d;
-    pg_list *const *lp = t->list + t->nlist;   /* taken from the back */
+    const double *d = t->d + t->nd;            /* taken from the back */
+    pg_list *const *lp = t->list + t->nlist;
     size_t n = t->ncode;
     for (size_t j = 0; j < t->nruns; j++)
         memset(&grad[t->runs[j][0]], 0, t->runs[j][1] * sizeof *grad);
@@ -509,9 +528,11 @@ int pg_tape_backward(pg_tape *t, size_t r)
                 carry = 0.0;
                 continue;
             }
-            double c0 = d[2 * j] * g;
-            grad[e.in0] += c0;                 /* a sink, if chained */
-            grad[e.in1] += d[2 * j + 1] * g;   /* a sink, for one-input ops */
+            d -= 1 + ((o & PG_OPMASK) <= PG_POW);   /* pg_nparts, no branch */
+            double c0 = d[0] * g;
+            grad[e.in0] += c0;          /* a sink, if chained */
+            grad[e.in1] += d[1] * g;    /* a sink, for one-input ops (d[1]
+                                         * is the next one's partial) */
             carry = pg_keep(c0, o & PG_CHAINED);
         }
     } else {
@@ -524,6 +545,7 @@ int pg_tape_backward(pg_tape *t, size_t r)
             pg_step e = step[j];
             int o = op[j] & PG_OPMASK;
             pg_list *list = pg_is_nary(o) ? *--lp : NULL;
+            d -= pg_nparts(o);
             if (!(a->flags[e.out] & PG_MARK))
                 continue;
             a->flags[e.out] &= (uint8_t)~PG_MARK;
@@ -534,9 +556,9 @@ int pg_tape_backward(pg_tape *t, size_t r)
                 continue;
             }
             int swapped = (op[j] & PG_CHAIN1) != 0;
-            pg_reach(a, e.in0, d[2 * j + swapped] * g, 1, &pending);
+            pg_reach(a, e.in0, d[swapped] * g, 1, &pending);
             if (pg_arity(o) == 2)
-                pg_reach(a, e.in1, d[2 * j + !swapped] * g, 1, &pending);
+                pg_reach(a, e.in1, d[!swapped] * g, 1, &pending);
         }
         for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
             a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
