@@ -23,6 +23,22 @@ static inline double pg_sigmoid(double x)
     return e / (1.0 + e);
 }
 
+/* x < 0 ? 0 : x, so relu(-0.0) is -0.0 and relu(NaN) NaN, as in micrograd.
+ * SSE's maxsd(0, x) is exactly that ("0 > x ? 0 : x") and has no branch on
+ * the sign of x, which is a coin toss in a graph. */
+#ifdef __SSE2__
+#include <emmintrin.h>
+static inline double pg_relu(double x)
+{
+    return _mm_cvtsd_f64(_mm_max_sd(_mm_setzero_pd(), _mm_set_sd(x)));
+}
+#else
+static inline double pg_relu(double x)
+{
+    return x < 0.0 ? 0.0 : x;
+}
+#endif
+
 /* d(b**e)/de = b**e * log(b).  At b == 0 the product is 0 * -inf; torch and
  * we take the limit 0 (forward already rejected 0 to a negative power). */
 static inline double pg_dpow_dexp(double b, double v)
@@ -52,7 +68,7 @@ static inline double pg_dpow_dexp(double b, double v)
     X(PG_COS,      cos(x),           -sin(x),                  0.0)           \
     X(PG_TANH,     tanh(x),           1.0 - v * v,             0.0)           \
     X(PG_SIGMOID,  pg_sigmoid(x),     v * (1.0 - v),           0.0)           \
-    X(PG_RELU,     (x < 0.0 ? 0.0 : x), (double)(v > 0.0),     0.0)
+    X(PG_RELU,     pg_relu(x),        (double)(v > 0.0),       0.0)
 
 /* How many node inputs an op reads: 0 (leaf), 1, 2, or PG_NARY (a list). */
 #define PG_NARY 3
