@@ -2,8 +2,8 @@
 PYTHON ?= python3
 CC ?= cc
 CFLAGS_STRICT = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -ffp-contract=off
-CSRC = csrc/arena.c csrc/ops.c csrc/backward.c csrc/tape.c csrc/bulk.c
-CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h csrc/sweep.h
+CSRC = csrc/arena.c csrc/ops.c csrc/backward.c csrc/tape.c csrc/replay.c csrc/bulk.c
+CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h csrc/sweep.h csrc/tape.h
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 .PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency clean

@@ -1,5 +1,5 @@
 /* sweep.h -- one node's step of a reverse sweep, shared by the eager
- * backward pass (backward.c) and tape replay (tape.c).
+ * backward pass (backward.c) and tape replay (replay.c).
  *
  * One switch on the op, each case generated from ops.h's table with the op
  * a constant, so the compiler keeps just that op's formulas: a random mix of

@@ -1,158 +1,20 @@
-/* tape.c -- compiled tapes: the nodes under some roots, listed once in
- * creation order (which is topological, see arena.h), then replayed forward
- * and backward without Python and without searching the graph again.
- *
- * The tape keeps a compact copy of each non-leaf node's instruction (op,
- * output, inputs, constant) in one array read front to back, while values
- * and grads stay in the arena's arrays, so the Values the user holds see
- * every replay.  The tape owns one reference per covered node: the nodes,
- * and so the instructions' indices, stay valid until pg_tape_free.
- *
- * Forward also stores each node's local partials (dx, dy), as CppAD's and
- * CasADi's tapes do, so that backward is a branch-free multiply-add sweep:
- * a one-input op sends its dy (0) to a private sink node instead of testing
- * its arity, and a random mix of ops no longer costs a mispredicted switch
- * per node.  Backward therefore uses the values of the last forward (or of
- * compile time), like torch's saved tensors.
+/* tape.c -- recording a compiled tape: the nodes under some roots, found
+ * by the marking sweep of backward.c and listed once in creation order
+ * (which is topological, see arena.h), then laid out as tape.h describes.
+ * replay.c replays it.
  */
 #include <stdlib.h>
-#include <stddef.h>
 #include <string.h>
-#include "sweep.h"
+#include "tape.h"
 
-/* One instruction as collect() finds it; the tape keeps its fields in
- * separate arrays (below). */
+/* One instruction as collect() finds it, before lay_out spreads it over
+ * the tape's streams. */
 typedef struct pg_instr {
     pg_index out;
     pg_index in0, in1;
     uint32_t op;
     pg_aux aux;
 } pg_instr;
-
-/* An instruction as one replay direction reads it: 16 bytes, one stream,
- * one pointer (the loops around calls to tanh and exp run short of
- * registers).
- *   forward:  in0, in1 are the inputs as in the arena (n-ary: count,
- *             start), except that a one-input op's in1 is a sink;
- *   backward: the grads that its partials (d) times the node's grad are
- *             added to, in memory (a sink where the register does it).
- * far: the input whose value (forward) or grad (backward) the loop will
- * not find in a register, to prefetch. */
-typedef struct pg_step {
-    pg_index in0, in1;
-    pg_index out;
-    pg_index far;
-} pg_step;
-
-/* Junk targets for backward's branch-free adds.  Several, used in turn,
- * because every add to one sink would wait for the previous one (a
- * store-to-load round trip per node). */
-#define PG_NSINKS 16
-
-/* Structure of arrays, as the arena: each replay loop reads only the
- * streams it needs, front to back (forward) or back to front (backward). */
-struct pg_tape {
-    pg_arena *a;
-    size_t ncode;       /* non-leaf nodes, oldest first: */
-    uint8_t *op;        /*   their ops, */
-    pg_step *fwd;       /*   as forward reads them, */
-    pg_step *bwd;       /*   as backward does; both valid from -PG_AHEAD
-                         *   to ncode + PG_AHEAD (padding: sinks) */
-    double *k;          /* the C ops' constants, in instruction order */
-    pg_list **list;     /* the n-ary ops' input lists (owned by the nodes) */
-    size_t nlist;
-    double *d;          /* the local partials, pg_nparts() per instruction,
-                         * in instruction order (the chained input's first) */
-    size_t nd;
-    pg_index sink[PG_NSINKS];  /* leaves owned by the tape, grads junk */
-    pg_index (*runs)[2];  /* the nodes as runs of consecutive indices: */
-    size_t nruns;         /*   (first, count), for zeroing their grads */
-    pg_index *leaf;     /* leaf nodes */
-    size_t nleaf;
-    pg_index *root;
-    size_t nroots;
-};
-
-/* Flags on an instruction's op: its input 0 (CHAIN0) or input 1 (CHAIN1,
- * not both) is the previous instruction's node, whose value forward and
- * whose grad backward hand on in a register (see pg_tape_forward). */
-#define PG_CHAIN0 0x80u
-#define PG_CHAIN1 0x40u
-#define PG_CHAINED (PG_CHAIN0 | PG_CHAIN1)
-#define PG_OPMASK 0x3fu
-
-/* c when `keep`, else +0.0; branch-free, as whether an instruction is
- * chained is a coin toss, and in SSE registers where there are some, since
- * this sits on the sweep's critical path (a round trip through an integer
- * register costs more than the multiply-add).  Adding +0.0 changes no sum
- * that started from +0.0 (x + 0.0 == x unless x is -0.0, and a sum that
- * starts at +0.0 is never -0.0). */
-#ifdef __SSE2__
-#include <emmintrin.h>
-static inline double pg_keep(double c, unsigned keep)
-{
-    __m128d m = _mm_castsi128_pd(_mm_cvtsi64_si128(-(long long)(keep != 0)));
-#if defined(__GNUC__)
-    /* and c's whole register: _mm_set_sd(c) would first clear its upper
-     * half, one more cycle on the chain */
-    __asm__("andpd %1, %0" : "+x"(c) : "x"(m));
-    return c;
-#else
-    return _mm_cvtsd_f64(_mm_and_pd(_mm_set_sd(c), m));
-#endif
-}
-#else
-static inline double pg_keep(double c, unsigned keep)
-{
-    uint64_t b, m = -(uint64_t)(keep != 0);
-    memcpy(&b, &c, sizeof b);
-    b &= m;
-    memcpy(&c, &b, sizeof c);
-    return c;
-}
-#endif
-
-/* How many instructions ahead the replay loops ask for the input values
- * (grads) they will read: the graph's far inputs (y in x*y) miss every
- * cache once it outgrows them, and a miss (about 250 ns here, see `make
- * latency`) is far longer than the out-of-order window, which holds only a
- * dozen instructions of a sweep.  64 instructions are a few hundred ns. */
-#define PG_AHEAD 64
-#if defined(__GNUC__)
-#define PG_PREFETCH(p, rw) __builtin_prefetch((p), (rw))
-#else
-#define PG_PREFETCH(p, rw) ((void)(p))
-#endif
-
-/* Whether op's partials never change (they are 1, -1, k or 1/k): forward
- * leaves them as compile time's linearize() wrote them. */
-static inline int pg_fixed_partials(int op)
-{
-    switch (op) {
-    case PG_ADD: case PG_SUB: case PG_ADDC: case PG_SUBC: case PG_RSUBC:
-    case PG_NEG: case PG_MULC: case PG_DIVC:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/* How many partials the tape stores for op: one per input of a one- or
- * two-input op, none for an n-ary op (its backward reads the values).
- * Branch-free, from the order of enum pg_op, because backward computes it
- * for a random mix of ops. */
-_Static_assert(PG_ADD == 2 && PG_POW == 6 && PG_RELU + 1 == PG_SUM &&
-               PG_DOT + 1 == PG_NOPS, "enum pg_op order");
-static inline size_t pg_nparts(int op)
-{
-    return (size_t)(1 + (op <= PG_POW) - (op >= PG_SUM));
-}
-
-/* Whether op reads a constant k (the "C" ops). */
-static inline int pg_has_k(int op)
-{
-    return op >= PG_ADDC && op <= PG_RPOWC;
-}
 
 /* Appends x to a growable array; -1 (array unchanged) if it cannot grow. */
 static int push(void **arr, size_t *n, size_t *cap, size_t size, const void *x)
@@ -276,11 +138,10 @@ static int lay_out(pg_tape *t, const pg_instr *code)
     t->list = malloc((nlist + 1) * sizeof *t->list);
     for (size_t j = 0; j < n; j++)
         t->nd += pg_nparts((int)code[j].op);
-    /* + 1: backward reads a pair even for a one-input op (the second goes
-     * to a sink) */
     t->d = malloc((t->nd + 1) * sizeof *t->d);
     if (!t->op || !t->fwd || !t->bwd || !t->k || !t->list || !t->d)
         return PG_ENOMEM;
+    t->d[t->nd] = 0.0;   /* the spare */
     nk = 0;
     for (size_t j = 0; j < n; j++) {
         const pg_instr *ins = &code[n - 1 - j];
@@ -294,8 +155,9 @@ static int lay_out(pg_tape *t, const pg_instr *code)
             t->k[nk++] = ins->aux.k;
         if (pg_is_nary(op))
             t->list[t->nlist++] = ins->aux.list;
-        /* a chained input's partial goes first, to the register,
-         * and a sink stands in for its grad */
+        /* chained: the register hands the value and grad on, a sink
+         * stands in for the chained input in bwd, and the partial of the
+         * chained input comes first in d */
         if (j > 0 && pg_arity(op) <= 2 && f.in0 != f.in1) {
             pg_index prev = t->fwd[j - 1].out;
             if (f.in0 == prev) {
@@ -317,7 +179,7 @@ static int lay_out(pg_tape *t, const pg_instr *code)
 
 /* The local partials of every instruction from the arena's current values
  * (at compile time: the values the graph was built with).  Under the lock.
- * One-input ops get dy = 0, which forward never rewrites. */
+ * Forward rewrites them, except those of pg_fixed_partials ops. */
 static void linearize(pg_tape *t)
 {
     const double *val = t->a->val;
@@ -422,149 +284,6 @@ fail:
     free(code);
     tape_release(t);
     return rc;
-}
-
-/* One instruction of pg_tape_forward, given x (input 0's value): the value
- * into `last`, the partials into d (the chained input's first), or the op's
- * error.  Case labels and bodies for one op and one way of chaining. */
-#define PG_FORWARD_STEP(op_, v_, dx_, dy_, x_, y_, chain1)                  \
-    {                                                                       \
-        double x = (x_);                                                    \
-        double y = pg_arity(op_) == 2 ? (y_) : 0.0;                         \
-        double k = pg_has_k(op_) ? *kp++ : 0.0;                             \
-        (void)y; (void)k;                                                   \
-        double v = (v_);                                                    \
-        rc = pg_check(op_, x, y, k, v);                                     \
-        if (rc != PG_OK)                                                    \
-            goto fail;                                                      \
-        if (!pg_fixed_partials(op_)) {                                      \
-            d[chain1] = (dx_);                                              \
-            if (pg_arity(op_) == 2)                                         \
-                d[!(chain1)] = (dy_);                                       \
-        }                                                                   \
-        d += pg_nparts(op_);                                                \
-        last = v;                                                           \
-        break;                                                              \
-    }
-#define PG_FORWARD_CASES(op_, v_, dx_, dy_)                                 \
-    case op_:                                                               \
-        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], val[e.in1], 0)       \
-    case op_ | PG_CHAIN0:                                                   \
-        PG_FORWARD_STEP(op_, v_, dx_, dy_, last, val[e.in1], 0)             \
-    case op_ | PG_CHAIN1:                                                   \
-        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], last, 1)
-
-int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
-{
-    pg_arena *a = t->a;
-    int rc = PG_OK;
-    LOCK(a);
-    double *val = a->val;
-    const uint8_t *op = t->op;
-    const pg_step *step = t->fwd;
-    const double *kp = t->k;
-    pg_list *const *lp = t->list;
-    double *d = t->d;
-    a->data_epoch++;   /* values change: stored partials elsewhere go stale */
-    /* The previous instruction's value, which the next one mostly reads
-     * (x in x*y, the inner op in tanh(x+y)): from a register, it costs
-     * that op's latency; from val[], a store-to-load round trip more. */
-    double last = 0.0;
-    size_t j, n = t->ncode;
-    for (j = 0; j < n; j++) {
-        pg_step e = step[j];
-        PG_PREFETCH(&val[step[j + PG_AHEAD].far], 0);
-        switch (op[j]) {
-        PG_OP_TABLE(PG_FORWARD_CASES)
-        case PG_SUM:
-        case PG_DOT:
-            last = pg_nary_forward(op[j], val, *lp++, e.in0, e.in1);
-            break;
-        default:
-            continue;
-        }
-        val[e.out] = last;
-    }
-    UNLOCK(a);
-    return PG_OK;
-fail:
-    *failed_op = op[j] & PG_OPMASK;
-    *failed_node = step[j].out;
-    UNLOCK(a);
-    return rc;
-}
-#undef PG_FORWARD_CASES
-#undef PG_FORWARD_STEP
-
-int pg_tape_backward(pg_tape *t, size_t r)
-{
-    pg_arena *a = t->a;
-    if (r >= t->nroots)
-        return PG_EINVAL;
-    LOCK(a);
-    double *grad = a->grad;
-    const double *val = a->val;
-    const uint8_t *op = t->op;
-    const double *d = t->d + t->nd;            /* taken from the back */
-    pg_list *const *lp = t->list + t->nlist;
-    size_t n = t->ncode;
-    for (size_t j = 0; j < t->nruns; j++)
-        memset(&grad[t->runs[j][0]], 0, t->runs[j][1] * sizeof *grad);
-    pg_index root = t->root[r];
-    grad[root] = 1.0;
-    if (t->nroots == 1) {
-        /* every node of a one-root tape is reachable from that root */
-        const pg_step *step = t->bwd;
-        double carry = 0.0;   /* from the instruction after j, if chained */
-        for (size_t j = n; j-- > 0;) {
-            pg_step e = step[j];
-            PG_PREFETCH(&grad[step[(ptrdiff_t)j - PG_AHEAD].far], 1);
-            double g = grad[e.out] + carry;
-            grad[e.out] = g;
-            uint8_t o = op[j];
-            if ((o & PG_OPMASK) >= PG_SUM) {
-                pg_aux aux = {.list = *--lp};
-                pg_step_back(a, o & PG_OPMASK, e.in0, e.in1, aux, val[e.out], g, 0, NULL);
-                carry = 0.0;
-                continue;
-            }
-            d -= 1 + ((o & PG_OPMASK) <= PG_POW);   /* pg_nparts, no branch */
-            double c0 = d[0] * g;
-            grad[e.in0] += c0;          /* a sink, if chained */
-            grad[e.in1] += d[1] * g;    /* a sink, for one-input ops (d[1]
-                                         * is the next one's partial) */
-            carry = pg_keep(c0, o & PG_CHAINED);
-        }
-    } else {
-        /* other roots' nodes have grad 0 here, and 0 times an infinite
-         * partial would leak NaN: visit only what this root reaches */
-        const pg_step *step = t->fwd;
-        size_t pending = 0;
-        pg_mark(a, root, &pending);
-        for (size_t j = n; j-- > 0;) {
-            pg_step e = step[j];
-            int o = op[j] & PG_OPMASK;
-            pg_list *list = pg_is_nary(o) ? *--lp : NULL;
-            d -= pg_nparts(o);
-            if (!(a->flags[e.out] & PG_MARK))
-                continue;
-            a->flags[e.out] &= (uint8_t)~PG_MARK;
-            double g = grad[e.out];
-            if (list) {
-                pg_aux aux = {.list = list};
-                pg_step_back(a, o, e.in0, e.in1, aux, val[e.out], g, 1, &pending);
-                continue;
-            }
-            int swapped = (op[j] & PG_CHAIN1) != 0;
-            pg_reach(a, e.in0, d[swapped] * g, 1, &pending);
-            if (pg_arity(o) == 2)
-                pg_reach(a, e.in1, d[!swapped] * g, 1, &pending);
-        }
-        for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
-            a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
-    }
-    UNLOCK(a);
-    return PG_OK;
 }
 
 size_t pg_tape_size(pg_tape *t)

@@ -13,7 +13,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
-SOURCES = ["arena.c", "ops.c", "backward.c", "tape.c", "bulk.c"]
+SOURCES = ["arena.c", "ops.c", "backward.c", "tape.c", "replay.c", "bulk.c"]
 
 
 def _cdef():

@@ -1,0 +1,218 @@
+/* replay.c -- a compiled tape's forward and backward passes (tape.h has
+ * the layout).  Both are one loop over the instructions with no search of
+ * the graph; what makes them fast on a big random graph:
+ *   - the previous instruction's value (forward) and the grad it hands to
+ *     its chained input (backward) stay in a register: most instructions
+ *     read the one before (x in x*y, tanh(x+y)), and through memory each
+ *     would wait for a store-to-load round trip;
+ *   - backward has no per-op branch (stored partials; sinks for the adds
+ *     that do not happen; a mask for the register's);
+ *   - the far inputs are prefetched PG_AHEAD instructions ahead.
+ */
+#include <stddef.h>
+#include <string.h>
+#include "tape.h"
+
+/* c when `keep`, else +0.0.  Branch-free, as whether an instruction is
+ * chained is a coin toss, and in an SSE register where there is one, as
+ * it sits on backward's critical path.  Adding the +0.0 to the next grad
+ * changes nothing: that grad is a sum started at +0.0, which is never
+ * -0.0, and x + 0.0 == x for every other x. */
+#ifdef __SSE2__
+#include <emmintrin.h>
+static inline double pg_keep(double c, unsigned keep)
+{
+    __m128d m = _mm_castsi128_pd(_mm_cvtsi64_si128(-(long long)(keep != 0)));
+#if defined(__GNUC__)
+    /* and c's whole register: _mm_set_sd(c) would first clear its upper
+     * half, one cycle more on the critical path */
+    __asm__("andpd %1, %0" : "+x"(c) : "x"(m));
+    return c;
+#else
+    return _mm_cvtsd_f64(_mm_and_pd(_mm_set_sd(c), m));
+#endif
+}
+#else
+static inline double pg_keep(double c, unsigned keep)
+{
+    uint64_t b, m = -(uint64_t)(keep != 0);
+    memcpy(&b, &c, sizeof b);
+    b &= m;
+    memcpy(&c, &b, sizeof c);
+    return c;
+}
+#endif
+
+#if defined(__GNUC__)
+#define PG_PREFETCH(p, rw) __builtin_prefetch((p), (rw))
+#else
+#define PG_PREFETCH(p, rw) ((void)(p))
+#endif
+
+/* Where the replay loops fall relative to 64-byte lines changes their speed
+ * by a third (forward on the bench dag: 5.2 or 6.8 ns per node, the same
+ * machine code at two addresses), so they start on a line. */
+#if defined(__GNUC__)
+#define PG_LINE_ALIGNED __attribute__((aligned(64)))
+#else
+#define PG_LINE_ALIGNED
+#endif
+
+/* Whether op's partials never change (1, -1, k or 1/k): forward leaves
+ * them as compile time's linearize() wrote them. */
+static inline int pg_fixed_partials(int op)
+{
+    switch (op) {
+    case PG_ADD: case PG_SUB: case PG_ADDC: case PG_SUBC: case PG_RSUBC:
+    case PG_NEG: case PG_MULC: case PG_DIVC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* One instruction of pg_tape_forward, given x (input 0's value): the value
+ * into `last`, the partials into d (the chained input's first), or the op's
+ * error.  Case labels and bodies for one op and one way of chaining. */
+#define PG_FORWARD_STEP(op_, v_, dx_, dy_, x_, y_, chain1)                  \
+    {                                                                       \
+        double x = (x_);                                                    \
+        double y = pg_arity(op_) == 2 ? (y_) : 0.0;                         \
+        double k = pg_has_k(op_) ? *kp++ : 0.0;                             \
+        (void)y; (void)k;                                                   \
+        double v = (v_);                                                    \
+        rc = pg_check(op_, x, y, k, v);                                     \
+        if (rc != PG_OK)                                                    \
+            goto fail;                                                      \
+        if (!pg_fixed_partials(op_)) {                                      \
+            d[chain1] = (dx_);                                              \
+            if (pg_arity(op_) == 2)                                         \
+                d[!(chain1)] = (dy_);                                       \
+        }                                                                   \
+        d += pg_nparts(op_);                                                \
+        last = v;                                                           \
+        break;                                                              \
+    }
+#define PG_FORWARD_CASES(op_, v_, dx_, dy_)                                 \
+    case op_:                                                               \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], val[e.in1], 0)       \
+    case op_ | PG_CHAIN0:                                                   \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, last, val[e.in1], 0)             \
+    case op_ | PG_CHAIN1:                                                   \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], last, 1)
+
+PG_LINE_ALIGNED
+int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
+{
+    pg_arena *a = t->a;
+    int rc = PG_OK;
+    LOCK(a);
+    double *val = a->val;
+    const uint8_t *op = t->op;
+    const pg_step *step = t->fwd;
+    const double *kp = t->k;
+    pg_list *const *lp = t->list;
+    double *d = t->d;
+    a->data_epoch++;   /* values change: stored partials elsewhere go stale */
+    /* The previous instruction's value, which the next one mostly reads
+     * (x in x*y, the inner op in tanh(x+y)): from a register, it costs
+     * that op's latency; from val[], a store-to-load round trip more. */
+    double last = 0.0;
+    size_t j, n = t->ncode;
+    for (j = 0; j < n; j++) {
+        pg_step e = step[j];
+        PG_PREFETCH(&val[step[j + PG_AHEAD].far], 0);
+        switch (op[j]) {
+        PG_OP_TABLE(PG_FORWARD_CASES)
+        case PG_SUM:
+        case PG_DOT:
+            last = pg_nary_forward(op[j], val, *lp++, e.in0, e.in1);
+            break;
+        default:
+            continue;
+        }
+        val[e.out] = last;
+    }
+    UNLOCK(a);
+    return PG_OK;
+fail:
+    *failed_op = op[j] & PG_OPMASK;
+    *failed_node = step[j].out;
+    UNLOCK(a);
+    return rc;
+}
+#undef PG_FORWARD_CASES
+#undef PG_FORWARD_STEP
+
+PG_LINE_ALIGNED
+int pg_tape_backward(pg_tape *t, size_t r)
+{
+    pg_arena *a = t->a;
+    if (r >= t->nroots)
+        return PG_EINVAL;
+    LOCK(a);
+    double *grad = a->grad;
+    const double *val = a->val;
+    const uint8_t *op = t->op;
+    const double *d = t->d + t->nd;            /* taken from the back */
+    pg_list *const *lp = t->list + t->nlist;
+    size_t n = t->ncode;
+    for (size_t j = 0; j < t->nruns; j++)
+        memset(&grad[t->runs[j][0]], 0, t->runs[j][1] * sizeof *grad);
+    pg_index root = t->root[r];
+    grad[root] = 1.0;
+    if (t->nroots == 1) {
+        /* every node of a one-root tape is reachable from that root */
+        const pg_step *step = t->bwd;
+        double carry = 0.0;   /* from the instruction after j, if chained */
+        for (size_t j = n; j-- > 0;) {
+            pg_step e = step[j];
+            PG_PREFETCH(&grad[step[(ptrdiff_t)j - PG_AHEAD].far], 1);
+            double g = grad[e.out] + carry;
+            grad[e.out] = g;
+            uint8_t o = op[j];
+            if ((o & PG_OPMASK) >= PG_SUM) {
+                pg_aux aux = {.list = *--lp};
+                pg_step_back(a, o & PG_OPMASK, e.in0, e.in1, aux, val[e.out], g, 0, NULL);
+                carry = 0.0;
+                continue;
+            }
+            d -= 1 + ((o & PG_OPMASK) <= PG_POW);   /* pg_nparts, no branch */
+            double c0 = d[0] * g;
+            grad[e.in0] += c0;          /* a sink, if chained */
+            grad[e.in1] += d[1] * g;    /* a sink, for one-input ops (d[1]
+                                         * is the next one's partial) */
+            carry = pg_keep(c0, o & PG_CHAINED);
+        }
+    } else {
+        /* other roots' nodes have grad 0 here, and 0 times an infinite
+         * partial would leak NaN: visit only what this root reaches */
+        const pg_step *step = t->fwd;
+        size_t pending = 0;
+        pg_mark(a, root, &pending);
+        for (size_t j = n; j-- > 0;) {
+            pg_step e = step[j];
+            int o = op[j] & PG_OPMASK;
+            pg_list *list = pg_is_nary(o) ? *--lp : NULL;
+            d -= pg_nparts(o);
+            if (!(a->flags[e.out] & PG_MARK))
+                continue;
+            a->flags[e.out] &= (uint8_t)~PG_MARK;
+            double g = grad[e.out];
+            if (list) {
+                pg_aux aux = {.list = list};
+                pg_step_back(a, o, e.in0, e.in1, aux, val[e.out], g, 1, &pending);
+                continue;
+            }
+            int swapped = (op[j] & PG_CHAIN1) != 0;
+            pg_reach(a, e.in0, d[swapped] * g, 1, &pending);
+            if (pg_arity(o) == 2)
+                pg_reach(a, e.in1, d[!swapped] * g, 1, &pending);
+        }
+        for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
+            a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
+    }
+    UNLOCK(a);
+    return PG_OK;
+}
+
