@@ -184,8 +184,8 @@ def _step_s(r):
 
 def fast_path_summary(recs):
     """The compiled-tape and n-ary targets: tape replay ns per node on dag
-    at 1e5..1e6 nodes (larger graphs miss the caches on every far input:
-    compare them with the machine's memory latency, `make latency`), a
+    at 1e5..1e6 nodes (larger graphs outgrow the caches: read them next to
+    the machine's memory latency, `make latency`), a
     compiled moons step against the pure engine's eager step, and a
     dot-node neuron against micrograd's op-by-op neuron."""
     out = []
