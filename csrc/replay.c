@@ -177,7 +177,7 @@ int pg_tape_backward(pg_tape *t, size_t r)
                 carry = 0.0;
                 continue;
             }
-            d -= 1 + ((o & PG_OPMASK) <= PG_POW);   /* pg_nparts, no branch */
+            d -= pg_nparts(o & PG_OPMASK);
             double c0 = d[0] * g;
             grad[e.in0] += c0;          /* a sink, if chained */
             grad[e.in1] += d[1] * g;    /* a sink, for one-input ops (d[1]
