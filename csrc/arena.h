@@ -122,6 +122,10 @@ static inline int pg_is_live(const pg_arena *a, pg_index i)
  * or PG_NONE when out of memory / over the limit (arena unchanged). */
 pg_index pg__alloc(pg_arena *a);
 
+/* ops.c: pg_leaf under the lock: a fresh leaf holding value, or PG_NONE
+ * (arena unchanged). */
+pg_index pg__leaf(pg_arena *a, double value);
+
 /* arena.c: pg_decref for callers already holding the lock. */
 int pg__decref_locked(pg_arena *a, pg_index i);
 

@@ -7,14 +7,20 @@
 #include "arena.h"
 #include "ops.h"
 
-int64_t pg_leaf(pg_arena *a, double value)
+pg_index pg__leaf(pg_arena *a, double value)
 {
-    LOCK(a);
     pg_index i = pg__alloc(a);
     if (i != PG_NONE) {
         a->op[i] = PG_LEAF;
         a->val[i] = value;
     }
+    return i;
+}
+
+int64_t pg_leaf(pg_arena *a, double value)
+{
+    LOCK(a);
+    pg_index i = pg__leaf(a, value);
     UNLOCK(a);
     return i == PG_NONE ? PG_ENOMEM : (int64_t)i;
 }

@@ -130,14 +130,13 @@ static int lay_out(pg_tape *t, const pg_instr *code)
     for (size_t j = 0; j < n; j++) {
         nk += pg_has_k((int)code[j].op);
         nlist += pg_is_nary((int)code[j].op);
+        t->nd += pg_nparts((int)code[j].op);
     }
     t->op = malloc(n + 1);
     t->fwd = steps(n, t->sink[0]);
     t->bwd = steps(n, t->sink[0]);
     t->k = malloc((nk + 1) * sizeof *t->k);
     t->list = malloc((nlist + 1) * sizeof *t->list);
-    for (size_t j = 0; j < n; j++)
-        t->nd += pg_nparts((int)code[j].op);
     t->d = malloc((t->nd + 1) * sizeof *t->d);
     if (!t->op || !t->fwd || !t->bwd || !t->k || !t->list || !t->d)
         return PG_ENOMEM;
@@ -253,13 +252,11 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
             rc = PG_ENOMEM;
     size_t nsinks = 0;
     while (rc == PG_OK && nsinks < PG_NSINKS) {
-        pg_index s = pg__alloc(a);
+        pg_index s = pg__leaf(a, 0.0);
         if (s == PG_NONE) {
             rc = PG_ENOMEM;
             break;
         }
-        a->op[s] = PG_LEAF;
-        a->val[s] = 0.0;
         t->sink[nsinks++] = s;
     }
     if (rc == PG_OK)
