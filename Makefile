@@ -2,8 +2,9 @@
 PYTHON ?= python3
 CC ?= cc
 CFLAGS_STRICT = -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -ffp-contract=off
-CSRC = csrc/arena.c csrc/ops.c csrc/backward.c csrc/tape.c csrc/replay.c csrc/bulk.c
-CHDR = csrc/pygrad.h csrc/arena.h csrc/ops.h csrc/sweep.h csrc/tape.h
+# The library is every csrc/*.c but the C tests (pygrad/_build.py says the same).
+CSRC = $(filter-out csrc/test_%,$(wildcard csrc/*.c))
+CHDR = $(wildcard csrc/*.h)
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 .PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency clean

@@ -29,15 +29,9 @@ void pg_arena_free(pg_arena *a)
             if (pg_is_nary(a->op[i]))
                 free(a->aux[i].list);
         }
-    free(a->val);
-    free(a->grad);
-    free(a->d0);
-    free(a->aux);
-    free(a->in0);
-    free(a->in1);
-    free(a->ref);
-    free(a->op);
-    free(a->flags);
+#define PG_FREE_COLUMN(name, type) free(a->name);
+    PG_COLUMNS(PG_FREE_COLUMN)
+#undef PG_FREE_COLUMN
     free(a->chunks);
     free(a->free_chunks);
     free(a->freed_labels);
@@ -69,18 +63,12 @@ static int grow(pg_arena *a)
                                                  : a->nchunks_cap * 2;
     }
     size_t n = (size_t)cap * PG_CHUNK;   /* < 2^32: cannot overflow size_t */
-    if (resize((void **)&a->val, n * sizeof(double)) ||
-        resize((void **)&a->grad, n * sizeof(double)) ||
-        resize((void **)&a->d0, n * sizeof(double)) ||
-        resize((void **)&a->aux, n * sizeof(pg_aux)) ||
-        resize((void **)&a->in0, n * sizeof(pg_index)) ||
-        resize((void **)&a->in1, n * sizeof(pg_index)) ||
-        resize((void **)&a->ref, n * sizeof(uint32_t)) ||
-        resize((void **)&a->op, n) ||
-        resize((void **)&a->flags, n) ||
+#define PG_RESIZE_COLUMN(name, type) resize((void **)&a->name, n * sizeof(type)) ||
+    if (PG_COLUMNS(PG_RESIZE_COLUMN)
         resize((void **)&a->chunks, cap * sizeof(pg_chunk)) ||
         resize((void **)&a->free_chunks, cap * sizeof(uint32_t)))
         return -1;
+#undef PG_RESIZE_COLUMN
     a->nchunks_cap = cap;
     return 0;
 }
@@ -199,7 +187,7 @@ int pg_incref(pg_arena *a, pg_index i)
 {
     int rc = PG_OK;
     LOCK(a);
-    if (!pg_is_live(a, i))
+    if (!pg__is_live(a, i))
         rc = PG_EINVAL;
     else if (a->ref[i] == PG_NONE - 1)   /* PG_NONE is the free-list end mark */
         rc = PG_ENOMEM;
@@ -209,9 +197,9 @@ int pg_incref(pg_arena *a, pg_index i)
     return rc;
 }
 
-int pg__decref_locked(pg_arena *a, pg_index i)
+int pg__decref(pg_arena *a, pg_index i)
 {
-    if (!pg_is_live(a, i))
+    if (!pg__is_live(a, i))
         return PG_EINVAL;
     if (--a->ref[i] == 0)
         free_from(a, i);
@@ -221,7 +209,7 @@ int pg__decref_locked(pg_arena *a, pg_index i)
 int pg_decref(pg_arena *a, pg_index i)
 {
     LOCK(a);
-    int rc = pg__decref_locked(a, i);
+    int rc = pg__decref(a, i);
     UNLOCK(a);
     return rc;
 }
@@ -231,7 +219,7 @@ size_t pg_decref_many(pg_arena *a, const pg_index *idx, size_t n)
     size_t ok = 0;
     LOCK(a);
     for (size_t j = 0; j < n; j++)
-        ok += pg__decref_locked(a, idx[j]) == PG_OK;
+        ok += pg__decref(a, idx[j]) == PG_OK;
     UNLOCK(a);
     return ok;
 }
@@ -243,7 +231,7 @@ size_t pg_decref_many(pg_arena *a, const pg_index *idx, size_t n)
     {                                                    \
         type r = (dead);                                 \
         LOCK(a);                                         \
-        if (pg_is_live(a, i))                            \
+        if (pg__is_live(a, i))                            \
             r = a->field[i];                             \
         UNLOCK(a);                                       \
         return r;                                        \
@@ -256,7 +244,7 @@ double pg_constant(pg_arena *a, pg_index i)
 {
     double k = NAN;
     LOCK(a);
-    if (pg_is_live(a, i))
+    if (pg__is_live(a, i))
         k = pg_is_nary(a->op[i]) ? a->aux[i].list->k : a->aux[i].k;
     UNLOCK(a);
     return k;
@@ -267,10 +255,10 @@ static int set_number(pg_arena *a, pg_index i, double v, int is_value)
 {
     int rc = PG_EINVAL;
     LOCK(a);
-    if (pg_is_live(a, i)) {
+    if (pg__is_live(a, i)) {
         if (is_value) {
             a->val[i] = v;
-            a->data_epoch++;   /* partials computed from the old value are stale */
+            pg__values_written(a);
         } else {
             a->grad[i] = v;
         }
@@ -294,7 +282,7 @@ int64_t pg_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap)
 {
     int64_t n = PG_EINVAL;
     LOCK(a);
-    if (pg_is_live(a, i)) {
+    if (pg__is_live(a, i)) {
         int nary = pg_is_nary(a->op[i]);
         /* n-ary: start node first, then the list; else in0, in1 */
         pg_index first = nary ? a->in1[i] : a->in0[i];
@@ -325,7 +313,7 @@ int pg_mark_labeled(pg_arena *a, pg_index i)
 {
     int rc = PG_OK;
     LOCK(a);
-    if (!pg_is_live(a, i)) {
+    if (!pg__is_live(a, i)) {
         rc = PG_EINVAL;
     } else if (!(a->flags[i] & PG_LABELED)) {
         /* Reserve the queue slot now, so that freeing never allocates. */
@@ -378,8 +366,7 @@ size_t pg_capacity(pg_arena *a)
 size_t pg_arena_bytes(pg_arena *a)
 {
     LOCK(a);
-    size_t per_node = 3 * sizeof(double) + sizeof(pg_aux) + 3 * sizeof(uint32_t) + 2;
-    size_t n = sizeof *a + (size_t)a->nchunks_cap * PG_CHUNK * per_node +
+    size_t n = sizeof *a + (size_t)a->nchunks_cap * PG_CHUNK * PG_NODE_BYTES +
                (size_t)a->nchunks_cap * (sizeof(pg_chunk) + sizeof(uint32_t)) +
                a->freed_labels_cap * sizeof(pg_index) + a->list_bytes;
     UNLOCK(a);

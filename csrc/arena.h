@@ -5,8 +5,8 @@
  * because a pass touches only some of them (the forward replay values, the
  * sweep grads and partials), and 8-byte columns stay in cache far longer
  * than a fat per-node struct would.
- * Per node: val 8 + grad 8 + d0 8 + aux 8 + in0 4 + in1 4 + ref 4 + op 1
- * + flags 1 = 46 bytes.  n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd
+ * The columns are listed once, in PG_COLUMNS below (46 bytes a node).
+ * n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd
  * input list: aux.list holds in0 entries (for PG_DOT w[0..n) then x[0..n),
  * in0 = 2n), and in1 is the start node or PG_NONE.
  *
@@ -37,13 +37,16 @@
 
 #define PG_CHUNK_BITS 10
 #define PG_CHUNK (1u << PG_CHUNK_BITS)
-#define PG_NONE UINT32_MAX   /* == PG_NONE_INDEX */
+#define PG_NONE PG_NONE_INDEX
 /* Highest chunk count whose indices stay below PG_NONE. */
 #define PG_MAX_CHUNKS ((uint32_t)((UINT32_MAX >> PG_CHUNK_BITS) - 1))
 
 /* flags bits */
 #define PG_MARK    0x01u   /* reached by the running backward sweep */
 #define PG_LABELED 0x02u   /* Python keeps a label for this index */
+#define PG_STORED  0x04u   /* d0 (and aux.d1) hold the local partials: a
+                            * one- or two-input op (pg_nparts() > 0), kept
+                            * here because the sweep reads flags anyway */
 
 typedef struct pg_chunk {
     uint32_t used;   /* bump pointer: slots [0, used) have been handed out */
@@ -69,19 +72,32 @@ typedef union pg_aux {
     pg_list *list;
 } pg_aux;
 
+/* The arena's per-node columns, each a dense array of capacity entries.
+ * Written once, here: the struct, growing, freeing and the bytes-per-node
+ * figure are all generated from this list. */
+/*   column  type      per node                                            */
+#define PG_COLUMNS(X)                                                       \
+    X(val,   double)   /* value                                          */ \
+    X(grad,  double)   /* grad                                           */ \
+    X(d0,    double)   /* dv/d input 0, stored at creation               */ \
+    X(aux,   pg_aux)   /* dv/d input 1, constant operand, or n-ary list  */ \
+    X(in0,   pg_index) /* input 0 (n-ary: how many list entries)         */ \
+    X(in1,   pg_index) /* input 1 (n-ary: the start node)                */ \
+    X(ref,   uint32_t) /* reference count; while being freed, a link     */ \
+    X(op,    uint8_t)  /* enum pg_op                                     */ \
+    X(flags, uint8_t)  /* PG_MARK, PG_LABELED, PG_STORED                 */
+
+/* Bytes of one node slot across the columns (46). */
+#define PG_COLUMN_SIZE(name, type) + sizeof(type)
+#define PG_NODE_BYTES (0 PG_COLUMNS(PG_COLUMN_SIZE))
+
 struct pg_arena {
     pthread_mutex_t lock;
 
     /* per node, capacity = nchunks_cap * PG_CHUNK entries each */
-    double   *val;
-    double   *grad;
-    double   *d0;     /* dv/d input 0, stored at creation */
-    pg_aux   *aux;    /* dv/d input 1, constant operand, or n-ary list */
-    pg_index *in0;
-    pg_index *in1;
-    uint32_t *ref;    /* reference count; while a node is being freed, a link */
-    uint8_t  *op;
-    uint8_t  *flags;
+#define PG_COLUMN_FIELD(name, type) type *name;
+    PG_COLUMNS(PG_COLUMN_FIELD)
+#undef PG_COLUMN_FIELD
 
     pg_chunk *chunks;        /* nchunks_cap entries, nchunks ever started */
     uint32_t  nchunks;
@@ -104,41 +120,94 @@ struct pg_arena {
     size_t    nlabeled;      /* live labeled + queued */
 };
 
+/* Naming: a function or macro whose name starts with pg__ (two
+ * underscores) is internal and must be called with the arena's lock held;
+ * the public pg_* functions of pygrad.h take the lock themselves. */
 #define LOCK(a)   pthread_mutex_lock(&(a)->lock)
 #define UNLOCK(a) pthread_mutex_unlock(&(a)->lock)
 
-/* Whether op keeps its inputs in a list (aux.list), not in in0/in1. */
-static inline int pg_is_nary(int op)
-{
-    return op == PG_SUM || op == PG_DOT;
-}
-
-static inline int pg_is_live(const pg_arena *a, pg_index i)
+/* Whether i names a live node. */
+static inline int pg__is_live(const pg_arena *a, pg_index i)
 {
     return (i >> PG_CHUNK_BITS) < a->nchunks && a->op[i] != PG_FREE;
 }
 
-/* arena.c: under the lock.  Returns a fresh slot with ref 1, flags 0, grad 0,
- * or PG_NONE when out of memory / over the limit (arena unchanged). */
-pg_index pg__alloc(pg_arena *a);
-
-/* ops.c: pg_leaf under the lock: a fresh leaf holding value, or PG_NONE
- * (arena unchanged). */
-pg_index pg__leaf(pg_arena *a, double value);
-
-/* arena.c: pg_decref for callers already holding the lock. */
-int pg__decref_locked(pg_arena *a, pg_index i);
-
-/* bulk.c: PG_OK if every idx[0..n) is live, else PG_EINVAL.  Under the lock. */
-int pg__all_live(const pg_arena *a, const pg_index *idx, size_t n);
-
+/* PG_OK if every idx[0..n) is live, else PG_EINVAL. */
+static inline int pg__all_live(const pg_arena *a, const pg_index *idx, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (!pg__is_live(a, idx[j]))
+            return PG_EINVAL;
+    return PG_OK;
+}
 
 /* True if node i was created after node j (both live). */
-static inline int pg_newer(const pg_arena *a, pg_index i, pg_index j)
+static inline int pg__newer(const pg_arena *a, pg_index i, pg_index j)
 {
     uint64_t ci = a->chunks[i >> PG_CHUNK_BITS].seq;
     uint64_t cj = a->chunks[j >> PG_CHUNK_BITS].seq;
     return ci != cj ? ci > cj : i > j;
 }
+
+/* A value was overwritten: stored partials computed from the old one are
+ * stale (see "Stored partials" above). */
+static inline void pg__values_written(pg_arena *a)
+{
+    a->data_epoch++;
+}
+
+/* The walk over slots in reverse creation order, newest first, a chunk at
+ * a time (the backward sweep and tape recording both walk this way):
+ *
+ *     pg_walk w = pg__walk_from(newest);
+ *     while (pending && pg__walk_chunk(a, &w))
+ *         for (uint32_t o = w.top; o-- > 0 && pending;) {
+ *             pg_index i = w.base + o;
+ *             ...
+ *         }
+ *
+ * The first chunk is newest's, from newest down; each later one is the
+ * chunk before in creation order, whole.  Freed slots are walked too (their
+ * flags are 0).  The caller holds the lock for the whole walk. */
+typedef struct pg_walk {
+    uint32_t chunk;   /* the chunk being walked */
+    pg_index base;    /* index of its slot 0 */
+    uint32_t top;     /* its slots [0, top) are walked */
+    uint32_t next;    /* the chunk to walk next, PG_NONE when none is left */
+    int      first;   /* next is newest's chunk, walked from newest down */
+} pg_walk;
+
+static inline pg_walk pg__walk_from(pg_index newest)
+{
+    pg_walk w = {PG_NONE, 0, (newest & (PG_CHUNK - 1)) + 1,
+                 newest >> PG_CHUNK_BITS, 1};
+    return w;
+}
+
+/* Moves the walk to its next chunk (w->chunk, w->base, w->top); 0 when no
+ * chunk is left. */
+static inline int pg__walk_chunk(const pg_arena *a, pg_walk *w)
+{
+    uint32_t c = w->next;
+    if (c == PG_NONE)
+        return 0;
+    w->chunk = c;
+    w->base = c << PG_CHUNK_BITS;
+    if (!w->first)
+        w->top = a->chunks[c].used;
+    w->first = 0;
+    w->next = a->chunks[c].prev;
+    return 1;
+}
+
+/* arena.c: a fresh slot with ref 1, flags 0, grad 0, or PG_NONE when out of
+ * memory / over the limit (arena unchanged). */
+pg_index pg__alloc(pg_arena *a);
+
+/* ops.c: a fresh leaf holding value, or PG_NONE (arena unchanged). */
+pg_index pg__leaf(pg_arena *a, double value);
+
+/* arena.c: pg_decref under the lock. */
+int pg__decref(pg_arena *a, pg_index i);
 
 #endif /* PYGRAD_ARENA_H */

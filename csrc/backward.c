@@ -14,37 +14,30 @@
 int pg_backward(pg_arena *a, pg_index root)
 {
     LOCK(a);
-    if (!pg_is_live(a, root)) {
+    if (!pg__is_live(a, root)) {
         UNLOCK(a);
         return PG_EINVAL;
     }
     uint8_t *flags = a->flags;
-
     a->grad[root] = 1.0;
     flags[root] |= PG_MARK;
     size_t pending = 1;
-    uint32_t c = root >> PG_CHUNK_BITS;
-    uint32_t top = (root & (PG_CHUNK - 1)) + 1;   /* slots [0, top) to scan */
-
-    while (pending) {
-        pg_index base = c << PG_CHUNK_BITS;
+    pg_walk w = pg__walk_from(root);
+    /* Marked nodes are older than every node visited so far, so while any
+     * is pending an earlier chunk exists: the walk ends with pending. */
+    while (pending && pg__walk_chunk(a, &w)) {
         /* stored partials are current unless a value was written since
          * this chunk started (arena.h) */
-        int fresh = a->chunks[c].epoch == a->data_epoch;
-        for (uint32_t o = top; o-- > 0 && pending;) {
-            pg_index i = base + o;
-            if (!(flags[i] & PG_MARK))
+        int fresh = a->chunks[w.chunk].epoch == a->data_epoch;
+        for (uint32_t o = w.top; o-- > 0 && pending;) {
+            pg_index i = w.base + o;
+            uint8_t f = flags[i];
+            if (!(f & PG_MARK))
                 continue;
-            flags[i] &= (uint8_t)~PG_MARK;
+            flags[i] = (uint8_t)(f & ~PG_MARK);
             pending--;
-            pg_propagate(a, i, fresh, &pending);
+            pg_propagate(a, i, fresh && (f & PG_STORED), &pending);
         }
-        if (!pending)
-            break;
-        /* Marked nodes remain, so they are older: an earlier chunk exists
-         * and, being live and not the tail, has used > 0. */
-        c = a->chunks[c].prev;
-        top = a->chunks[c].used;
     }
     UNLOCK(a);
     return PG_OK;

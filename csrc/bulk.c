@@ -6,52 +6,62 @@
 #include <math.h>
 #include "arena.h"
 
-int pg__all_live(const pg_arena *a, const pg_index *idx, size_t n)
+/* out[j] = the value (or grad) of idx[j].  The column is picked under the
+ * lock, since growing the arena moves it. */
+static int get_numbers(pg_arena *a, const pg_index *idx, size_t n,
+                       double *out, int grads)
 {
-    for (size_t j = 0; j < n; j++)
-        if (!pg_is_live(a, idx[j]))
-            return PG_EINVAL;
-    return PG_OK;
+    LOCK(a);
+    int rc = pg__all_live(a, idx, n);
+    if (rc == PG_OK) {
+        const double *col = grads ? a->grad : a->val;
+        for (size_t j = 0; j < n; j++)
+            out[j] = col[idx[j]];
+    }
+    UNLOCK(a);
+    return rc;
 }
 
-/* Under the lock: validate, then run BODY for each j with i = idx[j]. */
-#define FOR_EACH_LIVE(a, idx, n, BODY)                   \
-    do {                                                 \
-        LOCK(a);                                         \
-        int rc_ = pg__all_live(a, idx, n);               \
-        if (rc_ == PG_OK)                                \
-            for (size_t j = 0; j < (n); j++) {           \
-                pg_index i = (idx)[j];                   \
-                BODY;                                    \
-            }                                            \
-        UNLOCK(a);                                       \
-        return rc_;                                      \
-    } while (0)
+/* The value (or grad) of idx[j] = in[j], or `fill` when in is NULL. */
+static int put_numbers(pg_arena *a, const pg_index *idx, size_t n,
+                       const double *in, double fill, int grads)
+{
+    LOCK(a);
+    int rc = pg__all_live(a, idx, n);
+    if (rc == PG_OK && n) {
+        double *col = grads ? a->grad : a->val;
+        for (size_t j = 0; j < n; j++)
+            col[idx[j]] = in ? in[j] : fill;
+        if (!grads)
+            pg__values_written(a);
+    }
+    UNLOCK(a);
+    return rc;
+}
 
 int pg_get_data(pg_arena *a, const pg_index *idx, size_t n, double *out)
 {
-    FOR_EACH_LIVE(a, idx, n, out[j] = a->val[i]);
+    return get_numbers(a, idx, n, out, 0);
 }
 
 int pg_get_grad(pg_arena *a, const pg_index *idx, size_t n, double *out)
 {
-    FOR_EACH_LIVE(a, idx, n, out[j] = a->grad[i]);
+    return get_numbers(a, idx, n, out, 1);
 }
 
-/* Writes to values make stored partials stale: see arena.h. */
 int pg_put_data(pg_arena *a, const pg_index *idx, size_t n, const double *in)
 {
-    FOR_EACH_LIVE(a, idx, n, a->val[i] = in[j]; a->data_epoch += j == 0);
+    return put_numbers(a, idx, n, in, 0.0, 0);
 }
 
 int pg_put_grad(pg_arena *a, const pg_index *idx, size_t n, const double *in)
 {
-    FOR_EACH_LIVE(a, idx, n, a->grad[i] = in[j]);
+    return put_numbers(a, idx, n, in, 0.0, 1);
 }
 
 int pg_fill_grad(pg_arena *a, const pg_index *idx, size_t n, double g)
 {
-    FOR_EACH_LIVE(a, idx, n, a->grad[i] = g);
+    return put_numbers(a, idx, n, NULL, g, 1);
 }
 
 /* torch.optim.SGD's update, term for term.  Without momentum or weight
@@ -59,17 +69,24 @@ int pg_fill_grad(pg_arena *a, const pg_index *idx, size_t n, double g)
 int pg_sgd_step(pg_arena *a, const pg_index *idx, size_t n, double lr,
                 double momentum, double weight_decay, double *velocity)
 {
-    FOR_EACH_LIVE(a, idx, n, {
-        double g = a->grad[i];
-        if (weight_decay != 0.0)
-            g = g + weight_decay * a->val[i];
-        if (momentum != 0.0) {
-            velocity[j] = momentum * velocity[j] + g;
-            g = velocity[j];
+    LOCK(a);
+    int rc = pg__all_live(a, idx, n);
+    if (rc == PG_OK && n) {
+        for (size_t j = 0; j < n; j++) {
+            pg_index i = idx[j];
+            double g = a->grad[i];
+            if (weight_decay != 0.0)
+                g = g + weight_decay * a->val[i];
+            if (momentum != 0.0) {
+                velocity[j] = momentum * velocity[j] + g;
+                g = velocity[j];
+            }
+            a->val[i] -= lr * g;
         }
-        a->val[i] -= lr * g;
-        a->data_epoch += j == 0;
-    });
+        pg__values_written(a);
+    }
+    UNLOCK(a);
+    return rc;
 }
 
 /* torch.optim.Adam's update (L2 weight decay added to the gradient, bias
@@ -82,14 +99,21 @@ int pg_adam_step(pg_arena *a, const pg_index *idx, size_t n, double lr,
     double bc2 = 1.0 - pow(beta2, (double)t);
     double step = lr / bc1;
     double bc2_sqrt = sqrt(bc2);
-    FOR_EACH_LIVE(a, idx, n, {
-        double g = a->grad[i];
-        if (weight_decay != 0.0)
-            g = g + weight_decay * a->val[i];
-        m[j] = beta1 * m[j] + (1.0 - beta1) * g;
-        v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
-        double denom = sqrt(v[j]) / bc2_sqrt + eps;
-        a->val[i] -= step * (m[j] / denom);
-        a->data_epoch += j == 0;
-    });
+    LOCK(a);
+    int rc = pg__all_live(a, idx, n);
+    if (rc == PG_OK && n) {
+        for (size_t j = 0; j < n; j++) {
+            pg_index i = idx[j];
+            double g = a->grad[i];
+            if (weight_decay != 0.0)
+                g = g + weight_decay * a->val[i];
+            m[j] = beta1 * m[j] + (1.0 - beta1) * g;
+            v[j] = beta2 * v[j] + (1.0 - beta2) * g * g;
+            double denom = sqrt(v[j]) / bc2_sqrt + eps;
+            a->val[i] -= step * (m[j] / denom);
+        }
+        pg__values_written(a);
+    }
+    UNLOCK(a);
+    return rc;
 }

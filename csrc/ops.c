@@ -5,7 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "arena.h"
-#include "ops.h"
+
+int pg_op_kind(int op)
+{
+    return op > PG_FREE && op < PG_NOPS ? pg_kind(op) : PG_EINVAL;
+}
 
 pg_index pg__leaf(pg_arena *a, double value)
 {
@@ -43,6 +47,7 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
     if (i == PG_NONE)
         return PG_ENOMEM;
     a->op[i] = (uint8_t)op;
+    a->flags[i] = PG_STORED;
     a->val[i] = v;
     a->d0[i] = dx;
     if (yi != PG_NONE)
@@ -59,22 +64,22 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
 
 int64_t pg_op1(pg_arena *a, int op, pg_index x, double k)
 {
-    if (op <= PG_LEAF || op >= PG_NOPS || pg_arity(op) != 1)
+    if (op < 0 || op >= PG_NOPS || pg_arity(op) != 1)
         return PG_EINVAL;
-    if (op < PG_ADDC || op > PG_RPOWC)   /* the C ops are contiguous */
+    if (!pg_has_k(op))
         k = 0.0;
     LOCK(a);
-    int64_t r = pg_is_live(a, x) ? make_node(a, op, x, PG_NONE, k) : PG_EINVAL;
+    int64_t r = pg__is_live(a, x) ? make_node(a, op, x, PG_NONE, k) : PG_EINVAL;
     UNLOCK(a);
     return r;
 }
 
 int64_t pg_op2(pg_arena *a, int op, pg_index x, pg_index y)
 {
-    if (op <= PG_LEAF || op >= PG_NOPS || pg_arity(op) != 2)
+    if (op < 0 || op >= PG_NOPS || pg_arity(op) != 2)
         return PG_EINVAL;
     LOCK(a);
-    int64_t r = pg_is_live(a, x) && pg_is_live(a, y)
+    int64_t r = pg__is_live(a, x) && pg__is_live(a, y)
                     ? make_node(a, op, x, y, 0.0)
                     : PG_EINVAL;
     UNLOCK(a);
@@ -101,18 +106,19 @@ static int64_t make_nary(pg_arena *a, int op, const pg_index *p, size_t np,
     if (nq)
         memcpy(list + np, q, nq * sizeof(pg_index));
     LOCK(a);
-    if (start != PG_NONE && !pg_is_live(a, start))
+    if (start != PG_NONE && !pg__is_live(a, start))
         goto fail;
     /* every input live, and its count able to take all its repeats */
     for (size_t j = 0; j < m; j++) {
-        if (!pg_is_live(a, list[j]))
+        if (!pg__is_live(a, list[j]))
             goto fail;
         if (a->ref[list[j]] >= PG_NONE - 2 - m) {
             r = PG_ENOMEM;
             goto fail;
         }
     }
-    double v = pg_nary_forward(op, a->val, l, (uint32_t)m, start);
+    double s = start == PG_NONE ? k : a->val[start];
+    double v = pg_nary_forward(op, a->val, list, (uint32_t)m, s);
     pg_index i = pg__alloc(a);
     if (i == PG_NONE) {
         r = PG_ENOMEM;

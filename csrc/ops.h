@@ -1,17 +1,57 @@
-/* ops.h -- every op's maths on one screen: its value and its local partial
- * derivatives side by side, as in micrograd's engine.py.  ops.c evaluates the
- * value column when a node is created, backward.c the derivative columns.
+/* ops.h -- the table of ops.  Every fact about an op is on its row: what
+ * kind of op it is (which fixes how many inputs it reads, whether it reads
+ * a constant k, how many local partials a tape stores for it), whether
+ * those partials ever change, its value and its partial derivatives side by
+ * side (as in micrograd's engine.py), and the error Python raises for it.
+ * The op codes themselves (enum pg_op, below) are generated from the rows,
+ * so adding an op is adding a row here (and one in pygrad/_optable.py, which
+ * a test ties to this one).
  *
- * In each row: x is input 0's value, y input 1's (two-input ops), k the
- * constant operand (the C ops), v the node's own value.  The formulas are
- * the ones pygrad/reference.py uses, term for term, so both engines round
- * alike.
+ * Included by pygrad.h, after the status codes the checks return; include
+ * pygrad.h, not this file.
+ *
+ * In the formulas: x is input 0's value, y input 1's (two-input ops), k the
+ * constant operand (CONST ops), v the node's own value.  They are the ones
+ * pygrad/reference.py uses, term for term, so both engines round alike.
  */
 #ifndef PYGRAD_OPS_H
 #define PYGRAD_OPS_H
 
+#ifndef PYGRAD_H
+#error "include pygrad.h, which includes ops.h after the status codes"
+#endif
+
 #include <math.h>
-#include "arena.h"
+#include <stdint.h>
+
+/* Kinds of op, and what each one means for the code that walks nodes:
+ *   LEAF    no input: a Value made from a number;
+ *   BINARY  two input nodes (x op y);
+ *   CONST   one input node and a number k folded into the op (x + 2);
+ *   UNARY   one input node;
+ *   NARY    a list of input nodes and a start (pg_sum, pg_dot); their
+ *           loops are pg_nary_forward below and pg_step_back (sweep.h).
+ * The facts of a kind: {kind, node inputs, partials a tape stores, reads k}.
+ * PG_NARY stands for "a list" where a count of inputs is expected. */
+enum pg_kind {
+    PG_KIND_NONE = 0,   /* PG_FREE: a slot not in use */
+    PG_KIND_LEAF, PG_KIND_BINARY, PG_KIND_CONST, PG_KIND_UNARY, PG_KIND_NARY
+};
+#define PG_NARY 3
+#define PG_FACTS_LEAF    PG_KIND_LEAF,   0,       0, 0
+#define PG_FACTS_BINARY  PG_KIND_BINARY, 2,       2, 0
+#define PG_FACTS_CONST   PG_KIND_CONST,  1,       1, 1
+#define PG_FACTS_UNARY   PG_KIND_UNARY,  1,       1, 0
+#define PG_FACTS_NARY    PG_KIND_NARY,   PG_NARY, 0, 0
+
+/* The partials column: FIXED partials (1, -1, k, 1/k) never change, so a
+ * tape's forward leaves them as compile time wrote them; VARY ones depend
+ * on the values; NONE: the op stores none (leaves, n-ary ops). */
+#define PG_FIXED_FIXED 1
+#define PG_FIXED_VARY  0
+#define PG_FIXED_NONE  0
+
+/* Helpers the formulas call. */
 
 /* Logistic function without overflow for large |x|: exp() only ever sees a
  * non-positive argument. */
@@ -46,84 +86,23 @@ static inline double pg_dpow_dexp(double b, double v)
     return b == 0.0 ? 0.0 : v * log(b);
 }
 
-/*    op           value v            dv/dx                    dv/dy          */
-#define PG_OP_TABLE(X)                                                        \
-    X(PG_ADD,      x + y,             1.0,                     1.0)           \
-    X(PG_SUB,      x - y,             1.0,                    -1.0)           \
-    X(PG_MUL,      x * y,             y,                       x)             \
-    X(PG_DIV,      x / y,             1.0 / y,                -v / y)         \
-    X(PG_POW,      pow(x, y),         y * pow(x, y - 1.0),     pg_dpow_dexp(x, v)) \
-    X(PG_ADDC,     x + k,             1.0,                     0.0)           \
-    X(PG_MULC,     x * k,             k,                       0.0)           \
-    X(PG_SUBC,     x - k,             1.0,                     0.0)           \
-    X(PG_RSUBC,    k - x,            -1.0,                     0.0)           \
-    X(PG_DIVC,     x / k,             1.0 / k,                 0.0)           \
-    X(PG_RDIVC,    k / x,            -v / x,                   0.0)           \
-    X(PG_POWC,     pow(x, k),         k * pow(x, k - 1.0),     0.0)           \
-    X(PG_RPOWC,    pow(k, x),         pg_dpow_dexp(k, v),      0.0)           \
-    X(PG_NEG,      -x,               -1.0,                     0.0)           \
-    X(PG_EXP,      exp(x),            v,                       0.0)           \
-    X(PG_LOG,      log(x),            1.0 / x,                 0.0)           \
-    X(PG_SIN,      sin(x),            cos(x),                  0.0)           \
-    X(PG_COS,      cos(x),           -sin(x),                  0.0)           \
-    X(PG_TANH,     tanh(x),           1.0 - v * v,             0.0)           \
-    X(PG_SIGMOID,  pg_sigmoid(x),     v * (1.0 - v),           0.0)           \
-    X(PG_RELU,     pg_relu(x),        (double)(v > 0.0),       0.0)
-
-/* How many node inputs an op reads: 0 (leaf), 1, 2, or PG_NARY (a list). */
-#define PG_NARY 3
-static inline int pg_arity(int op)
+/* The error checks: PG_OK, or what Python's float arithmetic / math module
+ * raises for the same operands. */
+static inline int pg_zerodiv(double divisor)
 {
-    switch (op) {
-    case PG_ADD: case PG_SUB: case PG_MUL: case PG_DIV: case PG_POW:
-        return 2;
-    case PG_LEAF: case PG_FREE:
-        return 0;
-    case PG_SUM: case PG_DOT:
-        return PG_NARY;
-    default:
-        return 1;
-    }
+    return divisor == 0.0 ? PG_EZERODIV : PG_OK;
 }
 
-
-/* The n-ary ops, in Python's sum() order so that a Neuron built from one
- * PG_DOT node rounds exactly like micrograd's chain of * and +:
- *   PG_SUM  v = s + x[0] + ... + x[n-1]          dv/dx[j] = 1
- *   PG_DOT  v = s + w[0]*x[0] + ... + w[n-1]*x[n-1]
- *                              dv/dw[j] = x[j],  dv/dx[j] = w[j]
- * s is the start node's value, or the constant k; dv/ds = 1.
- * `l` is the node's aux.list, `m` its in0 (entries, 2n for PG_DOT), `start`
- * its in1. */
-static inline double pg_nary_forward(int op, const double *val,
-                                     const pg_list *l, uint32_t m,
-                                     pg_index start)
-{
-    const pg_index *list = l->item;
-    double s = start == PG_NONE_INDEX ? l->k : val[start];
-    if (op == PG_SUM) {
-        for (uint32_t j = 0; j < m; j++)
-            s = s + val[list[j]];
-    } else {
-        uint32_t n = m / 2;
-        for (uint32_t j = 0; j < n; j++)
-            s = s + val[list[j]] * val[list[n + j]];
-    }
-    return s;
-}
-
-/* Checks: PG_OK, or the error Python's float arithmetic / math module
- * raises for the same operands.  Inline, so that a switch case with a
- * constant op keeps only its own test. */
 /* CPython's math_1 (Modules/mathmodule.c): a NaN from a non-NaN argument is a
- * domain error; an infinity from a finite argument is an overflow for
- * functions that can overflow (exp) and a domain error otherwise (log(0)). */
-static inline int pg_check_math1(double x, double r, int can_overflow)
+ * domain error; an infinity from a finite argument is `inf_error`: an
+ * overflow for functions that can overflow (exp), a domain error otherwise
+ * (log(0)). */
+static inline int pg_check_math(double x, double r, int inf_error)
 {
     if (isnan(r) && !isnan(x))
         return PG_EDOMAIN;
     if (isinf(r) && isfinite(x))
-        return can_overflow ? PG_ERANGE : PG_EDOMAIN;
+        return inf_error;
     return PG_OK;
 }
 
@@ -141,46 +120,159 @@ static inline int pg_check_pow(double b, double e, double r)
     return isinf(r) ? PG_ERANGE : PG_OK;
 }
 
-static inline int pg_check(int op, double x, double y, double k, double v)
-{
-    switch (op) {
-    case PG_DIV:   return y == 0.0 ? PG_EZERODIV : PG_OK;
-    case PG_DIVC:  return k == 0.0 ? PG_EZERODIV : PG_OK;
-    case PG_RDIVC: return x == 0.0 ? PG_EZERODIV : PG_OK;
-    case PG_POW:   return pg_check_pow(x, y, v);
-    case PG_POWC:  return pg_check_pow(x, k, v);
-    case PG_RPOWC: return pg_check_pow(k, x, v);
-    case PG_EXP:   return pg_check_math1(x, v, 1);
-    case PG_LOG:
-    case PG_SIN:
-    case PG_COS:   return pg_check_math1(x, v, 0);
-    default:       return PG_OK;
-    }
-}
+/* The table.  LEAF and NARY rows have no formulas here (0.0 stands in):
+ * a leaf's value is given, and the n-ary loops are written out below. */
+/*    op          kind    partials value v          dv/dx                 dv/dy               error, else PG_OK */
+#define PG_OP_TABLE(X)                                                                                              \
+    X(PG_LEAF,    LEAF,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
+    X(PG_ADD,     BINARY, FIXED,   x + y,           1.0,                  1.0,                PG_OK)                \
+    X(PG_SUB,     BINARY, FIXED,   x - y,           1.0,                 -1.0,                PG_OK)                \
+    X(PG_MUL,     BINARY, VARY,    x * y,           y,                    x,                  PG_OK)                \
+    X(PG_DIV,     BINARY, VARY,    x / y,           1.0 / y,             -v / y,              pg_zerodiv(y))        \
+    X(PG_POW,     BINARY, VARY,    pow(x, y),       y * pow(x, y - 1.0),  pg_dpow_dexp(x, v), pg_check_pow(x, y, v)) \
+    X(PG_ADDC,    CONST,  FIXED,   x + k,           1.0,                  0.0,                PG_OK)                \
+    X(PG_MULC,    CONST,  FIXED,   x * k,           k,                    0.0,                PG_OK)                \
+    X(PG_SUBC,    CONST,  FIXED,   x - k,           1.0,                  0.0,                PG_OK)                \
+    X(PG_RSUBC,   CONST,  FIXED,   k - x,          -1.0,                  0.0,                PG_OK)                \
+    X(PG_DIVC,    CONST,  FIXED,   x / k,           1.0 / k,              0.0,                pg_zerodiv(k))        \
+    X(PG_RDIVC,   CONST,  VARY,    k / x,          -v / x,                0.0,                pg_zerodiv(x))        \
+    X(PG_POWC,    CONST,  VARY,    pow(x, k),       k * pow(x, k - 1.0),  0.0,                pg_check_pow(x, k, v)) \
+    X(PG_RPOWC,   CONST,  VARY,    pow(k, x),       pg_dpow_dexp(k, v),   0.0,                pg_check_pow(k, x, v)) \
+    X(PG_NEG,     UNARY,  FIXED,   -x,             -1.0,                  0.0,                PG_OK)                \
+    X(PG_EXP,     UNARY,  VARY,    exp(x),          v,                    0.0,                pg_check_math(x, v, PG_ERANGE))  \
+    X(PG_LOG,     UNARY,  VARY,    log(x),          1.0 / x,              0.0,                pg_check_math(x, v, PG_EDOMAIN)) \
+    X(PG_SIN,     UNARY,  VARY,    sin(x),          cos(x),               0.0,                pg_check_math(x, v, PG_EDOMAIN)) \
+    X(PG_COS,     UNARY,  VARY,    cos(x),         -sin(x),               0.0,                pg_check_math(x, v, PG_EDOMAIN)) \
+    X(PG_TANH,    UNARY,  VARY,    tanh(x),         1.0 - v * v,          0.0,                PG_OK)                \
+    X(PG_SIGMOID, UNARY,  VARY,    pg_sigmoid(x),   v * (1.0 - v),        0.0,                PG_OK)                \
+    X(PG_RELU,    UNARY,  VARY,    pg_relu(x),      (double)(v > 0.0),    0.0,                PG_OK)                \
+    X(PG_SUM,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
+    X(PG_DOT,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK)
 
+/* The op codes, one per row, in the table's order.  The binding gets their
+ * values from the compiler (pygrad/_build.py), so none is retyped. */
+enum pg_op {
+    PG_FREE = 0,   /* a slot not in use */
+#define PG_ENUM_ROW(op_, ...) op_,
+    PG_OP_TABLE(PG_ENUM_ROW)
+#undef PG_ENUM_ROW
+    PG_NOPS
+};
 
-/* All three columns: the value (*out) and the local partials (*dx, *dy) of
- * a table op, or its math error (nothing written).  For making a node. */
+/* PG_IF_FORMULA(kind, text): text for the kinds whose value and partials
+ * are the table's formulas (one- and two-input ops), nothing for the
+ * others.  Code generated from the table uses it to skip LEAF and NARY. */
+#define PG_IF_FORMULA(kind, ...) PG_IF_FORMULA_##kind(__VA_ARGS__)
+#define PG_IF_FORMULA_LEAF(...)
+#define PG_IF_FORMULA_NARY(...)
+#define PG_IF_FORMULA_BINARY(...) __VA_ARGS__
+#define PG_IF_FORMULA_CONST(...) __VA_ARGS__
+#define PG_IF_FORMULA_UNARY(...) __VA_ARGS__
+
+/* PG_NARY_CASE: `case op:` for each n-ary op, for switches generated from
+ * the table that handle n-ary nodes in one case. */
+#define PG_NARY_CASE(op_, kind_, ...) PG_IF_NARY_##kind_(case op_:)
+#define PG_IF_NARY_LEAF(...)
+#define PG_IF_NARY_BINARY(...)
+#define PG_IF_NARY_CONST(...)
+#define PG_IF_NARY_UNARY(...)
+#define PG_IF_NARY_NARY(...) __VA_ARGS__
+
+/* The facts of every op, indexed by op code: generated from the rows in
+ * the order that enum pg_op (pygrad.h) is, after PG_FREE's empty entry.
+ * Each query below is one load, or a constant where op is one. */
+typedef struct pg_opinfo {
+    uint8_t kind, arity, nparts, has_k, fixed;
+} pg_opinfo;
+
+#define PG_INFO_ROW(op_, kind_, part_, ...) {PG_FACTS_##kind_, PG_FIXED_##part_},
+static const pg_opinfo pg_opinfo_table[] = {
+    {PG_KIND_NONE, 0, 0, 0, 0},   /* PG_FREE */
+    PG_OP_TABLE(PG_INFO_ROW)
+};
+#undef PG_INFO_ROW
+_Static_assert(sizeof pg_opinfo_table / sizeof pg_opinfo_table[0] == PG_NOPS,
+               "one pg_opinfo_table entry per op code");
+
+/* op's kind (PG_KIND_*); op must be below PG_NOPS. */
+static inline int pg_kind(int op) { return pg_opinfo_table[op].kind; }
+
+/* How many node inputs op reads: 0 (leaf), 1, 2, or PG_NARY (a list). */
+static inline int pg_arity(int op) { return pg_opinfo_table[op].arity; }
+
+/* How many local partials are stored for op: one per input node of a one-
+ * or two-input op; none for leaves and n-ary ops (whose backward reads the
+ * values). */
+static inline int pg_nparts(int op) { return pg_opinfo_table[op].nparts; }
+
+/* Whether op reads a constant k (the CONST ops). */
+static inline int pg_has_k(int op) { return pg_opinfo_table[op].has_k; }
+
+/* Whether op keeps its inputs in a list (aux.list), not in in0/in1. */
+static inline int pg_is_nary(int op) { return pg_kind(op) == PG_KIND_NARY; }
+
+/* Whether op's partials never change (1, -1, k or 1/k). */
+static inline int pg_fixed_partials(int op) { return pg_opinfo_table[op].fixed; }
+
+/* All three columns of a one- or two-input op: the value (*out) and the
+ * local partials (*dx, *dy), or its math error (nothing written); PG_EINVAL
+ * for other ops.  For making a node. */
 static inline int pg_eval(int op, double x, double y, double k,
                           double *out, double *dx, double *dy)
 {
     switch (op) {
-#define PG_EVAL_CASE(op_, v_, dx_, dy_)                                       \
-    case op_: {                                                               \
-        double v = (v_);                                                      \
-        int rc = pg_check(op_, x, y, k, v);                                   \
-        if (rc != PG_OK)                                                      \
-            return rc;                                                        \
-        *dx = (dx_);                                                          \
-        *dy = (dy_);                                                          \
-        *out = v;                                                             \
-        return PG_OK;                                                         \
-    }
+#define PG_EVAL_CASE(op_, kind_, part_, v_, dx_, dy_, err_)                  \
+    PG_IF_FORMULA(kind_,                                                     \
+    case op_: {                                                              \
+        double v = (v_);                                                     \
+        int rc = (err_);                                                     \
+        if (rc != PG_OK)                                                     \
+            return rc;                                                       \
+        *dx = (dx_);                                                         \
+        *dy = (dy_);                                                         \
+        *out = v;                                                            \
+        return PG_OK;                                                        \
+    })
     PG_OP_TABLE(PG_EVAL_CASE)
 #undef PG_EVAL_CASE
     default:
         return PG_EINVAL;
     }
+}
+
+/* The error check of a one- or two-input op alone (a tape's forward, which
+ * computes the value and partials itself). */
+static inline int pg_check(int op, double x, double y, double k, double v)
+{
+    switch (op) {
+#define PG_CHECK_CASE(op_, kind_, part_, v_, dx_, dy_, err_)                 \
+    PG_IF_FORMULA(kind_, case op_: return (err_);)
+    PG_OP_TABLE(PG_CHECK_CASE)
+#undef PG_CHECK_CASE
+    default:
+        return PG_OK;
+    }
+}
+
+/* The n-ary ops, in Python's sum() order so that a Neuron built from one
+ * PG_DOT node rounds exactly like micrograd's chain of * and +:
+ *   PG_SUM  v = s + x[0] + ... + x[m-1]          dv/dx[j] = 1
+ *   PG_DOT  v = s + w[0]*x[0] + ... + w[n-1]*x[n-1]   (m = 2n entries,
+ *           w first)          dv/dw[j] = x[j],  dv/dx[j] = w[j]
+ * s is the start's value; dv/ds = 1. */
+static inline double pg_nary_forward(int op, const double *val,
+                                     const pg_index *list, uint32_t m,
+                                     double s)
+{
+    if (op == PG_SUM) {
+        for (uint32_t j = 0; j < m; j++)
+            s = s + val[list[j]];
+    } else {
+        uint32_t n = m / 2;
+        for (uint32_t j = 0; j < n; j++)
+            s = s + val[list[j]] * val[list[n + j]];
+    }
+    return s;
 }
 
 #endif /* PYGRAD_OPS_H */

@@ -16,7 +16,9 @@
  * releases the GIL around calls) may use one arena concurrently.
  *
  * The block between the cffi markers is also the cffi cdef (pygrad/_build.py
- * reads it), so it must stay plain declarations: no macros, no #if.
+ * reads it), so it must stay plain declarations: no macros, no #if.  The op
+ * codes are not in it: they come from the table in ops.h, and the binding
+ * names them from pygrad/_optable.py with values the compiler supplies.
  */
 #ifndef PYGRAD_H
 #define PYGRAD_H
@@ -24,10 +26,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* "No node" where an index is optional (the start of pg_sum / pg_dot). */
-#define PG_NONE_INDEX 0xFFFFFFFFu
-
 /* cffi-cdef-begin */
+/* "No node" where an index is optional (the start of pg_sum / pg_dot). */
+#define PG_NONE_INDEX 0xFFFFFFFF
+
 typedef uint32_t pg_index;
 typedef struct pg_arena pg_arena;
 
@@ -42,18 +44,15 @@ enum {
     PG_EINVAL   = -5    /* not a live node index, or an op code that does not fit */
 };
 
-/* Op codes.  "C" ops take a plain number k instead of a second node, so
- * Python never allocates a node for a constant operand. */
-enum pg_op {
-    PG_FREE = 0,   /* slot not in use */
-    PG_LEAF,       /* a Value made from a number */
-    PG_ADD, PG_SUB, PG_MUL, PG_DIV, PG_POW,            /* node (op) node     */
-    PG_ADDC, PG_MULC, PG_SUBC, PG_RSUBC, PG_DIVC,      /* x+k x*k x-k k-x x/k */
-    PG_RDIVC, PG_POWC, PG_RPOWC,                       /* k/x x**k k**x       */
-    PG_NEG, PG_EXP, PG_LOG, PG_SIN, PG_COS, PG_TANH, PG_SIGMOID, PG_RELU,
-    PG_SUM, PG_DOT,                                    /* many inputs         */
-    PG_NOPS
-};
+/* Op codes: enum pg_op (PG_LEAF, PG_ADD, ... PG_NOPS), one per row of the
+ * table in ops.h, included at the end of this header.  The CONST ops take a
+ * plain number k instead of a second node, so Python never allocates a node
+ * for a constant operand. */
+
+/* The kind (enum pg_kind in ops.h: PG_KIND_LEAF, _BINARY, _CONST, _UNARY,
+ * _NARY) of op code `op`, or PG_EINVAL if it is no op.  The binding checks
+ * its op table against this. */
+int pg_op_kind(int op);
 
 /* A new, empty arena.  NULL when out of memory.  Owned by the caller. */
 pg_arena *pg_arena_new(void);
@@ -64,12 +63,12 @@ void pg_arena_free(pg_arena *a);
 /* Creates a leaf holding `value` (grad 0).  Returns its index, or PG_ENOMEM. */
 int64_t pg_leaf(pg_arena *a, double value);
 
-/* Creates `op`(x, k) for a one-input op: the C ops use k, the others ignore
- * it.  Returns the new index, or PG_EINVAL / PG_ENOMEM / the op's math error
+/* Creates `op`(x, k) for a one-input op: the CONST ops use k, the others
+ * ignore it.  Returns the new index, or PG_EINVAL / PG_ENOMEM / the op's math error
  * (PG_EDOMAIN, PG_EZERODIV, PG_ERANGE, with Python's float semantics). */
 int64_t pg_op1(pg_arena *a, int op, pg_index x, double k);
 
-/* Creates `op`(x, y) for a two-input op (ADD SUB MUL DIV POW).  Errors as
+/* Creates `op`(x, y) for a two-input op (kind BINARY in ops.h).  Errors as
  * pg_op1. */
 int64_t pg_op2(pg_arena *a, int op, pg_index x, pg_index y);
 
@@ -180,5 +179,7 @@ size_t pg_arena_bytes(pg_arena *a);
  * it, node creation returns PG_ENOMEM.  For tests of the out-of-memory path. */
 void pg_set_node_limit(pg_arena *a, size_t max_nodes);
 /* cffi-cdef-end */
+
+#include "ops.h"   /* enum pg_op and every fact about each op */
 
 #endif /* PYGRAD_H */

@@ -54,34 +54,23 @@ static inline double pg_keep(double c, unsigned keep)
  * machine code at two addresses), so they start on a line. */
 #if defined(__GNUC__)
 #define PG_LINE_ALIGNED __attribute__((aligned(64)))
+#define PG_NOINLINE __attribute__((noinline))
 #else
 #define PG_LINE_ALIGNED
+#define PG_NOINLINE
 #endif
-
-/* Whether op's partials never change (1, -1, k or 1/k): forward leaves
- * them as compile time's linearize() wrote them. */
-static inline int pg_fixed_partials(int op)
-{
-    switch (op) {
-    case PG_ADD: case PG_SUB: case PG_ADDC: case PG_SUBC: case PG_RSUBC:
-    case PG_NEG: case PG_MULC: case PG_DIVC:
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 /* One instruction of pg_tape_forward, given x (input 0's value): the value
  * into `last`, the partials into d (the chained input's first), or the op's
  * error.  Case labels and bodies for one op and one way of chaining. */
-#define PG_FORWARD_STEP(op_, v_, dx_, dy_, x_, y_, chain1)                  \
+#define PG_FORWARD_STEP(op_, v_, dx_, dy_, err_, x_, y_, chain1)            \
     {                                                                       \
         double x = (x_);                                                    \
         double y = pg_arity(op_) == 2 ? (y_) : 0.0;                         \
         double k = pg_has_k(op_) ? *kp++ : 0.0;                             \
         (void)y; (void)k;                                                   \
         double v = (v_);                                                    \
-        rc = pg_check(op_, x, y, k, v);                                     \
+        rc = (err_);                                                        \
         if (rc != PG_OK)                                                    \
             goto fail;                                                      \
         if (!pg_fixed_partials(op_)) {                                      \
@@ -93,13 +82,14 @@ static inline int pg_fixed_partials(int op)
         last = v;                                                           \
         break;                                                              \
     }
-#define PG_FORWARD_CASES(op_, v_, dx_, dy_)                                 \
+#define PG_FORWARD_CASES(op_, kind_, part_, v_, dx_, dy_, err_)             \
+    PG_IF_FORMULA(kind_,                                                    \
     case op_:                                                               \
-        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], val[e.in1], 0)       \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, err_, val[e.in0], val[e.in1], 0) \
     case op_ | PG_CHAIN0:                                                   \
-        PG_FORWARD_STEP(op_, v_, dx_, dy_, last, val[e.in1], 0)             \
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, err_, last, val[e.in1], 0)       \
     case op_ | PG_CHAIN1:                                                   \
-        PG_FORWARD_STEP(op_, v_, dx_, dy_, val[e.in0], last, 1)
+        PG_FORWARD_STEP(op_, v_, dx_, dy_, err_, val[e.in0], last, 1))
 
 PG_LINE_ALIGNED
 int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
@@ -113,7 +103,7 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
     const double *kp = t->k;
     pg_list *const *lp = t->list;
     double *d = t->d;
-    a->data_epoch++;   /* values change: stored partials elsewhere go stale */
+    pg__values_written(a);   /* stored partials elsewhere go stale */
     /* The previous instruction's value, which the next one mostly reads
      * (x in x*y, the inner op in tanh(x+y)): from a register, it costs
      * that op's latency; from val[], a store-to-load round trip more. */
@@ -124,11 +114,13 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node)
         PG_PREFETCH(&val[step[j + PG_AHEAD].far], 0);
         switch (op[j]) {
         PG_OP_TABLE(PG_FORWARD_CASES)
-        case PG_SUM:
-        case PG_DOT:
-            last = pg_nary_forward(op[j], val, *lp++, e.in0, e.in1);
+        PG_OP_TABLE(PG_NARY_CASE) {
+            const pg_list *l = *lp++;
+            double s = e.in1 == PG_NONE ? l->k : val[e.in1];
+            last = pg_nary_forward(op[j] & PG_OPMASK, val, l->item, e.in0, s);
             break;
-        default:
+        }
+        default:   /* leaves are not instructions */
             continue;
         }
         val[e.out] = last;
@@ -144,75 +136,91 @@ fail:
 #undef PG_FORWARD_CASES
 #undef PG_FORWARD_STEP
 
-PG_LINE_ALIGNED
+/* Backward over a one-root tape: every node is reachable from the root, so
+ * every instruction is swept, with no mark and no per-op branch. */
+PG_LINE_ALIGNED PG_NOINLINE
+static void backward_one_root(pg_tape *t)
+{
+    pg_arena *a = t->a;
+    double *grad = a->grad;
+    const double *val = a->val;
+    const uint8_t *op = t->op, *back = t->back;
+    const double *d = t->d + t->nd;            /* taken from the back */
+    pg_list *const *lp = t->list + t->nlist;
+    const pg_step *step = t->bwd;
+    double carry = 0.0;   /* from the instruction after j, if chained */
+    for (size_t j = t->ncode; j-- > 0;) {
+        pg_step e = step[j];
+        PG_PREFETCH(&grad[step[(ptrdiff_t)j - PG_AHEAD].far], 1);
+        double g = grad[e.out] + carry;
+        grad[e.out] = g;
+        unsigned b = back[j];
+        if (b & PG_NARYOP) {
+            pg_aux aux = {.list = *--lp};
+            pg_step_back(a, op[j] & PG_OPMASK, e.in0, e.in1, aux, val[e.out], g, 0, NULL);
+            carry = 0.0;
+            continue;
+        }
+        d -= b & PG_NPARTSMASK;
+        double c0 = d[0] * g;
+        grad[e.in0] += c0;          /* a sink, if chained */
+        grad[e.in1] += d[1] * g;    /* a sink, for one-input ops (d[1]
+                                     * is the next one's partial) */
+        carry = pg_keep(c0, b & PG_CHAINED);
+    }
+}
+
+/* Backward from one root of a multi-root tape: other roots' nodes have
+ * grad 0 here, and 0 times an infinite partial would leak NaN, so only the
+ * nodes this root reaches are swept (marked, as the eager sweep does). */
+PG_NOINLINE
+static void backward_marked(pg_tape *t, pg_index root)
+{
+    pg_arena *a = t->a;
+    double *grad = a->grad;
+    const double *val = a->val;
+    const uint8_t *op = t->op;
+    const double *d = t->d + t->nd;
+    pg_list *const *lp = t->list + t->nlist;
+    const pg_step *step = t->fwd;
+    size_t pending = 0;
+    pg_mark(a, root, &pending);
+    for (size_t j = t->ncode; j-- > 0;) {
+        pg_step e = step[j];
+        int o = op[j] & PG_OPMASK;
+        pg_list *list = pg_is_nary(o) ? *--lp : NULL;
+        d -= pg_nparts(o);
+        if (!(a->flags[e.out] & PG_MARK))
+            continue;
+        a->flags[e.out] &= (uint8_t)~PG_MARK;
+        double g = grad[e.out];
+        if (list) {
+            pg_aux aux = {.list = list};
+            pg_step_back(a, o, e.in0, e.in1, aux, val[e.out], g, 1, &pending);
+            continue;
+        }
+        int swapped = (op[j] & PG_CHAIN1) != 0;
+        pg_reach(a, e.in0, d[swapped] * g, 1, &pending);
+        if (pg_arity(o) == 2)
+            pg_reach(a, e.in1, d[!swapped] * g, 1, &pending);
+    }
+    for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
+        a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
+}
+
 int pg_tape_backward(pg_tape *t, size_t r)
 {
     pg_arena *a = t->a;
     if (r >= t->nroots)
         return PG_EINVAL;
     LOCK(a);
-    double *grad = a->grad;
-    const double *val = a->val;
-    const uint8_t *op = t->op;
-    const double *d = t->d + t->nd;            /* taken from the back */
-    pg_list *const *lp = t->list + t->nlist;
-    size_t n = t->ncode;
     for (size_t j = 0; j < t->nruns; j++)
-        memset(&grad[t->runs[j][0]], 0, t->runs[j][1] * sizeof *grad);
-    pg_index root = t->root[r];
-    grad[root] = 1.0;
-    if (t->nroots == 1) {
-        /* every node of a one-root tape is reachable from that root */
-        const pg_step *step = t->bwd;
-        double carry = 0.0;   /* from the instruction after j, if chained */
-        for (size_t j = n; j-- > 0;) {
-            pg_step e = step[j];
-            PG_PREFETCH(&grad[step[(ptrdiff_t)j - PG_AHEAD].far], 1);
-            double g = grad[e.out] + carry;
-            grad[e.out] = g;
-            uint8_t o = op[j];
-            if ((o & PG_OPMASK) >= PG_SUM) {
-                pg_aux aux = {.list = *--lp};
-                pg_step_back(a, o & PG_OPMASK, e.in0, e.in1, aux, val[e.out], g, 0, NULL);
-                carry = 0.0;
-                continue;
-            }
-            d -= pg_nparts(o & PG_OPMASK);
-            double c0 = d[0] * g;
-            grad[e.in0] += c0;          /* a sink, if chained */
-            grad[e.in1] += d[1] * g;    /* a sink, for one-input ops (d[1]
-                                         * is the next one's partial) */
-            carry = pg_keep(c0, o & PG_CHAINED);
-        }
-    } else {
-        /* other roots' nodes have grad 0 here, and 0 times an infinite
-         * partial would leak NaN: visit only what this root reaches */
-        const pg_step *step = t->fwd;
-        size_t pending = 0;
-        pg_mark(a, root, &pending);
-        for (size_t j = n; j-- > 0;) {
-            pg_step e = step[j];
-            int o = op[j] & PG_OPMASK;
-            pg_list *list = pg_is_nary(o) ? *--lp : NULL;
-            d -= pg_nparts(o);
-            if (!(a->flags[e.out] & PG_MARK))
-                continue;
-            a->flags[e.out] &= (uint8_t)~PG_MARK;
-            double g = grad[e.out];
-            if (list) {
-                pg_aux aux = {.list = list};
-                pg_step_back(a, o, e.in0, e.in1, aux, val[e.out], g, 1, &pending);
-                continue;
-            }
-            int swapped = (op[j] & PG_CHAIN1) != 0;
-            pg_reach(a, e.in0, d[swapped] * g, 1, &pending);
-            if (pg_arity(o) == 2)
-                pg_reach(a, e.in1, d[!swapped] * g, 1, &pending);
-        }
-        for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
-            a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
-    }
+        memset(&a->grad[t->runs[j][0]], 0, t->runs[j][1] * sizeof *a->grad);
+    a->grad[t->root[r]] = 1.0;
+    if (t->nroots == 1)
+        backward_one_root(t);
+    else
+        backward_marked(t, t->root[r]);
     UNLOCK(a);
     return PG_OK;
 }
-

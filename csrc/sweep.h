@@ -9,7 +9,6 @@
 #define PYGRAD_SWEEP_H
 
 #include "arena.h"
-#include "ops.h"
 
 /* Flags node i as reached, counting it in *pending the first time.
  * Branch-free: whether i was reached already is a coin toss in a DAG. */
@@ -40,7 +39,8 @@ static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
 {
     const double *val = a->val;
     switch (op) {
-#define PG_BACK_CASE(op_, v_, dx_, dy_)                                      \
+#define PG_BACK_CASE(op_, kind_, part_, v_, dx_, dy_, err_)                  \
+    PG_IF_FORMULA(kind_,                                                     \
     case op_: {                                                              \
         double x = val[in0];                                                 \
         double y = pg_arity(op_) == 2 ? val[in1] : 0.0;                      \
@@ -50,41 +50,39 @@ static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
         if (pg_arity(op_) == 2)                                              \
             pg_reach(a, in1, (dy_) * g, marking, pending);                   \
         return;                                                              \
-    }
+    })
     PG_OP_TABLE(PG_BACK_CASE)
 #undef PG_BACK_CASE
-    case PG_SUM:
-    case PG_DOT: {
-        const pg_index *list = aux.list->item;
-        uint32_t m = in0;
-        if (in1 != PG_NONE)
-            pg_reach(a, in1, 1.0 * g, marking, pending);
-        if (op == PG_SUM) {
-            for (uint32_t j = 0; j < m; j++)
-                pg_reach(a, list[j], 1.0 * g, marking, pending);
-        } else {   /* w[j] gets x[j]*g, then x[j] gets w[j]*g */
-            uint32_t n = m / 2;
-            for (uint32_t j = 0; j < n; j++) {
-                pg_reach(a, list[j], val[list[n + j]] * g, marking, pending);
-                pg_reach(a, list[n + j], val[list[j]] * g, marking, pending);
-            }
-        }
-        return;
+    default:
+        break;
     }
-    default:   /* PG_LEAF: nothing below */
+    if (!pg_is_nary(op))   /* a leaf: nothing below */
         return;
+    const pg_index *list = aux.list->item;
+    uint32_t m = in0;
+    if (in1 != PG_NONE)
+        pg_reach(a, in1, 1.0 * g, marking, pending);
+    if (op == PG_SUM) {
+        for (uint32_t j = 0; j < m; j++)
+            pg_reach(a, list[j], 1.0 * g, marking, pending);
+    } else {   /* PG_DOT: w[j] gets x[j]*g, then x[j] gets w[j]*g */
+        uint32_t n = m / 2;
+        for (uint32_t j = 0; j < n; j++) {
+            pg_reach(a, list[j], val[list[n + j]] * g, marking, pending);
+            pg_reach(a, list[n + j], val[list[j]] * g, marking, pending);
+        }
     }
 }
 
-/* The eager sweep's step for node i: propagate and mark.  With `fresh`
- * (the stored partials are current, see arena.h) a one- or two-input node
- * costs two multiply-adds and no per-op branch: a one-input node sends -0.0,
- * which leaves any sum unchanged, to input 0 a second time. */
-static inline void pg_propagate(pg_arena *a, pg_index i, int fresh,
+/* The eager sweep's step for node i: propagate and mark.  With `stored`
+ * (node i has stored partials, PG_STORED, and they are current, see
+ * arena.h) a one- or two-input node costs two multiply-adds and no per-op
+ * branch: a one-input node sends -0.0, which leaves any sum unchanged, to
+ * input 0 a second time. */
+static inline void pg_propagate(pg_arena *a, pg_index i, int stored,
                                 size_t *pending)
 {
-    int op = a->op[i];
-    if (fresh && op > PG_LEAF && op < PG_SUM) {
+    if (stored) {
         double g = a->grad[i];
         pg_index i0 = a->in0[i], i1 = a->in1[i];
         int two = i1 != PG_NONE;
@@ -93,7 +91,7 @@ static inline void pg_propagate(pg_arena *a, pg_index i, int fresh,
         pg_reach(a, two ? i1 : i0, two ? c : -0.0, 1, pending);
         return;
     }
-    pg_step_back(a, op, a->in0[i], a->in1[i], a->aux[i], a->val[i],
+    pg_step_back(a, a->op[i], a->in0[i], a->in1[i], a->aux[i], a->val[i],
                  a->grad[i], 1, pending);
 }
 

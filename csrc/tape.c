@@ -34,21 +34,25 @@ static int push(void **arr, size_t *n, size_t *cap, size_t size, const void *x)
     return 0;
 }
 
-/* The marking sweep of pg_backward, minus the maths: records every node it
- * visits (newest first), leaves in t->leaf, the others in *code.  If an
- * array cannot grow it keeps sweeping anyway, to clear every mark, and
- * reports PG_ENOMEM. */
-static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending,
-                   pg_instr **code)
+/* The marking sweep of pg_backward, minus the maths, from t's roots:
+ * records every node it visits (newest first), leaves in t->leaf, the
+ * others in *code.  If an array cannot grow it keeps sweeping anyway, to
+ * clear every mark, and reports PG_ENOMEM. */
+static int collect(pg_arena *a, pg_tape *t, pg_instr **code)
 {
+    pg_index newest = t->root[0];
+    size_t pending = 0;
+    for (size_t r = 0; r < t->nroots; r++) {
+        if (pg__newer(a, t->root[r], newest))
+            newest = t->root[r];
+        pg_mark(a, t->root[r], &pending);
+    }
     size_t code_cap = 0, leaf_cap = 0;
     int rc = PG_OK;
-    uint32_t c = newest >> PG_CHUNK_BITS;
-    uint32_t top = (newest & (PG_CHUNK - 1)) + 1;
-    while (pending) {
-        pg_index base = c << PG_CHUNK_BITS;
-        for (uint32_t o = top; o-- > 0 && pending;) {
-            pg_index i = base + o;
+    pg_walk w = pg__walk_from(newest);
+    while (pending && pg__walk_chunk(a, &w)) {
+        for (uint32_t o = w.top; o-- > 0 && pending;) {
+            pg_index i = w.base + o;
             if (!(a->flags[i] & PG_MARK))
                 continue;
             a->flags[i] &= (uint8_t)~PG_MARK;
@@ -65,17 +69,56 @@ static int collect(pg_arena *a, pg_tape *t, pg_index newest, size_t pending,
                     rc = PG_ENOMEM;
             }
         }
-        if (!pending)
-            break;
-        c = a->chunks[c].prev;
-        top = a->chunks[c].used;
     }
     return rc;
+}
+
+/* PG_OK if every node found can take the tape's reference (and the
+ * nodes' own), else PG_ENOMEM. */
+static int refs_can_grow(const pg_arena *a, const pg_tape *t, const pg_instr *code)
+{
+    for (size_t j = 0; j < t->ncode; j++)
+        if (a->ref[code[j].out] >= PG_NONE - 2)
+            return PG_ENOMEM;
+    for (size_t j = 0; j < t->nleaf; j++)
+        if (a->ref[t->leaf[j]] >= PG_NONE - 2)
+            return PG_ENOMEM;
+    return PG_OK;
+}
+
+/* The tape's PG_NSINKS sink leaves, or PG_ENOMEM with none made. */
+static int make_sinks(pg_arena *a, pg_tape *t)
+{
+    for (size_t s = 0; s < PG_NSINKS; s++) {
+        t->sink[s] = pg__leaf(a, 0.0);
+        if (t->sink[s] == PG_NONE) {
+            while (s)
+                pg__decref(a, t->sink[--s]);
+            return PG_ENOMEM;
+        }
+    }
+    return PG_OK;
+}
+
+static void drop_sinks(pg_tape *t)
+{
+    for (size_t s = 0; s < PG_NSINKS; s++)
+        pg__decref(t->a, t->sink[s]);
+}
+
+/* The tape's own reference on every node it covers. */
+static void take_references(pg_tape *t)
+{
+    for (size_t j = 0; j < t->ncode; j++)
+        t->a->ref[t->fwd[j].out]++;
+    for (size_t j = 0; j < t->nleaf; j++)
+        t->a->ref[t->leaf[j]]++;
 }
 
 static void tape_release(pg_tape *t)
 {
     free(t->op);
+    free(t->back);
     free(t->fwd ? t->fwd - PG_AHEAD : NULL);
     free(t->bwd ? t->bwd - PG_AHEAD : NULL);
     free(t->k);
@@ -133,12 +176,13 @@ static int lay_out(pg_tape *t, const pg_instr *code)
         t->nd += pg_nparts((int)code[j].op);
     }
     t->op = malloc(n + 1);
+    t->back = malloc(n + 1);
     t->fwd = steps(n, t->sink[0]);
     t->bwd = steps(n, t->sink[0]);
     t->k = malloc((nk + 1) * sizeof *t->k);
     t->list = malloc((nlist + 1) * sizeof *t->list);
     t->d = malloc((t->nd + 1) * sizeof *t->d);
-    if (!t->op || !t->fwd || !t->bwd || !t->k || !t->list || !t->d)
+    if (!t->op || !t->back || !t->fwd || !t->bwd || !t->k || !t->list || !t->d)
         return PG_ENOMEM;
     t->d[t->nd] = 0.0;   /* the spare */
     nk = 0;
@@ -150,6 +194,7 @@ static int lay_out(pg_tape *t, const pg_instr *code)
         f.far = pg_is_nary(op) ? sink : pg_arity(op) == 1 ? f.in0 : f.in1;
         pg_step b = f;
         t->op[j] = (uint8_t)op;
+        t->back[j] = (uint8_t)(pg_nparts(op) | (pg_is_nary(op) ? PG_NARYOP : 0));
         if (pg_has_k(op))
             t->k[nk++] = ins->aux.k;
         if (pg_is_nary(op))
@@ -161,10 +206,12 @@ static int lay_out(pg_tape *t, const pg_instr *code)
             pg_index prev = t->fwd[j - 1].out;
             if (f.in0 == prev) {
                 t->op[j] |= PG_CHAIN0;
+                t->back[j] |= PG_CHAIN0;
                 b.in0 = sink;
                 f.far = b.far = f.in1;
             } else if (f.in1 == prev) {
                 t->op[j] |= PG_CHAIN1;
+                t->back[j] |= PG_CHAIN1;
                 b.in0 = sink;
                 b.in1 = f.in0;
                 f.far = b.far = f.in0;
@@ -188,7 +235,8 @@ static void linearize(pg_tape *t)
         pg_step e = t->fwd[j];
         double v = val[e.out];
         switch (t->op[j] & PG_OPMASK) {
-#define PG_PARTIALS_CASE(op_, v_, dx_, dy_)                                 \
+#define PG_PARTIALS_CASE(op_, kind_, part_, v_, dx_, dy_, err_)             \
+        PG_IF_FORMULA(kind_,                                                \
         case op_: {                                                         \
             double x = val[e.in0];                                          \
             double y = pg_arity(op_) == 2 ? val[e.in1] : 0.0;               \
@@ -198,7 +246,7 @@ static void linearize(pg_tape *t)
             if (pg_arity(op_) == 2)                                         \
                 d[1] = (dy_);                                               \
             break;                                                          \
-        }
+        })
         PG_OP_TABLE(PG_PARTIALS_CASE)
 #undef PG_PARTIALS_CASE
         default:   /* n-ary: partials read from the values in backward */
@@ -212,75 +260,62 @@ static void linearize(pg_tape *t)
     }
 }
 
-int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
+/* A tape for roots[0..nroots), empty but for its roots (no lock
+ * needed); NULL when out of memory. */
+static pg_tape *tape_new(pg_arena *a, const pg_index *roots, size_t nroots)
 {
-    *out = NULL;
-    if (nroots == 0 || nroots > SIZE_MAX / sizeof(pg_index))
-        return PG_EINVAL;
     pg_tape *t = calloc(1, sizeof *t);
     if (!t)
-        return PG_ENOMEM;
+        return NULL;
     t->a = a;
     t->nroots = nroots;
     t->root = malloc(nroots * sizeof(pg_index));
     if (!t->root) {
         free(t);
-        return PG_ENOMEM;
+        return NULL;
     }
     memcpy(t->root, roots, nroots * sizeof(pg_index));
-    pg_instr *code = NULL;   /* newest first, until lay_out */
+    return t;
+}
 
+/* Compiling, in order: find the nodes (collect), check that each can take
+ * one more reference, make the sinks, lay the instructions out, then (it
+ * can no longer fail) take the references and store the partials.  A step
+ * that fails has undone its own work; the ones before it are undone here. */
+int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
+{
+    *out = NULL;
+    if (nroots == 0 || nroots > SIZE_MAX / sizeof(pg_index))
+        return PG_EINVAL;
+    pg_tape *t = tape_new(a, roots, nroots);
+    if (!t)
+        return PG_ENOMEM;
+    pg_instr *code = NULL;   /* newest first, until lay_out */
     LOCK(a);
     int rc = pg__all_live(a, roots, nroots);
-    if (rc != PG_OK)
-        goto fail;
-    pg_index newest = roots[0];
-    size_t pending = 0;
-    for (size_t r = 0; r < nroots; r++) {
-        if (pg_newer(a, roots[r], newest))
-            newest = roots[r];
-        pg_mark(a, roots[r], &pending);
-    }
-    rc = collect(a, t, newest, pending, &code);
-    if (rc != PG_OK)
-        goto fail;
-    for (size_t j = 0; j < t->ncode; j++)
-        if (a->ref[code[j].out] >= PG_NONE - 2)
-            rc = PG_ENOMEM;
-    for (size_t j = 0; j < t->nleaf; j++)
-        if (a->ref[t->leaf[j]] >= PG_NONE - 2)
-            rc = PG_ENOMEM;
-    size_t nsinks = 0;
-    while (rc == PG_OK && nsinks < PG_NSINKS) {
-        pg_index s = pg__leaf(a, 0.0);
-        if (s == PG_NONE) {
-            rc = PG_ENOMEM;
-            break;
-        }
-        t->sink[nsinks++] = s;
-    }
     if (rc == PG_OK)
+        rc = collect(a, t, &code);
+    if (rc == PG_OK)
+        rc = refs_can_grow(a, t, code);
+    if (rc == PG_OK)
+        rc = make_sinks(a, t);
+    if (rc == PG_OK) {
         rc = lay_out(t, code);
-    if (rc != PG_OK) {
-        while (nsinks)
-            pg__decref_locked(a, t->sink[--nsinks]);
-        goto fail;
+        if (rc != PG_OK)
+            drop_sinks(t);
     }
-    free(code);
-    /* the tape's references */
-    for (size_t j = 0; j < t->ncode; j++)
-        a->ref[t->fwd[j].out]++;
-    for (size_t j = 0; j < t->nleaf; j++)
-        a->ref[t->leaf[j]]++;
-    linearize(t);
+    if (rc == PG_OK) {
+        take_references(t);
+        linearize(t);
+    }
     UNLOCK(a);
+    free(code);
+    if (rc != PG_OK) {
+        tape_release(t);
+        return rc;
+    }
     *out = t;
     return PG_OK;
-fail:
-    UNLOCK(a);
-    free(code);
-    tape_release(t);
-    return rc;
 }
 
 size_t pg_tape_size(pg_tape *t)
@@ -294,11 +329,10 @@ void pg_tape_free(pg_tape *t)
         return;
     LOCK(t->a);
     for (size_t j = 0; j < t->ncode; j++)
-        pg__decref_locked(t->a, t->fwd[j].out);
+        pg__decref(t->a, t->fwd[j].out);
     for (size_t j = 0; j < t->nleaf; j++)
-        pg__decref_locked(t->a, t->leaf[j]);
-    for (size_t s = 0; s < PG_NSINKS; s++)
-        pg__decref_locked(t->a, t->sink[s]);
+        pg__decref(t->a, t->leaf[j]);
+    drop_sinks(t);
     UNLOCK(t->a);
     tape_release(t);
 }

@@ -89,35 +89,54 @@ static void test_seed(void)
     pg_arena_free(a);
 }
 
+/* The facts derived from ops.h's table agree with each other for every op:
+ * the kind fixes arity, stored partials and k; only formula kinds evaluate. */
+static void test_op_table(void)
+{
+    CHECK(pg_op_kind(PG_FREE) == PG_EINVAL && pg_op_kind(PG_NOPS) == PG_EINVAL);
+    for (int op = PG_LEAF; op < PG_NOPS; op++) {
+        int kind = pg_op_kind(op);
+        CHECK(kind >= PG_KIND_LEAF && kind <= PG_KIND_NARY);
+        CHECK(pg_is_nary(op) == (kind == PG_KIND_NARY));
+        CHECK(pg_has_k(op) == (kind == PG_KIND_CONST));
+        CHECK(pg_nparts(op) == (pg_arity(op) == 1 || pg_arity(op) == 2 ? pg_arity(op) : 0));
+        double v, dx, dy;
+        int formula = kind == PG_KIND_BINARY || kind == PG_KIND_CONST || kind == PG_KIND_UNARY;
+        CHECK((pg_eval(op, 0.5, 0.25, 2.0, &v, &dx, &dy) != PG_EINVAL) == formula);
+        if (pg_fixed_partials(op))
+            CHECK(formula);
+    }
+}
+
 /* Every op's derivative against a central difference of its own forward. */
 static void test_ops_fd(void)
 {
-    static const int ops1[] = {PG_ADDC, PG_MULC, PG_SUBC, PG_RSUBC, PG_DIVC,
-                               PG_RDIVC, PG_POWC, PG_RPOWC, PG_NEG, PG_EXP,
-                               PG_LOG, PG_SIN, PG_COS, PG_TANH, PG_SIGMOID,
-                               PG_RELU};
-    static const int ops2[] = {PG_ADD, PG_SUB, PG_MUL, PG_DIV, PG_POW};
     const double x0 = 1.3, y0 = 0.7, k = 2.5, h = 1e-6;
-    for (size_t j = 0; j < sizeof ops1 / sizeof *ops1; j++) {
+    /* every one-input op of the table (ops.h), so a new row is tested */
+    for (int op = 0; op < PG_NOPS; op++) {
+        if (pg_arity(op) != 1)
+            continue;
         pg_arena *a = pg_arena_new();
         pg_index x = L(a, x0);
-        pg_index r = O1(a, ops1[j], x, k);
+        pg_index r = O1(a, op, x, k);
         pg_backward(a, r);
         pg_index xp = L(a, x0 + h), xm = L(a, x0 - h);
-        pg_index rp = O1(a, ops1[j], xp, k), rm = O1(a, ops1[j], xm, k);
+        pg_index rp = O1(a, op, xp, k), rm = O1(a, op, xm, k);
         double fd = (pg_data(a, rp) - pg_data(a, rm)) / (2 * h);
         CLOSE(pg_grad(a, x), fd, 1e-7);
         pg_arena_free(a);
     }
-    for (size_t j = 0; j < sizeof ops2 / sizeof *ops2; j++) {
+    for (int op = 0; op < PG_NOPS; op++) {
+        if (pg_arity(op) != 2)
+            continue;
         pg_arena *a = pg_arena_new();
         pg_index x = L(a, x0), y = L(a, y0);
-        pg_index r = O2(a, ops2[j], x, y);
+        pg_index r = O2(a, op, x, y);
         pg_backward(a, r);
         for (int which = 0; which < 2; which++) {
             double dxp = which == 0 ? h : 0, dyp = which == 1 ? h : 0;
-            pg_index rp = O2(a, ops2[j], L(a, x0 + dxp), L(a, y0 + dyp));
-            pg_index rm = O2(a, ops2[j], L(a, x0 - dxp), L(a, y0 - dyp));
+            pg_index rp = O2(a, op, L(a, x0 + dxp), L(a, y0 + dyp));
+            pg_index rm = O2(a, op, L(a, x0 - dxp), L(a, y0 - dyp));
             double fd = (pg_data(a, rp) - pg_data(a, rm)) / (2 * h);
             CLOSE(pg_grad(a, which == 0 ? x : y), fd, 1e-7);
         }
@@ -417,6 +436,7 @@ static void test_threads(void)
 int main(int argc, char **argv)
 {
     size_t chain = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
+    test_op_table();
     test_seed();
     test_ops_fd();
     test_errors();

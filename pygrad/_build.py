@@ -6,6 +6,8 @@ the cffi markers, so the header stays the one description of the API.
 
 Set PYGRAD_SANITIZE=1 to compile with AddressSanitizer + UBSan (make sanitize).
 """
+import glob
+import importlib.util
 import os
 
 from cffi import FFI
@@ -13,27 +15,46 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
-SOURCES = ["arena.c", "ops.c", "backward.c", "tape.c", "replay.c", "bulk.c"]
+
+
+def _sources():
+    """The library: every csrc/*.c but the C tests (the Makefile's rule too)."""
+    return sorted(p for p in glob.glob(os.path.join(CSRC, "*.c"))
+                  if not os.path.basename(p).startswith("test_"))
+
+
+def _optable():
+    """pygrad/_optable.py, loaded by path: the package is not built yet."""
+    spec = importlib.util.spec_from_file_location("_pygrad_optable",
+                                                  os.path.join(HERE, "_optable.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+OPTABLE = _optable()
 
 
 def _cdef():
+    """The header's cdef block, and the op codes named from the op table,
+    their values left to the compiler ("..."), so none is retyped."""
     with open(os.path.join(CSRC, "pygrad.h")) as f:
         header = f.read()
     begin, end = "/* cffi-cdef-begin */", "/* cffi-cdef-end */"
-    return header[header.index(begin) + len(begin):header.index(end)]
+    names = ", ".join(f"PG_{name}" for name in OPTABLE.OPS)
+    kinds = ", ".join(f"PG_KIND_{kind.upper()}" for kind in OPTABLE.KINDS)
+    return (header[header.index(begin) + len(begin):header.index(end)]
+            + f"\nenum pg_op {{ PG_FREE, {names}, PG_NOPS, ... }};"
+            + f"\nenum pg_kind {{ PG_KIND_NONE, {kinds}, ... }};\n")
 
 
 # The binding's fast path.  A cffi call costs ~25 ns more per argument, and
 # the hot calls (one per operator, one per dropped handle) always pass the
 # same arena and op code, so the module gets one arena of its own and one
-# entry point per op: py_<op>(x) / py_<op>(x, k) / py_<op>(x, y).
-FAST_OPS = {
-    "node2": ["ADD", "SUB", "MUL", "DIV", "POW"],
-    "const": ["ADDC", "MULC", "SUBC", "RSUBC", "DIVC", "RDIVC", "POWC", "RPOWC"],
-    "unary": ["NEG", "EXP", "LOG", "SIN", "COS", "TANH", "SIGMOID", "RELU"],
-}
+# entry point per op of the table: py_<op>(x, y) for a binary op,
+# py_<op>(x, k) for a const op, py_<op>(x) for a unary op.
 _SIGNATURES = {
-    "node2": ("pg_index x, pg_index y", "pg_op2(py_arena, PG_{op}, x, y)"),
+    "binary": ("pg_index x, pg_index y", "pg_op2(py_arena, PG_{op}, x, y)"),
     "const": ("pg_index x, double k", "pg_op1(py_arena, PG_{op}, x, k)"),
     "unary": ("pg_index x", "pg_op1(py_arena, PG_{op}, x, 0.0)"),
 }
@@ -61,10 +82,9 @@ static int py_decref(pg_index i) { return pg_decref(py_arena, i); }
 static double py_data(pg_index i) { return pg_data(py_arena, i); }
 static double py_grad(pg_index i) { return pg_grad(py_arena, i); }
 """]
-    for kind, ops in FAST_OPS.items():
-        params, call = _SIGNATURES[kind]
-        for op in ops:
-            name = f"py_{op.lower()}"
+    for kind, (params, call) in _SIGNATURES.items():
+        for op, _, _ in OPTABLE.rows(kind):
+            name = OPTABLE.entry_point(op)
             cdef.append(f"int64_t {name}({params});")
             src.append(f"static int64_t {name}({params}) {{ return {call.format(op=op)}; }}")
     return "\n".join(cdef), "\n".join(src)
@@ -89,7 +109,7 @@ ffibuilder.set_source(
     "pygrad._pygrad_c",
     '#include "pygrad.h"\n' + _fast_src,
     # relative to the project root, where setuptools runs this script
-    sources=[os.path.relpath(os.path.join(CSRC, s), os.getcwd()) for s in SOURCES],
+    sources=[os.path.relpath(p, os.getcwd()) for p in _sources()],
     include_dirs=[CSRC],
     extra_compile_args=_compile_args,
     extra_link_args=_link_args,

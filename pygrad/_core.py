@@ -1,6 +1,7 @@
 """The one place where pygrad meets its C library: the process-wide arena and
 the mapping from C status codes to the exceptions pure Python would raise.
 """
+from . import _optable
 from ._pygrad_c import ffi, lib
 
 # One arena for the process, owned by the extension module (see _build.py's
@@ -25,23 +26,27 @@ _MESSAGES = {
 }
 
 
-# op code -> micrograd's _op string (constant ops add their constant)
-OP_NAMES = {
-    lib.PG_LEAF: "", lib.PG_ADD: "+", lib.PG_SUB: "-", lib.PG_MUL: "*",
-    lib.PG_DIV: "/", lib.PG_POW: "**", lib.PG_ADDC: "+", lib.PG_MULC: "*",
-    lib.PG_SUBC: "-", lib.PG_RSUBC: "-", lib.PG_DIVC: "/",
-    lib.PG_RDIVC: "/", lib.PG_POWC: "**", lib.PG_RPOWC: "**",
-    lib.PG_NEG: "neg", lib.PG_EXP: "exp", lib.PG_LOG: "log",
-    lib.PG_SIN: "sin", lib.PG_COS: "cos", lib.PG_TANH: "tanh",
-    lib.PG_SIGMOID: "sigmoid", lib.PG_RELU: "ReLU", lib.PG_SUM: "sum",
-    lib.PG_DOT: "dot",
-}
+# op code -> its row of the op table: (C name, kind, _op text, methods)
+OPS = {getattr(lib, f"PG_{name}"): (name,) + row for name, row in _optable.OPS.items()}
+
+
+def op_symbol(code):
+    """The op's symbol without its constant ('/' for x/2 and 2/x, 'log')."""
+    return OPS[code][2].replace("{k}", "") if code in OPS else "?"
 
 
 def error(code, op):
     """The exception for C status `code` (< 0) returned by operator `op`."""
     exc, msg = _ERRORS.get(code, (RuntimeError, f"pygrad: unknown status {code}"))
     return exc(_MESSAGES.get((code, op), msg))
+
+
+def check(rc, what):
+    """rc when it is a result (>= 0); the exception for a C status (< 0),
+    raised, naming `what` where Python's own message would."""
+    if rc < 0:
+        raise error(rc, what)
+    return rc
 
 
 def live_nodes():

@@ -8,16 +8,17 @@ plain sequence of numbers works too.  numpy is never required:
 """
 from array import array
 
-from . import _core
+from ._core import ARENA as _A
+from ._core import check as _check
 from ._core import ffi as _ffi
 from ._core import lib as _lib
-from .ops import _index_array
+from .engine import index_array
 
 
 def _indices(values):
     if isinstance(values, Indexed):
         return values.values, values.idx
-    return _index_array(values, "values")
+    return index_array(values, "values")
 
 
 class Indexed:
@@ -27,7 +28,7 @@ class Indexed:
     __slots__ = ("values", "idx")
 
     def __init__(self, values):
-        self.values, self.idx = _index_array(values, "values")
+        self.values, self.idx = index_array(values, "values")
 
     def __len__(self):
         return len(self.values)
@@ -50,15 +51,10 @@ def _doubles(numbers, n):
     return buf
 
 
-def _check(rc, what):
-    if rc < 0:
-        raise _core.error(rc, what)
-
-
 def _get(fn, values):
     vs, idx = _indices(values)
     out = array("d", bytes(8 * len(vs)))
-    _check(fn(_core.ARENA, idx, len(vs), _ffi.from_buffer("double[]", out)), "get")
+    _check(fn(_A, idx, len(vs), _ffi.from_buffer("double[]", out)), "get")
     return out
 
 
@@ -75,16 +71,16 @@ def grads(values):
 def set_data(values, numbers):
     """values[j].data = numbers[j] for every j, in one call."""
     vs, idx = _indices(values)
-    _check(_lib.pg_put_data(_core.ARENA, idx, len(vs), _doubles(numbers, len(vs))), "set_data")
+    _check(_lib.pg_put_data(_A, idx, len(vs), _doubles(numbers, len(vs))), "set_data")
 
 
 def set_grads(values, numbers):
     """values[j].grad = numbers[j] for every j, in one call."""
     vs, idx = _indices(values)
-    _check(_lib.pg_put_grad(_core.ARENA, idx, len(vs), _doubles(numbers, len(vs))), "set_grads")
+    _check(_lib.pg_put_grad(_A, idx, len(vs), _doubles(numbers, len(vs))), "set_grads")
 
 
 def zero_grad(values):
     """Every value's grad = 0, in one call."""
     vs, idx = _indices(values)
-    _check(_lib.pg_fill_grad(_core.ARENA, idx, len(vs), 0.0), "zero_grad")
+    _check(_lib.pg_fill_grad(_A, idx, len(vs), 0.0), "zero_grad")

@@ -17,16 +17,14 @@ import math
 import numbers
 import threading
 
-from . import _core
+from . import _core, _optable
 from ._core import ARENA as _A
+from ._core import check as _check
 from ._core import ffi as _ffi
 from ._core import lib as _lib
 
 _new = object.__new__
 _error = _core.error
-
-_CONST_OPS = {_lib.PG_ADDC, _lib.PG_MULC, _lib.PG_SUBC, _lib.PG_RSUBC,
-              _lib.PG_DIVC, _lib.PG_RDIVC, _lib.PG_POWC, _lib.PG_RPOWC}
 
 
 def _as_float(x):
@@ -73,13 +71,12 @@ def _sync_labels():
 
 def _inputs(i):
     """Handles (new references) on node i's inputs, in order, repeats kept."""
-    n = _lib.pg_ninputs(_A, i)
+    n = _check(_lib.pg_ninputs(_A, i), "_prev")
     buf = _ffi.new("pg_index[]", max(n, 1))
-    _lib.pg_inputs(_A, i, buf, n)
+    _check(_lib.pg_inputs(_A, i, buf, n), "_prev")
     out = []
     for j in range(n):
-        if _lib.pg_incref(_A, buf[j]) < 0:
-            raise MemoryError("pygrad: reference count overflow")
+        _check(_lib.pg_incref(_A, buf[j]), "_prev")
         out.append(_wrap(buf[j]))
     return out
 
@@ -105,7 +102,14 @@ def _operator(op_node, op_const, symbol, reflected=False):
         v = _new(Value)
         v._i = r
         return v
-    return method
+    if symbol != "**":
+        return method
+
+    def power(self, other, modulo=None):
+        if modulo is not None:
+            return NotImplemented   # pow(a, b, m): TypeError, as for floats
+        return method(self, other)
+    return power
 
 
 def _unary(op, name):
@@ -118,6 +122,23 @@ def _unary(op, name):
         return v
     method.__name__ = name
     return method
+
+
+def _operators():
+    """{method name: function} for every op of the table (_optable.py): the
+    binary ops' methods take a Value or a number, the number going to the
+    const op listed for the same method; the unary ops' take nothing."""
+    entry = {name: getattr(_lib, _optable.entry_point(name))
+             for name, (kind, _, _) in _optable.OPS.items()
+             if kind in ("binary", "const", "unary")}
+    folded = {m: entry[name] for name, _, methods in _optable.rows("const") for m in methods}
+    made = {}
+    for name, symbol, (plain, reflected) in _optable.rows("binary"):
+        made[plain] = _operator(entry[name], folded[plain], symbol)
+        made[reflected] = _operator(entry[name], folded[reflected], symbol, reflected=True)
+    for name, text, (method,) in _optable.rows("unary"):
+        made[method] = _unary(entry[name], method.strip("_"))
+    return made
 
 
 class Value:
@@ -136,10 +157,7 @@ class Value:
         if k is None:
             raise TypeError(
                 f"Value() data must be a real number, not {type(data).__name__}")
-        r = _lib.py_leaf(k)
-        if r < 0:
-            raise _error(r, "Value")
-        self._i = r
+        self._i = _check(_lib.py_leaf(k), "Value")
         if label:
             self.label = label
 
@@ -161,7 +179,7 @@ class Value:
         k = value if value.__class__ is float else _as_float(value)
         if k is None:
             raise TypeError(f"Value.data must be a real number, not {type(value).__name__}")
-        _lib.pg_set_data(_A, self._i, k)
+        _check(_lib.pg_set_data(_A, self._i, k), "data")
 
     @property
     def grad(self):
@@ -172,7 +190,7 @@ class Value:
         k = value if value.__class__ is float else _as_float(value)
         if k is None:
             raise TypeError(f"Value.grad must be a real number, not {type(value).__name__}")
-        _lib.pg_set_grad(_A, self._i, k)
+        _check(_lib.pg_set_grad(_A, self._i, k), "grad")
 
     @property
     def label(self):
@@ -189,9 +207,7 @@ class Value:
             if not value:
                 _labels.pop(self._i, None)
                 return
-            r = _lib.pg_mark_labeled(_A, self._i)
-            if r < 0:
-                raise _error(r, "label")
+            _check(_lib.pg_mark_labeled(_A, self._i), "label")
             _labels[self._i] = value
 
     @property
@@ -202,13 +218,10 @@ class Value:
 
     @property
     def _op(self):
-        op = _lib.pg_opcode(_A, self._i)
-        name = _core.OP_NAMES[op]
-        if op in _CONST_OPS:
-            k = _format_constant(_lib.pg_constant(_A, self._i))
-            name = f"{k}{name}" if op in (_lib.PG_RSUBC, _lib.PG_RDIVC, _lib.PG_RPOWC) \
-                else f"{name}{k}"
-        return name
+        name, kind, text, _ = _core.OPS[_lib.pg_opcode(_A, self._i)]
+        if kind == "const":
+            return text.format(k=_format_constant(_lib.pg_constant(_A, self._i)))
+        return text
 
     # -- identity: one node, one Value ------------------------------------
     def __eq__(self, other):
@@ -224,46 +237,45 @@ class Value:
     def __hash__(self):
         return hash(self._i)
 
-    # -- operators: forward value now, local derivatives in C's backward --
-    __add__ = _operator(_lib.py_add, _lib.py_addc, "+")
-    __sub__ = _operator(_lib.py_sub, _lib.py_subc, "-")
-    __mul__ = _operator(_lib.py_mul, _lib.py_mulc, "*")
-    __truediv__ = _operator(_lib.py_div, _lib.py_divc, "/")
-    _pow2 = _operator(_lib.py_pow, _lib.py_powc, "**")
-    __radd__ = _operator(_lib.py_add, _lib.py_addc, "+", reflected=True)
-    __rmul__ = _operator(_lib.py_mul, _lib.py_mulc, "*", reflected=True)
-    __rsub__ = _operator(_lib.py_sub, _lib.py_rsubc, "-", reflected=True)
-    __rtruediv__ = _operator(_lib.py_div, _lib.py_rdivc, "/", reflected=True)
-    _rpow2 = _operator(_lib.py_pow, _lib.py_rpowc, "**", reflected=True)
-
-    def __pow__(self, other, modulo=None):
-        if modulo is not None:
-            return NotImplemented   # pow(a, b, m): TypeError, as for floats
-        return self._pow2(other)
-
-    def __rpow__(self, other, modulo=None):
-        if modulo is not None:
-            return NotImplemented
-        return self._rpow2(other)
-
-    __neg__ = _unary(_lib.py_neg, "neg")
-    exp = _unary(_lib.py_exp, "exp")
-    log = _unary(_lib.py_log, "log")
-    sin = _unary(_lib.py_sin, "sin")
-    cos = _unary(_lib.py_cos, "cos")
-    tanh = _unary(_lib.py_tanh, "tanh")
-    sigmoid = _unary(_lib.py_sigmoid, "sigmoid")
-    relu = _unary(_lib.py_relu, "relu")
-
     def backward(self):
         """d(self)/d(node) into every reachable node's grad, as micrograd:
         self.grad = 1, the others accumulate (they are never zeroed)."""
-        _lib.pg_backward(_A, self._i)
+        _check(_lib.pg_backward(_A, self._i), "backward")
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
 
-    # -- pickle and copy: a leaf saves data, grad, label (serialize.py) ----
-    def __reduce__(self):
-        from .serialize import reduce_value
-        return reduce_value(self)
+    # pickling and copying: serialize.py gives Value its __reduce__
+
+
+for _name, _method in _operators().items():
+    setattr(Value, _name, _method)
+del _name, _method
+
+
+def node_indices(values, what):
+    """(C indices of `values`, the Values holding them).  Numbers become new
+    leaves.  Keep the second list alive for as long as C may still take
+    the indices: it owns every Value, the temporaries a generator made
+    included, whose nodes would otherwise die (and their indices be
+    reused) before C holds a reference of its own."""
+    keep = []
+    for v in values:
+        if not isinstance(v, Value):
+            k = _as_float(v)
+            if k is None:
+                raise TypeError(f"{what} must hold Values or real numbers, "
+                                f"not {type(v).__name__}")
+            v = Value(k)
+        keep.append(v)
+    return [v._i for v in keep], keep
+
+
+def index_array(values, what):
+    """(the Values as a list, a cffi array of their indices), for repeated
+    bulk calls.  Every item must be a Value."""
+    values = list(values)
+    for v in values:
+        if not isinstance(v, Value):
+            raise TypeError(f"{what} must hold Values, not {type(v).__name__}")
+    return values, _ffi.new("pg_index[]", [v._i for v in values])

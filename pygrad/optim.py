@@ -5,7 +5,8 @@ SGD and Adam follow torch.optim's update rules term for term; plain SGD
 exactly, so an eager micrograd loop and ``SGD.step()`` agree to the bit.
 Change ``opt.lr`` between steps for a schedule.
 """
-from . import _core
+from ._core import ARENA as _A
+from ._core import check as _check
 from ._core import ffi as _ffi
 from ._core import lib as _lib
 from .bulk import Indexed, zero_grad
@@ -36,10 +37,8 @@ class SGD(Optimizer):
         self._velocity = self._state()
 
     def step(self):
-        rc = _lib.pg_sgd_step(_core.ARENA, self.params.idx, len(self.params), self.lr,
-                              self.momentum, self.weight_decay, self._velocity)
-        if rc < 0:
-            raise _core.error(rc, "SGD.step")
+        _check(_lib.pg_sgd_step(_A, self.params.idx, len(self.params), self.lr,
+                                self.momentum, self.weight_decay, self._velocity), "SGD.step")
 
 
 class Adam(Optimizer):
@@ -56,9 +55,9 @@ class Adam(Optimizer):
 
     def step(self):
         self.t += 1
-        rc = _lib.pg_adam_step(_core.ARENA, self.params.idx, len(self.params), self.lr,
+        rc = _lib.pg_adam_step(_A, self.params.idx, len(self.params), self.lr,
                                self.betas[0], self.betas[1], self.eps,
                                self.weight_decay, self.t, self._m, self._v)
         if rc < 0:
-            self.t -= 1
-            raise _core.error(rc, "Adam.step")
+            self.t -= 1   # the step did not happen
+        _check(rc, "Adam.step")

@@ -27,6 +27,8 @@ they are a file format, keep them.
 import threading
 import weakref
 
+from .engine import Value
+
 # node index -> the _LeafRef of the pickle (or copy) under way, if any
 _refs = weakref.WeakValueDictionary()
 _refs_lock = threading.Lock()
@@ -70,7 +72,6 @@ class _LeafState:
 
 
 def _new_leaf(data, grad, label):
-    from .engine import Value
     v = Value(data, label=label)
     v.grad = grad
     return v
@@ -82,8 +83,8 @@ def _rebuild(state):
 
 
 def reduce_value(v):
-    """Value.__reduce__: (_rebuild, (the _LeafRef of v's node,)), or TypeError
-    for a non-leaf."""
+    """Value.__reduce__ (installed below): (_rebuild, (the _LeafRef of v's
+    node,)), or TypeError for a non-leaf."""
     op = v._op
     if op:
         raise TypeError(
@@ -95,3 +96,8 @@ def reduce_value(v):
         if ref is None:
             ref = _refs[v._i] = _LeafRef(v)
     return _rebuild, (ref,)
+
+
+# Registered from here, so that engine.py (the lower layer) never imports
+# this module: pickle and copy look __reduce__ up on the class.
+Value.__reduce__ = reduce_value

@@ -14,9 +14,11 @@ so Python-level decisions taken on ``.data`` while recording (``if x.data >
 included, are recomputed at each replay.
 """
 from . import _core
+from ._core import ARENA as _A
+from ._core import check as _check
 from ._core import ffi as _ffi
 from ._core import lib as _lib
-from .ops import _index_array
+from .engine import index_array
 
 
 class Tape:
@@ -24,13 +26,11 @@ class Tape:
 
     def __init__(self, roots):
         self.single = not isinstance(roots, (list, tuple))
-        self.roots, idx = _index_array([roots] if self.single else roots, "compile() roots")
+        self.roots, idx = index_array([roots] if self.single else roots, "compile() roots")
         if not self.roots:
             raise ValueError("compile() needs at least one root Value")
         out = _ffi.new("pg_tape **")
-        rc = _lib.pg_compile(_core.ARENA, idx, len(self.roots), out)
-        if rc < 0:
-            raise _core.error(rc, "compile")
+        _check(_lib.pg_compile(_A, idx, len(self.roots), out), "compile")
         self._tape = _ffi.gc(out[0], _lib.pg_tape_free)
         self._failed = _ffi.new("int *"), _ffi.new("pg_index *")
 
@@ -44,7 +44,7 @@ class Tape:
         op, node = self._failed
         rc = _lib.pg_tape_forward(self._tape, op, node)
         if rc < 0:
-            name = _core.OP_NAMES.get(op[0], "?")
+            name = _core.op_symbol(op[0])
             exc = _core.error(rc, name)
             exc.args = (f"{exc.args[0]} (in op '{name}' while replaying a tape)",)
             raise exc
@@ -55,7 +55,7 @@ class Tape:
         """Gradients of roots[root] (the only root, by default)."""
         if not 0 <= root < len(self.roots):
             raise IndexError(f"tape has {len(self.roots)} roots, no root {root}")
-        _lib.pg_tape_backward(self._tape, root)
+        _check(_lib.pg_tape_backward(self._tape, root), "backward")
 
     def __repr__(self):
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"

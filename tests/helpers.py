@@ -1,6 +1,15 @@
 """Helpers shared by the tests."""
 import math
 
+from pygrad import _optable
+
+# The ops of the table (pygrad/_optable.py), as the random-program tests
+# call them: the unary methods by name (getattr(v, name)()), the binary
+# operators by symbol.  A new row is thereby fuzzed against the reference
+# engine, which must have it too.
+UNARY = [methods[0] for _, _, methods in _optable.rows("unary")]
+BINARY = [symbol for _, symbol, _ in _optable.rows("binary")]
+
 
 def same(a, b, rel_tol=1e-9, abs_tol=1e-12):
     """a and b agree: both NaN, the same infinity, or close."""

@@ -7,6 +7,7 @@ import pytest
 
 from pygrad import Value
 from pygrad import reference
+from helpers import UNARY as UNARY_METHODS
 
 # name -> (function of one or two engine values, points to evaluate at).
 # The functions use only operators and methods that pygrad, reference and
@@ -54,6 +55,12 @@ def run(engine, fn, xs):
     out = fn(*leaves)
     out.backward()
     return out.data, [v.grad for v in leaves]
+
+
+def test_every_unary_op_of_the_table_is_checked_here():
+    """A new row of the op table needs points to be checked at (UNARY)."""
+    missing = [m for m in UNARY_METHODS if m.strip("_") not in UNARY]
+    assert not missing
 
 
 @pytest.mark.parametrize("name,fn,xs", CASES, ids=IDS)

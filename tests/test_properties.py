@@ -7,10 +7,8 @@ from hypothesis import strategies as st
 
 from pygrad import Value
 from pygrad import reference
-from helpers import same
+from helpers import BINARY, UNARY, same
 
-UNARY = ["neg", "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu"]
-BINARY = ["+", "-", "*", "/", "**"]
 
 finite = st.floats(min_value=-5, max_value=5, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
 constant = st.one_of(finite, st.integers(-3, 3))
@@ -38,7 +36,7 @@ def apply(step, nodes):
     kind, op, i, other = step
     x = nodes[i]
     if kind == "unary":
-        return -x if op == "neg" else getattr(x, op)()
+        return getattr(x, op)()
     y = nodes[other] if kind == "binary" else other
     a, b = (y, x) if kind == "rconst" else (x, y)
     return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
