@@ -16,10 +16,7 @@ def micrograd_nn(value_class):
     micrograd's graph (binary + and *, no n-ary dot node), so that every
     engine runs the same graph and the op counts match."""
     from pygrad.nn import nn_for
-    try:
-        return nn_for(value_class, dot=None)
-    except TypeError:           # an nn_for without n-ary nodes
-        return nn_for(value_class)
+    return nn_for(value_class, dot=None)
 
 
 class Engine:

@@ -234,7 +234,7 @@ def _text_table(header, rows):
 
 
 def text_report(records, meta):
-    engines = [e for e in meta["engines"]]
+    engines = meta["engines"]
     sizes = sorted({r["size"] for r in records})
     out = []
     for w in meta["workloads"]:

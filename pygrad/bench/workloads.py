@@ -170,8 +170,14 @@ def _moons_ops(batch):
 
 
 def make_moons(count, rng, noise=0.1):
-    """sklearn's make_moons without sklearn: points on two interleaved half
-    circles, Gaussian noise; labels +1 (outer moon) and -1 (inner)."""
+    """Two interleaved half circles with Gaussian noise of standard deviation
+    `noise` on both coordinates: the shapes of sklearn's make_moons, the
+    outer moon (cos t, sin t) labelled +1 and the inner (1 - cos t,
+    0.5 - sin t) labelled -1 (sklearn: 0 and 1), but not its samples.
+    sklearn spaces t evenly over [0, pi] and shuffles the points; here each
+    point draws its own t uniformly from [0, pi], and the points alternate
+    outer, inner.  The benchmark needs data of that shape, not sklearn's
+    points (examples/moons.py reproduces those, for the demo's losses)."""
     X, y = [], []
     for i in range(count):
         t = rng.uniform(0.0, math.pi)
@@ -221,6 +227,3 @@ WORKLOADS = {w.name: w for w in (
              "(batch grows with N)", _moons_plan, _moons_build, _moons_setup,
              needs=("relu", "__rmul__", "__radd__", "__neg__")),
 )}
-
-# The plain functions: workload(Value, n, nn=None, seed=0) -> Graph
-dag, chain, fanin, moons = (WORKLOADS[k] for k in ("dag", "chain", "fanin", "moons"))
