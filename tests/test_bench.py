@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pygrad.bench import runner, worker
+from pygrad.bench import runner, targets, worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROGRAD = importlib.util.find_spec("micrograd") is not None
@@ -112,6 +112,32 @@ def test_outputs_table_markdown_progress_and_png(quick):
     assert "[1/" in stderr and " dag pygrad 1e3: ok" in stderr
     if HAVE_MATPLOTLIB:
         assert (tmp / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_target_is_a_row_of_the_summary(quick):
+    _, _, stdout, _ = quick
+    for t in targets.TARGETS:
+        assert t.name in stdout and t.wanted.text in stdout, t.name
+    assert len({t.name for t in targets.TARGETS}) == len(targets.TARGETS)
+
+
+@pytest.mark.parametrize("bound, text, inside, outside", [
+    (targets.at_least(30, "x"), ">= 30x", 30.0, 29.9),
+    (targets.at_most(48, " B"), "<= 48 B", 48.0, 48.1),
+    (targets.between(0.8, 1.25, "linear"), "0.8 <= k <= 1.25 (linear)", 1.0, 1.3),
+])
+def test_a_bound_gives_its_text_and_its_test_from_one_number(bound, text, inside, outside):
+    assert bound.text == text
+    assert bound.test(inside) and not bound.test(outside)
+
+
+def test_verdicts_count_the_cells_that_pass():
+    row = targets.Target("t", targets.at_least(2, "x"),
+                         lambda recs: [(x, "dag", None, 1000) for x in recs])
+    assert targets.verdict(row, [3.0, 4.0])[3] == "MET 2/2"
+    assert targets.verdict(row, [1.0, 4.0])[3] == "PARTLY 1/2"
+    assert targets.verdict(row, [1.0])[3] == "MISSED 0/1"
+    assert targets.verdict(row, [])[2:] == ("no data", "-")
 
 
 def test_a_timeout_is_a_record_and_skips_the_larger_sizes(tmp_path):

@@ -2,8 +2,9 @@
 
 Layout: workloads.py (the graphs, built through the public Value API),
 engines.py (the registry of engines compared), worker.py (one measurement in
-a fresh process), runner.py (the jobs, budget, timeouts, failures) and
-report.py (tables, Markdown, JSON, PNG); __main__.py is the command line.
+a fresh process), runner.py (the jobs, budget, timeouts, failures),
+records.py (reading their records), targets.py (pygrad's targets, one table)
+and report.py (tables, Markdown, JSON, PNG); __main__.py is the command line.
 latency.c is the machine's memory latency in C (``make latency``), next to
 which the 1e7-node figures are read.
 """

@@ -230,6 +230,8 @@ ENGINES = {
     "torch": Torch("torch", "torch", "torch float64 scalar tensors"),
 }
 
-# The pure engines pygrad's targets are stated against: (gc on, gc off).
+# The engine the benchmark is about, and the pure engines its targets are
+# stated against: (gc on, gc off).
+SUBJECT = "pygrad"
 PURE = {"reference": ("reference", "reference-nogc"),
         "micrograd": ("micrograd", "micrograd-nogc")}
