@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from pygrad.bench import runner, targets, worker
+from pygrad.bench import __main__ as cli
+from pygrad.bench import engines, progress, report, runner, targets, worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROGRAD = importlib.util.find_spec("micrograd") is not None
@@ -108,10 +109,66 @@ def test_outputs_table_markdown_progress_and_png(quick):
     assert "build, ns per op" in stdout and "backward, ns per node" in stdout
     md = (tmp / "results.md").read_text()
     assert "## Targets" in md and "| size |" in md
-    # not a terminal: one line per finished job
-    assert "[1/" in stderr and " dag pygrad 1e3: ok" in stderr
+    # not a terminal: one line per workload and engine
+    assert "] dag pygrad (" in stderr and ", build ns/op / backward ns/node: 1e3 " in stderr
     if HAVE_MATPLOTLIB:
         assert (tmp / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_progress_line_per_workload_and_engine(quick):
+    _, records, _, stderr = quick
+    groups = {(r["workload"], r["engine"]) for r in records}
+    lines = [line for line in stderr.splitlines() if line.startswith("[")]
+    assert len(lines) == len(groups)
+    assert lines[-1].startswith(f"[{len(groups)}/{len(groups)}] ")
+
+
+def test_quick_verdicts_say_the_sizes_cannot_tell(quick):
+    _, _, stdout, _ = quick
+    table = stdout.split("== pygrad against its targets")[1]
+    assert targets.QUICK_VERDICT in table
+    for word in ("MET", "MISSED", "PARTLY"):
+        assert word not in table
+
+
+def test_missing_engines_are_said_once_and_skipped_silently(tmp_path, monkeypatch, capsys):
+    # not installed, whatever this machine has: the import names are wrong
+    for name in ("micrograd", "micrograd-nogc"):
+        monkeypatch.setattr(engines.ENGINES[name], "module", "no_such_micrograd.engine")
+    monkeypatch.setattr(engines.ENGINES["torch"], "module", "no_such_torch")
+    assert cli.main(["--quick", "--workloads", "chain,fanin", "--sizes", "1e3,2e3",
+                     "--engines", "pygrad,micrograd,micrograd-nogc,torch", "--no-png",
+                     "--out", str(tmp_path / "r.json")]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[:2] == [
+        "not run: micrograd, micrograd-nogc -- unavailable: no_such_micrograd is not "
+        "installed (pip install micrograd)",
+        "not run: torch -- unavailable: no_such_torch is not installed "
+        "(pip install torch==2.13.0)"]
+    assert [line.split(" (")[0] for line in lines[2:]] == \
+        ["[1/2] chain pygrad", "[2/2] fanin pygrad"]
+    assert "no PNG: --no-png" in out
+
+
+def test_a_group_line_gives_a_shared_status_once():
+    recs = [{"workload": "dag", "engine": "e", "size": n, "wall_s": 0.25,
+             "status": "unsupported: e's Value has no tanh"} for n in (1000, 10000)]
+    assert progress.group_line(3, 7, ("dag", "e"), recs) == \
+        "[3/7] dag e (0.5 s): unsupported: e's Value has no tanh"
+    recs[0] = dict(recs[0], status="ok", build_ns_per_op=612.3, backward_ns_per_node=4.56)
+    recs[1]["status"] = "timeout"
+    assert progress.group_line(3, 7, ("dag", "e"), recs) == \
+        "[3/7] dag e (0.5 s), build ns/op / backward ns/node: 1e3 612 / 4.56, 1e4 timeout"
+
+
+def test_without_matplotlib_the_run_says_why_there_is_no_png(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # import fails
+    meta = {"engines": [], "workloads": [], "date": "-", "python": "-", "cpu": "-",
+            "cores": 1, "command": "-"}
+    written, why = report.write_all(str(tmp_path / "r.json"), [], meta)
+    assert why == "matplotlib is not installed (pip install matplotlib)"
+    assert [os.path.basename(p) for p in written] == ["r.json", "r.md"]
 
 
 def test_every_target_is_a_row_of_the_summary(quick):
@@ -138,6 +195,7 @@ def test_verdicts_count_the_cells_that_pass():
     assert targets.verdict(row, [1.0, 4.0])[3] == "PARTLY 1/2"
     assert targets.verdict(row, [1.0])[3] == "MISSED 0/1"
     assert targets.verdict(row, [])[2:] == ("no data", "-")
+    assert targets.verdict(row, [1.0], judge=False)[3] == targets.QUICK_VERDICT
 
 
 def test_a_timeout_is_a_record_and_skips_the_larger_sizes(tmp_path):

@@ -22,15 +22,18 @@ def micrograd_nn(value_class):
 class Engine:
     """A pure-Python micrograd-style engine (the default behaviour)."""
 
-    native = False       # C-backed: runs sizes beyond --pure-max-size
+    native = False       # pygrad itself (C-backed): no rival in the tables
+    capped = True        # stops at --pure-max-size (a slow engine per op)
     slow_start = False   # too slow to start for --quick (unless asked for)
     workloads = None     # the workloads it runs (None: all)
     replays = False      # build() replays a graph recorded by prepare()
 
-    def __init__(self, name, module, description, gc_enabled=True, nn_module=None):
+    def __init__(self, name, module, description, gc_enabled=True, nn_module=None,
+                 install=None):
         self.name = name
         self.module = module
         self.description = description
+        self.install = install          # the command that installs it, if optional
         self.gc_enabled = gc_enabled
         self.nn_module = nn_module
         self.Value = None
@@ -41,7 +44,14 @@ class Engine:
         """Why this engine cannot run here (None when it can)."""
         root = self.module.split(".")[0]
         if importlib.util.find_spec(root) is None:
-            return f"{root} is not installed"
+            return f"{root} is not installed" + (f" ({self.install})" if self.install else "")
+        return None
+
+    def excluded(self, workload):
+        """Why this engine does not run `workload` by design (None when it
+        does)."""
+        if self.workloads is not None and workload not in self.workloads:
+            return f"{self.name} runs {', '.join(self.workloads)} only"
         return None
 
     # -- in the worker ----------------------------------------------------
@@ -112,6 +122,7 @@ class Pygrad(Engine):
     """pygrad's C engine through its Python Value."""
 
     native = True
+    capped = False
 
     def missing(self):
         return None
@@ -212,6 +223,8 @@ class Torch(Engine):
                 p -= lr * p.grad
 
 
+MICROGRAD_INSTALL = "pip install micrograd"
+
 ENGINES = {
     "pygrad": Pygrad("pygrad", "pygrad", "pygrad (C arena, Python handles)"),
     "pygrad-dot": PygradDot("pygrad-dot", "pygrad",
@@ -223,11 +236,12 @@ ENGINES = {
     "reference-nogc": Engine("reference-nogc", "pygrad.reference",
                              "pygrad.reference with gc.disable()", gc_enabled=False),
     "micrograd": Engine("micrograd", "micrograd.engine", "micrograd 0.1.0 from PyPI",
-                        nn_module="micrograd.nn"),
+                        nn_module="micrograd.nn", install=MICROGRAD_INSTALL),
     "micrograd-nogc": Engine("micrograd-nogc", "micrograd.engine",
                              "micrograd with gc.disable()", gc_enabled=False,
-                             nn_module="micrograd.nn"),
-    "torch": Torch("torch", "torch", "torch float64 scalar tensors"),
+                             nn_module="micrograd.nn", install=MICROGRAD_INSTALL),
+    "torch": Torch("torch", "torch", "torch float64 scalar tensors",
+                   install="pip install torch==2.13.0"),
 }
 
 # The engine the benchmark is about, and the pure engines its targets are

@@ -155,6 +155,9 @@ def write_json(path, records, meta):
         f.write("\n")
 
 
+NO_MATPLOTLIB = "matplotlib is not installed (pip install matplotlib)"
+
+
 def write_png(path, records, meta):
     """Log-log time against graph size per engine, one panel per workload.
     Returns False (and writes nothing) without matplotlib."""
@@ -210,12 +213,14 @@ def output_paths(out):
 
 def write_all(out, records, meta, png=True):
     """Writes the JSON, the Markdown and (if possible) the PNG; returns the
-    paths written."""
+    paths written, and why no PNG was (None when one was)."""
     md, png_path = output_paths(out)
     write_json(out, records, meta)
     with open(md, "w") as f:
         f.write(markdown_report(records, meta))
     written = [out, md]
-    if png and write_png(png_path, records, meta):
-        written.append(png_path)
-    return written
+    if not png:
+        return written, "--no-png"
+    if not write_png(png_path, records, meta):
+        return written, NO_MATPLOTLIB
+    return written + [png_path], None
