@@ -13,6 +13,7 @@ import pytest
 
 from pygrad.bench import __main__ as cli
 from pygrad.bench import engines, progress, report, runner, targets, worker
+from pygrad.bench.workloads import WORKLOADS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROGRAD = importlib.util.find_spec("micrograd") is not None
@@ -37,10 +38,10 @@ def bench(tmp_path, *args):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """One --quick run at 1e3 ops: every workload, pygrad, reference (and
-    micrograd when installed)."""
+    """One --quick run at 1e3 ops: every workload, pygrad, the floor,
+    reference (and micrograd when installed)."""
     tmp = tmp_path_factory.mktemp("bench")
-    engines = "pygrad,reference" + (",micrograd" if HAVE_MICROGRAD else "")
+    engines = "pygrad,floor,reference" + (",micrograd" if HAVE_MICROGRAD else "")
     records, stdout, stderr = bench(tmp, "--quick", "--sizes", "1e3", "--engines", engines,
                                     *([] if HAVE_MATPLOTLIB else ["--no-png"]))
     return tmp, records, stdout, stderr
@@ -54,7 +55,7 @@ def test_one_record_per_engine_workload_size(quick):
     _, records, _, _ = quick
     keys = [(r["workload"], r["engine"], r["size"]) for r in records]
     assert len(keys) == len(set(keys))
-    assert {w for w, _, _ in keys} == {"dag", "chain", "fanin", "moons"}
+    assert {w for w, _, _ in keys} == set(WORKLOADS)
     assert {n for _, _, n in keys} == {1000}
 
 
@@ -152,14 +153,17 @@ def test_missing_engines_are_said_once_and_skipped_silently(tmp_path, monkeypatc
 
 
 def test_a_group_line_gives_a_shared_status_once():
-    recs = [{"workload": "dag", "engine": "e", "size": n, "wall_s": 0.25,
-             "status": "unsupported: e's Value has no tanh"} for n in (1000, 10000)]
-    assert progress.group_line(3, 7, ("dag", "e"), recs) == \
-        "[3/7] dag e (0.5 s): unsupported: e's Value has no tanh"
+    recs = [{"workload": "dag", "engine": "micrograd", "size": n, "wall_s": 0.25,
+             "status": "unsupported: micrograd's Value has no tanh"} for n in (1000, 10000)]
+    key = ("dag", "micrograd")
+    assert progress.group_line(3, 7, key, recs) == \
+        "[3/7] dag micrograd (0.5 s): unsupported: micrograd's Value has no tanh"
     recs[0] = dict(recs[0], status="ok", build_ns_per_op=612.3, backward_ns_per_node=4.56)
     recs[1]["status"] = "timeout"
-    assert progress.group_line(3, 7, ("dag", "e"), recs) == \
-        "[3/7] dag e (0.5 s), build ns/op / backward ns/node: 1e3 612 / 4.56, 1e4 timeout"
+    assert progress.group_line(3, 7, key, recs) == "[3/7] dag micrograd (0.5 s), " \
+        "build ns/op / backward ns/node: 1e3 612 / 4.56, 1e4 timeout"
+    assert progress.group_line(3, 7, ("dag", "floor"), recs[:1]) == "[3/7] dag floor " \
+        "(0.2 s), build ns/op / backward ns/node: 1e3 612 / no graph"
 
 
 def test_without_matplotlib_the_run_says_why_there_is_no_png(tmp_path, monkeypatch):
@@ -196,6 +200,64 @@ def test_verdicts_count_the_cells_that_pass():
     assert targets.verdict(row, [1.0])[3] == "MISSED 0/1"
     assert targets.verdict(row, [])[2:] == ("no data", "-")
     assert targets.verdict(row, [1.0], judge=False)[3] == targets.QUICK_VERDICT
+
+
+def test_the_floor_builds_below_pygrad_and_keeps_no_graph(quick):
+    _, records, stdout, _ = quick
+    recs = by_key(records)
+    for w in WORKLOADS:
+        floor, mine = recs[(w, "floor")], recs[(w, "pygrad")]
+        assert floor["status"] == "ok", floor
+        # the same forward values, nothing backward: no grads, no time
+        assert floor["result"] == pytest.approx(mine["result"], rel=1e-9, abs=1e-300), w
+        assert floor["grad_abs_sum"] == 0.0
+        assert floor["backward_s"] < 1e-4
+        if w in ("dag", "chain"):   # the floor is what pygrad pays and more
+            assert floor["build_ns_per_op"] < 0.9 * mine["build_ns_per_op"], w
+    assert "build vs floor" in stdout and "no graph" in stdout
+
+
+def test_the_floor_runs_every_size_pygrad_runs():
+    settings = runner.Settings(pure_max_size=1000)
+    big = runner.Job("dag", "floor", 10**6)
+    assert runner.planned_skip(big, settings) is None
+    assert not engines.ENGINES["floor"].capped and engines.ENGINES["reference"].capped
+
+
+FLOOR_OPS = [
+    ("a + b", lambda a, b: a + b), ("a + 2", lambda a, b: a + 2), ("2 + a", lambda a, b: 2 + a),
+    ("a - b", lambda a, b: a - b), ("a - 0.5", lambda a, b: a - 0.5),
+    ("0.5 - a", lambda a, b: 0.5 - a), ("a * b", lambda a, b: a * b),
+    ("a * 3", lambda a, b: a * 3), ("3.0 * a", lambda a, b: 3.0 * a),
+    ("a / b", lambda a, b: a / b), ("a / 4", lambda a, b: a / 4), ("1 / a", lambda a, b: 1 / a),
+    ("a ** 2", lambda a, b: a ** 2), ("a ** b", lambda a, b: a ** b),
+    ("2 ** a", lambda a, b: 2 ** a), ("-a", lambda a, b: -a),
+    ("exp", lambda a, b: a.exp()), ("log", lambda a, b: a.log()),
+    ("tanh", lambda a, b: a.tanh()), ("relu", lambda a, b: a.relu()),
+    ("relu(-)", lambda a, b: (-a).relu()), ("sigmoid", lambda a, b: a.sigmoid()),
+    ("sigmoid(-)", lambda a, b: (-a).sigmoid()),
+]
+
+
+@pytest.mark.parametrize("name, op", FLOOR_OPS, ids=[n for n, _ in FLOOR_OPS])
+def test_the_floor_value_computes_what_pygrad_does(name, op):
+    from pygrad import Value
+    from pygrad.bench.floor import Value as Floor
+    got = op(Floor(1.5), Floor(0.75))
+    assert type(got) is Floor
+    assert got.data == pytest.approx(op(Value(1.5), Value(0.75)).data, rel=1e-15)
+    assert got.grad == 0.0
+    got.backward()      # nothing to do, and no error
+
+
+def test_the_floor_value_refuses_what_is_not_a_number():
+    from pygrad.bench.floor import Value as Floor
+    with pytest.raises(TypeError):
+        Floor(1.0) + "x"
+    with pytest.raises(TypeError):
+        "x" * Floor(1.0)
+    with pytest.raises(AttributeError):     # no graph: grads cannot be set
+        Floor(1.0).grad = 1.0
 
 
 def test_a_timeout_is_a_record_and_skips_the_larger_sizes(tmp_path):

@@ -24,6 +24,7 @@ class Engine:
 
     native = False       # pygrad itself (C-backed): no rival in the tables
     capped = True        # stops at --pure-max-size (a slow engine per op)
+    keeps_graph = True   # backward does work (False: the floor)
     slow_start = False   # too slow to start for --quick (unless asked for)
     workloads = None     # the workloads it runs (None: all)
     replays = False      # build() replays a graph recorded by prepare()
@@ -189,6 +190,24 @@ class PygradTape(PygradDot):
         return None
 
 
+class Floor(Engine):
+    """The yardstick: the workloads through pygrad.bench.floor's Value,
+    which overloads the same operators on floats and keeps no graph, so
+    its build is what any Python facade pays and its backward is nothing."""
+
+    capped = False       # cheap: every size pygrad runs
+    keeps_graph = False
+
+    def missing(self):
+        return None
+
+    def version(self):
+        return "checkout"
+
+    def zero_grad(self, params):
+        pass             # grads are always 0
+
+
 class Torch(Engine):
     """torch float64 0-d tensors that require grad, one per micrograd Value."""
 
@@ -231,6 +250,8 @@ ENGINES = {
                             "pygrad, nn neurons as one n-ary dot node (moons only)"),
     "pygrad-tape": PygradTape("pygrad-tape", "pygrad",
                               "pygrad, graph recorded once, replayed in C (pygrad.compile)"),
+    "floor": Floor("floor", "pygrad.bench.floor",
+                   "the floor: micrograd's operators on floats, no graph (pygrad/bench/floor.py)"),
     "reference": Engine("reference", "pygrad.reference",
                         "pygrad.reference, pure Python, garbage collector on"),
     "reference-nogc": Engine("reference-nogc", "pygrad.reference",
@@ -244,8 +265,9 @@ ENGINES = {
                    install="pip install torch==2.13.0"),
 }
 
-# The engine the benchmark is about, and the pure engines its targets are
-# stated against: (gc on, gc off).
+# The engine the benchmark is about, the floor its build is read against,
+# and the pure engines its targets are stated against: (gc on, gc off).
 SUBJECT = "pygrad"
+FLOOR = "floor"         # the yardstick of pygrad's eager build
 PURE = {"reference": ("reference", "reference-nogc"),
         "micrograd": ("micrograd", "micrograd-nogc")}

@@ -4,6 +4,7 @@ missing engine); then a one-line bar on a terminal, or, in a log, one line
 per workload and engine once its sizes are done."""
 import shutil
 
+from .engines import ENGINES
 from .records import fmt_num, ok, short_status
 from .runner import fmt_size
 
@@ -90,9 +91,12 @@ def group_line(i, total, key, records):
     statuses = {r["status"] for r in records}
     if len(statuses) == 1 and not ok(records[0]):
         return f"{head}: {records[0]['status']}"
-    cells = ", ".join(
-        f"{fmt_size(r['size'])} "
-        + (f"{fmt_num(r['build_ns_per_op'])} / {fmt_num(r['backward_ns_per_node'])}" if ok(r)
-           else short_status(r["status"]))
-        for r in records)
+    graph = ENGINES[engine].keeps_graph
+
+    def cell(r):
+        if not ok(r):
+            return short_status(r["status"])
+        backward = fmt_num(r["backward_ns_per_node"]) if graph else "no graph"
+        return f"{fmt_num(r['build_ns_per_op'])} / {backward}"
+    cells = ", ".join(f"{fmt_size(r['size'])} {cell(r)}" for r in records)
     return f"{head}, build ns/op / backward ns/node: {cells}"

@@ -1,6 +1,6 @@
 """Reading the records of a run: looking them up, comparing two engines on
 one, and the short texts that tables and progress lines show for them."""
-from .engines import SUBJECT
+from .engines import FLOOR, SUBJECT
 
 MEMORY_MIN_OPS = 5_000   # nodes; in smaller graphs RSS growth is page and allocator noise
 
@@ -21,6 +21,13 @@ def ratio(recs, workload, other, size, field):
     if not (ok(a) and ok(b)) or not a.get(field) or b.get(field) is None:
         return None
     return b[field] / a[field]
+
+
+def floor_multiple(recs, workload, size):
+    """pygrad's eager build time as a multiple of the floor's (1.0: no
+    cost above what any Python facade pays; None if either did not run)."""
+    x = ratio(recs, workload, FLOOR, size, "build_ns_per_op")
+    return None if not x else 1.0 / x
 
 
 def short_status(status):

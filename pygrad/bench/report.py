@@ -4,8 +4,9 @@ import json
 import math
 
 from . import targets
-from .engines import ENGINES, SUBJECT
-from .records import MEMORY_MIN_OPS, fmt_num, fmt_ratio, index, ok, ratio, short_status
+from .engines import ENGINES, FLOOR, SUBJECT
+from .records import (MEMORY_MIN_OPS, floor_multiple, fmt_num, fmt_ratio, index, ok, ratio,
+                      short_status)
 from .runner import fmt_size
 from .workloads import WORKLOADS
 
@@ -17,6 +18,8 @@ def _cell(r, field):
     if not ok(r):
         return short_status(r["status"])
     value = r.get(field)
+    if field == "backward_ns_per_node" and not ENGINES[r["engine"]].keeps_graph:
+        return "no graph"
     if field == "peak_bytes_per_node" and r["ops"] < MEMORY_MIN_OPS:
         return f"({fmt_num(value)})"
     if field == "peak_bytes_per_node" and r.get("c_bytes_per_node"):
@@ -26,7 +29,8 @@ def _cell(r, field):
 
 def workload_tables(records, workload, engines, sizes):
     """[(title, header, rows)] for one workload: the three metrics with
-    columns per engine, then pygrad's ratios against each other engine."""
+    columns per engine, then pygrad's ratios against each rival engine and
+    its build as a multiple of the floor's."""
     recs = index(records)
     blocks = []
     for title, field in (("build, ns per op", "build_ns_per_op"),
@@ -37,12 +41,13 @@ def workload_tables(records, workload, engines, sizes):
         rows = [[fmt_size(n)] + [_cell(recs.get((workload, e, n)), field) for e in engines]
                 for n in sizes]
         blocks.append((title, ["size"] + list(engines), rows))
-    others = [e for e in engines if e != SUBJECT and not ENGINES[e].native]
-    if SUBJECT in engines and others:
+    rivals = [e for e in engines if e != FLOOR and not ENGINES[e].native]
+    floor = FLOOR in engines
+    if SUBJECT in engines and (rivals or floor):
         rows = []
         for n in sizes:
             row = [fmt_size(n)]
-            for e in others:
+            for e in rivals:
                 parts = [ratio(recs, workload, e, n, f) for f in
                          ("build_ns_per_op", "backward_ns_per_node", "peak_bytes_per_node")]
                 r = recs.get((workload, SUBJECT, n))
@@ -50,9 +55,13 @@ def workload_tables(records, workload, engines, sizes):
                     parts[2] = None
                 row.append("" if all(p is None for p in parts)
                            else " / ".join(fmt_ratio(p) for p in parts))
+            if floor:
+                x = floor_multiple(recs, workload, n)
+                row.append("" if x is None else f"{x:.2f}x")
             rows.append(row)
-        blocks.append(("pygrad's advantage, times (same run): build speed / "
-                       "backward speed / memory", ["size"] + others, rows))
+        blocks.append(("pygrad's advantage, times (same run): build speed / backward speed "
+                       "/ memory against each rival; its build time, times the floor's",
+                       ["size"] + rivals + (["build vs floor"] if floor else []), rows))
     return blocks
 
 
@@ -182,8 +191,10 @@ def write_png(path, records, meta):
             c = colors[i % len(colors)]
             xs = [r["ops"] for r in rs]
             ax.plot(xs, [r["build_s"] for r in rs], "o-", color=c, label=f"{e} build")
-            ax.plot(xs, [r["backward_s"] for r in rs], "s--", color=c, label=f"{e} backward")
-            lo = min([lo] + [r["backward_s"] for r in rs])
+            if ENGINES[e].keeps_graph:
+                ax.plot(xs, [r["backward_s"] for r in rs], "s--", color=c,
+                        label=f"{e} backward")
+                lo = min([lo] + [r["backward_s"] for r in rs])
             hi = max([hi] + [r["build_s"] for r in rs])
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -12,8 +12,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable
 
-from .engines import PURE, SUBJECT
-from .records import MEMORY_MIN_OPS, fmt_ratio, ok, ratio
+from .engines import FLOOR, PURE, SUBJECT
+from .records import MEMORY_MIN_OPS, floor_multiple, fmt_ratio, ok, ratio
 from .runner import fmt_size
 from .workloads import WORKLOADS
 
@@ -100,6 +100,18 @@ def pure_vs_arena(recs):
     return out
 
 
+def floor_builds(recs):
+    """pygrad's eager build, times the floor's, where issue 14 states the
+    target: dag and chain at 1e4..1e6 ops."""
+    out = []
+    for (w, e, n) in recs:
+        if e == SUBJECT and w in ("dag", "chain") and 1e4 <= n <= 1e6:
+            x = floor_multiple(recs, w, n)
+            if x is not None:
+                out.append((x, w, FLOOR, n))
+    return out
+
+
 def tape_replay(recs):
     """Tape replay ns per node, forward + backward, on dag at 1e5..1e6
     nodes: larger graphs outgrow the caches (read them next to the
@@ -168,6 +180,8 @@ TARGETS = (
     Target("build vs pure, gc off", at_least(4, "x"), versus("build_ns_per_op", GC_OFF)),
     Target("backward vs pure", at_least(300, "x"),
            versus("backward_ns_per_node", GC_ON + GC_OFF)),
+    Target("eager build vs floor, dag+chain 1e4..1e6", at_most(1.5, "x"), floor_builds,
+           lambda x: f"{x:.2f}x"),
     Target("memory vs pure all-in", at_least(30, "x"),
            versus("peak_bytes_per_node", GC_ON, memory=True)),
     # the arena's bytes per slot; and per live node, with its growth slack
