@@ -13,7 +13,7 @@ import pytest
 
 from pygrad.bench import __main__ as cli
 from pygrad.bench import engines, progress, report, runner, targets, worker
-from pygrad.bench.workloads import WORKLOADS
+from pygrad.bench.workloads import FAR_INPUTS, FAR_OPS, WORKLOADS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROGRAD = importlib.util.find_spec("micrograd") is not None
@@ -65,7 +65,9 @@ def test_ok_records_have_the_schema(quick):
     assert {r["engine"] for r in oks} >= {"pygrad", "reference"}
     for r in oks:
         assert OK_FIELDS <= set(r), OK_FIELDS - set(r)
-        assert 990 <= r["ops"] <= 2000 and r["repeats"] >= 1
+        assert r["repeats"] >= 1
+        # ops ~ the size, but farparams' graph is FAR_OPS at every size
+        assert r["ops"] == FAR_OPS if r["workload"] == "farparams" else 990 <= r["ops"] <= 2000
         assert r["build_ns_per_op"] == pytest.approx(r["build_s"] * 1e9 / r["ops"])
         assert r["backward_ns_per_node"] > 0 and math.isfinite(r["result"])
 
@@ -200,6 +202,34 @@ def test_verdicts_count_the_cells_that_pass():
     assert targets.verdict(row, [1.0])[3] == "MISSED 0/1"
     assert targets.verdict(row, [])[2:] == ("no data", "-")
     assert targets.verdict(row, [1.0], judge=False)[3] == targets.QUICK_VERDICT
+
+
+def test_farparams_times_a_small_graph_after_a_large_span(quick):
+    _, records, stdout, _ = quick
+    recs = by_key(records)
+    for e in ("pygrad", "reference", "floor"):
+        r = recs[("farparams", e)]
+        assert r["status"] == "ok", r
+        assert r["ops"] == FAR_OPS and r["meta"] == {"span": 1000}
+    assert recs[("farparams", "pygrad")]["nodes"] == FAR_OPS    # the data set is untimed
+    assert "== farparams: " in stdout
+
+
+@pytest.mark.parametrize("value_class", ["pygrad", "reference"])
+def test_farparams_makes_the_parameters_first_and_differentiates_them(value_class):
+    import pygrad
+    from pygrad import reference
+    Value = pygrad.Value if value_class == "pygrad" else reference.Value
+    w = WORKLOADS["farparams"]
+    plan = w.plan(200, seed=3)
+    params, data = w.setup(Value, plan, None)
+    assert len(params) == FAR_INPUTS + 1 and len(data) == 200
+    g = w.build(Value, plan, None, (params, data))
+    g.root.backward()
+    xs = [x.data for x in data[-FAR_INPUTS:]]
+    s = params[-1].data + sum(p.data * x for p, x in zip(params, xs))
+    assert g.root.data == pytest.approx(s * s, rel=1e-12)
+    assert [p.grad for p in params] == pytest.approx([2 * s * x for x in xs] + [2 * s])
 
 
 def test_the_floor_builds_below_pygrad_and_keeps_no_graph(quick):

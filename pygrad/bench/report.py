@@ -168,7 +168,7 @@ NO_MATPLOTLIB = "matplotlib is not installed (pip install matplotlib)"
 
 
 def write_png(path, records, meta):
-    """Log-log time against graph size per engine, one panel per workload.
+    """Log-log time against the size N per engine, one panel per workload.
     Returns False (and writes nothing) without matplotlib."""
     try:
         import matplotlib
@@ -185,11 +185,11 @@ def write_png(path, records, meta):
         lo, hi = math.inf, 0
         for i, e in enumerate(meta["engines"]):
             rs = sorted((r for r in records if r["workload"] == w and r["engine"] == e and ok(r)),
-                        key=lambda r: r["ops"])
+                        key=lambda r: r["size"])
             if not rs:
                 continue
             c = colors[i % len(colors)]
-            xs = [r["ops"] for r in rs]
+            xs = [r["size"] for r in rs]
             ax.plot(xs, [r["build_s"] for r in rs], "o-", color=c, label=f"{e} build")
             if ENGINES[e].keeps_graph:
                 ax.plot(xs, [r["backward_s"] for r in rs], "s--", color=c,
@@ -199,7 +199,7 @@ def write_png(path, records, meta):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(f"{w}: {WORKLOADS[w].description}", fontsize=8)
-        ax.set_xlabel("graph size (ops)")
+        ax.set_xlabel("N (the workload's size)")
         ax.set_ylabel("seconds")
         ax.grid(True, which="both", alpha=0.3)
         if hi > 0:   # a guide with slope 1: linear cost
