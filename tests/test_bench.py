@@ -196,11 +196,14 @@ def test_a_bound_gives_its_text_and_its_test_from_one_number(bound, text, inside
 
 def test_verdicts_count_the_cells_that_pass():
     row = targets.Target("t", targets.at_least(2, "x"),
-                         lambda recs: [(x, "dag", None, 1000) for x in recs])
+                         lambda recs: [(x, "dag", None, int(1000 * x)) for x in recs])
     assert targets.verdict(row, [3.0, 4.0])[3] == "MET 2/2"
     assert targets.verdict(row, [1.0, 4.0])[3] == "PARTLY 1/2"
     assert targets.verdict(row, [1.0])[3] == "MISSED 0/1"
     assert targets.verdict(row, [])[2:] == ("no data", "-")
+    assert targets.verdict(row, [3.0, 1.0])[2] == "1.0x .. 3.0x (median 2.0x; worst: dag 1e3)"
+    low = targets.Target("t", targets.at_most(2, "x"), row.cells)
+    assert targets.verdict(low, [3.0, 1.0])[2] == "1.0x .. 3.0x (median 2.0x; worst: dag 3e3)"
     assert targets.verdict(row, [1.0], judge=False)[3] == targets.QUICK_VERDICT
 
 

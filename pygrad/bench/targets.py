@@ -1,7 +1,7 @@
 """pygrad's targets, as one table: a row per target says its name, what is
-wanted (the bound, from which both the text and the test come), which
-measurements it reads and how they are printed.  summary() turns the rows
-into verdicts over a run's records.
+wanted (the bound, from which the text, the test and the worst cell all
+come), which measurements it reads and how they are printed.  summary()
+turns the rows into verdicts over a run's records.
 
 A row's `cells(recs)` returns [(value, workload, engine compared or None,
 size or None)], one per place the target can be read; the verdict is MET
@@ -26,18 +26,20 @@ QUICK_VERDICT = "n/a (--quick sizes too small to judge)"
 class Bound:
     text: str                       # the "wanted" column
     test: Callable[[float], bool]
+    badness: Callable[[float], float]   # the largest is the cell to name
 
 
 def at_least(x, unit):
-    return Bound(f">= {x:g}{unit}", lambda v: v >= x)
+    return Bound(f">= {x:g}{unit}", lambda v: v >= x, lambda v: -v)
 
 
 def at_most(x, unit):
-    return Bound(f"<= {x:g}{unit}", lambda v: v <= x)
+    return Bound(f"<= {x:g}{unit}", lambda v: v <= x, lambda v: v)
 
 
 def between(lo, hi, what):
-    return Bound(f"{lo:g} <= k <= {hi:g} ({what})", lambda v: lo <= v <= hi)
+    return Bound(f"{lo:g} <= k <= {hi:g} ({what})", lambda v: lo <= v <= hi,
+                 lambda v: max(lo - v, v - hi))
 
 
 @dataclass(frozen=True)
@@ -202,18 +204,19 @@ TARGETS = (
 
 def verdict(target, recs, judge=True):
     """(name, wanted, measured, verdict): the range of the cells, their
-    median and where the lowest is; with judge=False (--quick) the verdict
+    median and where the worst is; with judge=False (--quick) the verdict
     says the sizes cannot tell."""
     cells = sorted(target.cells(recs), key=lambda c: c[0])
     if not cells:
         return (target.name, target.wanted.text, "no data", "-")
     fmt = target.fmt
     lo, hi = cells[0], cells[-1]
+    worst = max(cells, key=lambda c: target.wanted.badness(c[0]))
     med = statistics.median(c[0] for c in cells)
     met = sum(1 for c in cells if target.wanted.test(c[0]))
-    where = " ".join(part for part in (lo[1], lo[3] and fmt_size(lo[3]),
-                                       lo[2] and f"vs {lo[2]}") if part)
-    measured = f"{fmt(lo[0])} .. {fmt(hi[0])} (median {fmt(med)}; lowest: {where})"
+    where = " ".join(part for part in (worst[1], worst[3] and fmt_size(worst[3]),
+                                       worst[2] and f"vs {worst[2]}") if part)
+    measured = f"{fmt(lo[0])} .. {fmt(hi[0])} (median {fmt(med)}; worst: {where})"
     if not judge:
         return (target.name, target.wanted.text, measured, QUICK_VERDICT)
     word = "MET" if met == len(cells) else ("MISSED" if met == 0 else "PARTLY")
