@@ -55,7 +55,7 @@ fuzz: build
 # The machine's memory latency (a dependent random load), next to which the
 # benchmark's 1e7-node figures are read.
 latency:
-	mkdir -p build && $(CC) -O2 -Wall -Wextra -Werror bench/latency.c -o build/latency
+	mkdir -p build && $(CC) -O2 -Wall -Wextra -Werror pygrad/bench/latency.c -o build/latency
 	./build/latency
 
 # The C tests under valgrind memcheck: no errors, no leaks.

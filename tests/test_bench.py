@@ -11,7 +11,9 @@ import sys
 
 import pytest
 
-from pygrad.bench import runner, worker
+from pygrad.bench import __main__ as cli
+from pygrad.bench import engines, progress, report, runner, targets, worker
+from pygrad.bench.workloads import FAR_INPUTS, FAR_OPS, WORKLOADS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROGRAD = importlib.util.find_spec("micrograd") is not None
@@ -36,10 +38,10 @@ def bench(tmp_path, *args):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """One --quick run at 1e3 ops: every workload, pygrad, reference (and
-    micrograd when installed)."""
+    """One --quick run at 1e3 ops: every workload, pygrad, the floor,
+    reference (and micrograd when installed)."""
     tmp = tmp_path_factory.mktemp("bench")
-    engines = "pygrad,reference" + (",micrograd" if HAVE_MICROGRAD else "")
+    engines = "pygrad,floor,reference" + (",micrograd" if HAVE_MICROGRAD else "")
     records, stdout, stderr = bench(tmp, "--quick", "--sizes", "1e3", "--engines", engines,
                                     *([] if HAVE_MATPLOTLIB else ["--no-png"]))
     return tmp, records, stdout, stderr
@@ -53,7 +55,7 @@ def test_one_record_per_engine_workload_size(quick):
     _, records, _, _ = quick
     keys = [(r["workload"], r["engine"], r["size"]) for r in records]
     assert len(keys) == len(set(keys))
-    assert {w for w, _, _ in keys} == {"dag", "chain", "fanin", "moons"}
+    assert {w for w, _, _ in keys} == set(WORKLOADS)
     assert {n for _, _, n in keys} == {1000}
 
 
@@ -63,7 +65,9 @@ def test_ok_records_have_the_schema(quick):
     assert {r["engine"] for r in oks} >= {"pygrad", "reference"}
     for r in oks:
         assert OK_FIELDS <= set(r), OK_FIELDS - set(r)
-        assert 990 <= r["ops"] <= 2000 and r["repeats"] >= 1
+        assert r["repeats"] >= 1
+        # ops ~ the size, but farparams' graph is FAR_OPS at every size
+        assert r["ops"] == FAR_OPS if r["workload"] == "farparams" else 990 <= r["ops"] <= 2000
         assert r["build_ns_per_op"] == pytest.approx(r["build_s"] * 1e9 / r["ops"])
         assert r["backward_ns_per_node"] > 0 and math.isfinite(r["result"])
 
@@ -108,10 +112,185 @@ def test_outputs_table_markdown_progress_and_png(quick):
     assert "build, ns per op" in stdout and "backward, ns per node" in stdout
     md = (tmp / "results.md").read_text()
     assert "## Targets" in md and "| size |" in md
-    # not a terminal: one line per finished job
-    assert "[1/" in stderr and " dag pygrad 1e3: ok" in stderr
+    # not a terminal: one line per workload and engine
+    assert "] dag pygrad (" in stderr and ", build ns/op / backward ns/node: 1e3 " in stderr
     if HAVE_MATPLOTLIB:
         assert (tmp / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_progress_line_per_workload_and_engine(quick):
+    _, records, _, stderr = quick
+    groups = {(r["workload"], r["engine"]) for r in records}
+    lines = [line for line in stderr.splitlines() if line.startswith("[")]
+    assert len(lines) == len(groups)
+    assert lines[-1].startswith(f"[{len(groups)}/{len(groups)}] ")
+
+
+def test_quick_verdicts_say_the_sizes_cannot_tell(quick):
+    _, _, stdout, _ = quick
+    table = stdout.split("== pygrad against its targets")[1]
+    assert targets.QUICK_VERDICT in table
+    for word in ("MET", "MISSED", "PARTLY"):
+        assert word not in table
+
+
+def test_missing_engines_are_said_once_and_skipped_silently(tmp_path, monkeypatch, capsys):
+    # not installed, whatever this machine has: the import names are wrong
+    for name in ("micrograd", "micrograd-nogc"):
+        monkeypatch.setattr(engines.ENGINES[name], "module", "no_such_micrograd.engine")
+    monkeypatch.setattr(engines.ENGINES["torch"], "module", "no_such_torch")
+    assert cli.main(["--quick", "--workloads", "chain,fanin", "--sizes", "1e3,2e3",
+                     "--engines", "pygrad,micrograd,micrograd-nogc,torch", "--no-png",
+                     "--out", str(tmp_path / "r.json")]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[:2] == [
+        "not run: micrograd, micrograd-nogc -- unavailable: no_such_micrograd is not "
+        "installed (pip install micrograd)",
+        "not run: torch -- unavailable: no_such_torch is not installed "
+        "(pip install torch==2.13.0)"]
+    assert [line.split(" (")[0] for line in lines[2:]] == \
+        ["[1/2] chain pygrad", "[2/2] fanin pygrad"]
+    assert "no PNG: --no-png" in out
+
+
+def test_a_group_line_gives_a_shared_status_once():
+    recs = [{"workload": "dag", "engine": "micrograd", "size": n, "wall_s": 0.25,
+             "status": "unsupported: micrograd's Value has no tanh"} for n in (1000, 10000)]
+    key = ("dag", "micrograd")
+    assert progress.group_line(3, 7, key, recs) == \
+        "[3/7] dag micrograd (0.5 s): unsupported: micrograd's Value has no tanh"
+    recs[0] = dict(recs[0], status="ok", build_ns_per_op=612.3, backward_ns_per_node=4.56)
+    recs[1]["status"] = "timeout"
+    assert progress.group_line(3, 7, key, recs) == "[3/7] dag micrograd (0.5 s), " \
+        "build ns/op / backward ns/node: 1e3 612 / 4.56, 1e4 timeout"
+    assert progress.group_line(3, 7, ("dag", "floor"), recs[:1]) == "[3/7] dag floor " \
+        "(0.2 s), build ns/op / backward ns/node: 1e3 612 / no graph"
+
+
+def test_without_matplotlib_the_run_says_why_there_is_no_png(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # import fails
+    meta = {"engines": [], "workloads": [], "date": "-", "python": "-", "cpu": "-",
+            "cores": 1, "command": "-"}
+    written, why = report.write_all(str(tmp_path / "r.json"), [], meta)
+    assert why == "matplotlib is not installed (pip install matplotlib)"
+    assert [os.path.basename(p) for p in written] == ["r.json", "r.md"]
+
+
+def test_every_target_is_a_row_of_the_summary(quick):
+    _, _, stdout, _ = quick
+    for t in targets.TARGETS:
+        assert t.name in stdout and t.wanted.text in stdout, t.name
+    assert len({t.name for t in targets.TARGETS}) == len(targets.TARGETS)
+
+
+@pytest.mark.parametrize("bound, text, inside, outside", [
+    (targets.at_least(30, "x"), ">= 30x", 30.0, 29.9),
+    (targets.at_most(48, " B"), "<= 48 B", 48.0, 48.1),
+    (targets.between(0.8, 1.25, "linear"), "0.8 <= k <= 1.25 (linear)", 1.0, 1.3),
+])
+def test_a_bound_gives_its_text_and_its_test_from_one_number(bound, text, inside, outside):
+    assert bound.text == text
+    assert bound.test(inside) and not bound.test(outside)
+
+
+def test_verdicts_count_the_cells_that_pass():
+    row = targets.Target("t", targets.at_least(2, "x"),
+                         lambda recs: [(x, "dag", None, int(1000 * x)) for x in recs])
+    assert targets.verdict(row, [3.0, 4.0])[3] == "MET 2/2"
+    assert targets.verdict(row, [1.0, 4.0])[3] == "PARTLY 1/2"
+    assert targets.verdict(row, [1.0])[3] == "MISSED 0/1"
+    assert targets.verdict(row, [])[2:] == ("no data", "-")
+    assert targets.verdict(row, [3.0, 1.0])[2] == "1.0x .. 3.0x (median 2.0x; worst: dag 1e3)"
+    low = targets.Target("t", targets.at_most(2, "x"), row.cells)
+    assert targets.verdict(low, [3.0, 1.0])[2] == "1.0x .. 3.0x (median 2.0x; worst: dag 3e3)"
+    assert targets.verdict(row, [1.0], judge=False)[3] == targets.QUICK_VERDICT
+
+
+def test_farparams_times_a_small_graph_after_a_large_span(quick):
+    _, records, stdout, _ = quick
+    recs = by_key(records)
+    for e in ("pygrad", "reference", "floor"):
+        r = recs[("farparams", e)]
+        assert r["status"] == "ok", r
+        assert r["ops"] == FAR_OPS and r["meta"] == {"span": 1000}
+    assert recs[("farparams", "pygrad")]["nodes"] == FAR_OPS    # the data set is untimed
+    assert "== farparams: " in stdout
+
+
+@pytest.mark.parametrize("value_class", ["pygrad", "reference"])
+def test_farparams_makes_the_parameters_first_and_differentiates_them(value_class):
+    import pygrad
+    from pygrad import reference
+    Value = pygrad.Value if value_class == "pygrad" else reference.Value
+    w = WORKLOADS["farparams"]
+    plan = w.plan(200, seed=3)
+    params, data = w.setup(Value, plan, None)
+    assert len(params) == FAR_INPUTS + 1 and len(data) == 200
+    g = w.build(Value, plan, None, (params, data))
+    g.root.backward()
+    xs = [x.data for x in data[-FAR_INPUTS:]]
+    s = params[-1].data + sum(p.data * x for p, x in zip(params, xs))
+    assert g.root.data == pytest.approx(s * s, rel=1e-12)
+    assert [p.grad for p in params] == pytest.approx([2 * s * x for x in xs] + [2 * s])
+
+
+def test_the_floor_builds_below_pygrad_and_keeps_no_graph(quick):
+    _, records, stdout, _ = quick
+    recs = by_key(records)
+    for w in WORKLOADS:
+        floor, mine = recs[(w, "floor")], recs[(w, "pygrad")]
+        assert floor["status"] == "ok", floor
+        # the same forward values, nothing backward: no grads, no time
+        assert floor["result"] == pytest.approx(mine["result"], rel=1e-9, abs=1e-300), w
+        assert floor["grad_abs_sum"] == 0.0
+        assert floor["backward_s"] < 1e-4
+        if w in ("dag", "chain"):   # the floor is what pygrad pays and more
+            assert floor["build_ns_per_op"] < 0.9 * mine["build_ns_per_op"], w
+    assert "build vs floor" in stdout and "no graph" in stdout
+
+
+def test_the_floor_runs_every_size_pygrad_runs():
+    settings = runner.Settings(pure_max_size=1000)
+    big = runner.Job("dag", "floor", 10**6)
+    assert runner.planned_skip(big, settings) is None
+    assert not engines.ENGINES["floor"].capped and engines.ENGINES["reference"].capped
+
+
+FLOOR_OPS = [
+    ("a + b", lambda a, b: a + b), ("a + 2", lambda a, b: a + 2), ("2 + a", lambda a, b: 2 + a),
+    ("a - b", lambda a, b: a - b), ("a - 0.5", lambda a, b: a - 0.5),
+    ("0.5 - a", lambda a, b: 0.5 - a), ("a * b", lambda a, b: a * b),
+    ("a * 3", lambda a, b: a * 3), ("3.0 * a", lambda a, b: 3.0 * a),
+    ("a / b", lambda a, b: a / b), ("a / 4", lambda a, b: a / 4), ("1 / a", lambda a, b: 1 / a),
+    ("a ** 2", lambda a, b: a ** 2), ("a ** b", lambda a, b: a ** b),
+    ("2 ** a", lambda a, b: 2 ** a), ("-a", lambda a, b: -a),
+    ("exp", lambda a, b: a.exp()), ("log", lambda a, b: a.log()),
+    ("tanh", lambda a, b: a.tanh()), ("relu", lambda a, b: a.relu()),
+    ("relu(-)", lambda a, b: (-a).relu()), ("sigmoid", lambda a, b: a.sigmoid()),
+    ("sigmoid(-)", lambda a, b: (-a).sigmoid()),
+]
+
+
+@pytest.mark.parametrize("name, op", FLOOR_OPS, ids=[n for n, _ in FLOOR_OPS])
+def test_the_floor_value_computes_what_pygrad_does(name, op):
+    from pygrad import Value
+    from pygrad.bench.floor import Value as Floor
+    got = op(Floor(1.5), Floor(0.75))
+    assert type(got) is Floor
+    assert got.data == pytest.approx(op(Value(1.5), Value(0.75)).data, rel=1e-15)
+    assert got.grad == 0.0
+    got.backward()      # nothing to do, and no error
+
+
+def test_the_floor_value_refuses_what_is_not_a_number():
+    from pygrad.bench.floor import Value as Floor
+    with pytest.raises(TypeError):
+        Floor(1.0) + "x"
+    with pytest.raises(TypeError):
+        "x" * Floor(1.0)
+    with pytest.raises(AttributeError):     # no graph: grads cannot be set
+        Floor(1.0).grad = 1.0
 
 
 def test_a_timeout_is_a_record_and_skips_the_larger_sizes(tmp_path):

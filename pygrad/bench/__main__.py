@@ -9,54 +9,18 @@ import datetime
 import os
 import platform
 import shlex
-import shutil
 import sys
 import time
 
 from .engines import ENGINES
+from .progress import Progress, not_run_notice
 from .report import text_report, write_all
-from .runner import Settings, fmt_size, parse_size, plan_jobs, run_all
+from .runner import Settings, parse_size, plan_jobs, planned_skip, run_all
 from .workloads import WORKLOADS
 
 DEFAULT_SIZES = "1e3,1e4,1e5,1e6"
 DEFAULT_PURE_MAX = "1e5"
 QUICK_SIZES = "1e3,1e4"
-
-
-class Progress:
-    """A one-line bar on a terminal; one line per finished job otherwise."""
-
-    def __init__(self, total, stream=sys.stderr):
-        self.total = total
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.width = max(40, shutil.get_terminal_size().columns - 1)
-
-    def _bar(self, i, job, what=""):
-        width = 20
-        filled = width * i // self.total
-        text = (f"[{'#' * filled}{'.' * (width - filled)}] {i}/{self.total} "
-                f"{job.workload} {job.engine} {fmt_size(job.size)} {what}")
-        self.stream.write("\r" + text[:self.width].ljust(self.width))
-        self.stream.flush()
-
-    def start(self, i, job):
-        if self.tty:
-            self._bar(i, job, "...")
-
-    def done(self, i, job, record):
-        if self.tty:
-            self._bar(i + 1, job)
-            if i + 1 == self.total:
-                self.stream.write("\r" + " " * self.width + "\r")
-            return
-        st = record["status"]
-        if st == "ok":
-            st = (f"ok: build {record['build_ns_per_op']:,.0f} ns/op, backward "
-                  f"{record['backward_ns_per_node']:,.1f} ns/node, {record['wall_s']:.1f} s")
-        self.stream.write(f"[{i + 1}/{self.total}] {job.workload} {job.engine} "
-                          f"{fmt_size(job.size)}: {st}\n")
-        self.stream.flush()
 
 
 def _names(text, known, what):
@@ -124,7 +88,8 @@ def parse_args(argv):
                    help=f"comma-separated op counts (default {DEFAULT_SIZES}; "
                         f"--quick: {QUICK_SIZES})")
     p.add_argument("--pure-max-size", type=_max_size, default=None,
-                   help="largest size run by the engines that are not C-backed "
+                   help="largest size run by the slow engines (all but pygrad's and "
+                        "the floor) "
                         f"(default {DEFAULT_PURE_MAX} with the default sizes, "
                         "otherwise no limit ('inf'): the budget decides)")
     p.add_argument("--repeats", type=int, default=None,
@@ -176,8 +141,11 @@ def main(argv=None):
 
     engines = args.engines or list(ENGINES)
     jobs = plan_jobs(args.workloads, engines, sizes)
+    planned = [(job, planned_skip(job, settings)) for job in jobs]
+    progress = Progress([job for job, why in planned if not why], sys.stderr)
+    progress.say(not_run_notice(planned))
     started = time.perf_counter()
-    records = run_all(jobs, settings, Progress(len(jobs)))
+    records = run_all(jobs, settings, progress)
     meta = {
         "command": " ".join(["python -m pygrad.bench"]
                             + [shlex.quote(a) for a in (argv or sys.argv[1:])]),
@@ -185,12 +153,14 @@ def main(argv=None):
         "python": platform.python_version(), "platform": platform.platform(),
         "cpu": _cpu(), "cores": os.cpu_count(), "mem_total": _mem_total(),
         "workloads": args.workloads, "engines": engines, "sizes": sizes,
+        "quick": args.quick,
         "settings": {k: (None if v == float("inf") else v) for k, v in vars(settings).items()},
         "elapsed_s": time.perf_counter() - started,
     }
     print(text_report(records, meta))
-    written = write_all(args.out, records, meta, png=not args.no_png)
-    print(f"\n{len(records)} records in {meta['elapsed_s']:.0f} s; wrote {', '.join(written)}")
+    written, no_png = write_all(args.out, records, meta, png=not args.no_png)
+    print(f"\n{len(records)} records in {meta['elapsed_s']:.0f} s; wrote {', '.join(written)}"
+          + (f"; no PNG: {no_png}" if no_png else ""))
     return 0
 
 

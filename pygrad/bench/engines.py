@@ -16,24 +16,25 @@ def micrograd_nn(value_class):
     micrograd's graph (binary + and *, no n-ary dot node), so that every
     engine runs the same graph and the op counts match."""
     from pygrad.nn import nn_for
-    try:
-        return nn_for(value_class, dot=None)
-    except TypeError:           # an nn_for without n-ary nodes
-        return nn_for(value_class)
+    return nn_for(value_class, dot=None)
 
 
 class Engine:
     """A pure-Python micrograd-style engine (the default behaviour)."""
 
-    native = False       # C-backed: runs sizes beyond --pure-max-size
+    native = False       # pygrad itself (C-backed): no rival in the tables
+    capped = True        # stops at --pure-max-size (a slow engine per op)
+    keeps_graph = True   # backward does work (False: the floor)
     slow_start = False   # too slow to start for --quick (unless asked for)
     workloads = None     # the workloads it runs (None: all)
     replays = False      # build() replays a graph recorded by prepare()
 
-    def __init__(self, name, module, description, gc_enabled=True, nn_module=None):
+    def __init__(self, name, module, description, gc_enabled=True, nn_module=None,
+                 install=None):
         self.name = name
         self.module = module
         self.description = description
+        self.install = install          # the command that installs it, if optional
         self.gc_enabled = gc_enabled
         self.nn_module = nn_module
         self.Value = None
@@ -44,7 +45,14 @@ class Engine:
         """Why this engine cannot run here (None when it can)."""
         root = self.module.split(".")[0]
         if importlib.util.find_spec(root) is None:
-            return f"{root} is not installed"
+            return f"{root} is not installed" + (f" ({self.install})" if self.install else "")
+        return None
+
+    def excluded(self, workload):
+        """Why this engine does not run `workload` by design (None when it
+        does)."""
+        if self.workloads is not None and workload not in self.workloads:
+            return f"{self.name} runs {', '.join(self.workloads)} only"
         return None
 
     # -- in the worker ----------------------------------------------------
@@ -115,6 +123,7 @@ class Pygrad(Engine):
     """pygrad's C engine through its Python Value."""
 
     native = True
+    capped = False
 
     def missing(self):
         return None
@@ -181,6 +190,24 @@ class PygradTape(PygradDot):
         return None
 
 
+class Floor(Engine):
+    """The yardstick: the workloads through pygrad.bench.floor's Value,
+    which overloads the same operators on floats and keeps no graph, so
+    its build is what any Python facade pays and its backward is nothing."""
+
+    capped = False       # cheap: every size pygrad runs
+    keeps_graph = False
+
+    def missing(self):
+        return None
+
+    def version(self):
+        return "checkout"
+
+    def zero_grad(self, params):
+        pass             # grads are always 0
+
+
 class Torch(Engine):
     """torch float64 0-d tensors that require grad, one per micrograd Value."""
 
@@ -215,24 +242,32 @@ class Torch(Engine):
                 p -= lr * p.grad
 
 
+MICROGRAD_INSTALL = "pip install micrograd"
+
 ENGINES = {
     "pygrad": Pygrad("pygrad", "pygrad", "pygrad (C arena, Python handles)"),
     "pygrad-dot": PygradDot("pygrad-dot", "pygrad",
                             "pygrad, nn neurons as one n-ary dot node (moons only)"),
     "pygrad-tape": PygradTape("pygrad-tape", "pygrad",
                               "pygrad, graph recorded once, replayed in C (pygrad.compile)"),
+    "floor": Floor("floor", "pygrad.bench.floor",
+                   "the floor: micrograd's operators on floats, no graph (pygrad/bench/floor.py)"),
     "reference": Engine("reference", "pygrad.reference",
                         "pygrad.reference, pure Python, garbage collector on"),
     "reference-nogc": Engine("reference-nogc", "pygrad.reference",
                              "pygrad.reference with gc.disable()", gc_enabled=False),
     "micrograd": Engine("micrograd", "micrograd.engine", "micrograd 0.1.0 from PyPI",
-                        nn_module="micrograd.nn"),
+                        nn_module="micrograd.nn", install=MICROGRAD_INSTALL),
     "micrograd-nogc": Engine("micrograd-nogc", "micrograd.engine",
                              "micrograd with gc.disable()", gc_enabled=False,
-                             nn_module="micrograd.nn"),
-    "torch": Torch("torch", "torch", "torch float64 scalar tensors"),
+                             nn_module="micrograd.nn", install=MICROGRAD_INSTALL),
+    "torch": Torch("torch", "torch", "torch float64 scalar tensors",
+                   install="pip install torch==2.13.0"),
 }
 
-# The pure engines pygrad's targets are stated against: (gc on, gc off).
+# The engine the benchmark is about, the floor its build is read against,
+# and the pure engines its targets are stated against: (gc on, gc off).
+SUBJECT = "pygrad"
+FLOOR = "floor"         # the yardstick of pygrad's eager build
 PURE = {"reference": ("reference", "reference-nogc"),
         "micrograd": ("micrograd", "micrograd-nogc")}

@@ -34,7 +34,7 @@ class Settings:
     budget: float = 60.0         # s one run may be predicted to take
     timeout: float = 180.0       # s before a worker is killed
     mem_limit: int = 0           # address space a worker may add (bytes)
-    pure_max_size: float = float("inf")   # largest size for non-native engines
+    pure_max_size: float = float("inf")   # largest size for the capped engines
     skip_slow_start: bool = False         # --quick: no engine with a slow import
     seed: int = 0
 
@@ -131,6 +131,26 @@ def predict(history, size):
     return t1 * (size / n1) ** k
 
 
+QUICK_SKIP = "skipped (--quick: slow to import; name it in --engines to run it)"
+
+
+def planned_skip(job, settings):
+    """The status of a job that is known, before anything runs, not to run
+    (an engine not installed, one that --quick leaves out, a workload the
+    engine does not take); None for a job to run.  The command line says
+    these once before the run; the progress stays silent about them."""
+    engine = ENGINES[job.engine]
+    why = engine.missing()
+    if why:
+        return f"unavailable: {why}"
+    if settings.skip_slow_start and engine.slow_start:
+        return QUICK_SKIP
+    why = engine.excluded(job.workload)
+    if why:
+        return f"unsupported: {why}"
+    return None
+
+
 def run_all(jobs, settings, progress=None):
     """Runs (or skips, with a reason) every job; returns their records.
 
@@ -138,24 +158,22 @@ def run_all(jobs, settings, progress=None):
     extrapolated to the next size (predict()), and when that exceeds the
     budget, or its memory per node would pass the memory limit, the
     remaining sizes are skipped ("skipped (over budget ...)").  A failure
-    (timeout, recursion, memory, crash) skips the larger sizes too."""
+    (timeout, recursion, memory, crash) skips the larger sizes too.
+    `progress` hears of every job but the planned skips (planned_skip())."""
     records = []
     stop = {}       # (workload, engine) -> why the larger sizes are skipped
     runs = {}       # (workload, engine) -> [(size, seconds)] of the runs so far
     peak = {}       # (workload, engine) -> peak bytes per node of the last run
-    for i, job in enumerate(jobs):
+    for job in jobs:
         key = (job.workload, job.engine)
         engine = ENGINES[job.engine]
         record = None
-        why = engine.missing()
-        if why:
-            record = {"status": f"unavailable: {why}"}
-        elif settings.skip_slow_start and engine.slow_start:
-            record = {"status": "skipped (--quick: slow to import; "
-                                "name it in --engines to run it)"}
+        planned = planned_skip(job, settings)
+        if planned:
+            record = {"status": planned}
         elif key in stop:
             record = {"status": stop[key]}
-        elif not engine.native and job.size > settings.pure_max_size:
+        elif engine.capped and job.size > settings.pure_max_size:
             record = {"status": "skipped (above --pure-max-size "
                                 f"{fmt_size(int(settings.pure_max_size))})"}
         elif key in runs:
@@ -169,7 +187,7 @@ def run_all(jobs, settings, progress=None):
                 record = {"status": stop[key]}
         if record is None:
             if progress:
-                progress.start(i, job)
+                progress.start(job)
             record = run_job(job, settings)
             status = record["status"]
             if status == "ok":
@@ -186,6 +204,6 @@ def run_all(jobs, settings, progress=None):
             record = dict({"engine": job.engine, "workload": job.workload,
                            "size": job.size, "seed": settings.seed}, **record)
         records.append(record)
-        if progress:
-            progress.done(i, job, record)
+        if progress and not planned:
+            progress.done(job, record)
     return records

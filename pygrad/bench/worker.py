@@ -166,9 +166,8 @@ def run(args):
     try:
         engine.load()
         record["version"] = engine.version()
-        why = engine.unsupported(WORKLOADS[args.workload].needs)
-        if why is None and engine.workloads and args.workload not in engine.workloads:
-            why = f"{args.engine} runs {', '.join(engine.workloads)} only"
+        why = engine.excluded(args.workload) or engine.unsupported(
+            WORKLOADS[args.workload].needs)
         if why is None and args.workload == "moons" and engine.nn is None:
             why = f"{args.engine} has no nn module"
         if why:

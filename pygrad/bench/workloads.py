@@ -1,5 +1,5 @@
-"""The four stress graphs, each built through the public ``Value`` API only,
-as a user's script would build it, so that every engine runs the same code.
+"""The stress graphs, each built through the public ``Value`` API only, as
+a user's script would build it, so that every engine runs the same code.
 
 A workload called as ``workload(Value, n, nn=None, seed=0)`` returns a
 ``Graph`` (root, leaves, op count): ``Value`` is the engine's class (anything
@@ -19,8 +19,10 @@ but the same script is the same work for the user, so every engine's times
 are divided by the same count.
 
 Every workload keeps values bounded at any size, so that results and
-gradients can be compared between engines, and every node is reachable from
-the root, so that backward touches all of them.
+gradients can be compared between engines.  In all but farparams every node
+is reachable from the root, so that backward touches all of them;
+farparams' graph is the same few ops at every size, and its size is the
+number of unrelated live Values made between the parameters and their use.
 """
 import math
 import random
@@ -170,8 +172,14 @@ def _moons_ops(batch):
 
 
 def make_moons(count, rng, noise=0.1):
-    """sklearn's make_moons without sklearn: points on two interleaved half
-    circles, Gaussian noise; labels +1 (outer moon) and -1 (inner)."""
+    """Two interleaved half circles with Gaussian noise of standard deviation
+    `noise` on both coordinates: the shapes of sklearn's make_moons, the
+    outer moon (cos t, sin t) labelled +1 and the inner (1 - cos t,
+    0.5 - sin t) labelled -1 (sklearn: 0 and 1), but not its samples.
+    sklearn spaces t evenly over [0, pi] and shuffles the points; here each
+    point draws its own t uniformly from [0, pi], and the points alternate
+    outer, inner.  The benchmark needs data of that shape, not sklearn's
+    points (examples/moons.py reproduces those, for the demo's losses)."""
     X, y = [], []
     for i in range(count):
         t = rng.uniform(0.0, math.pi)
@@ -210,6 +218,37 @@ def _moons_build(Value, plan, nn, model):
                  meta={"batch": len(X), "params": len(params)})
 
 
+# -- farparams ----------------------------------------------------------------
+# A script's usual order: the parameters first, then a large data set of
+# Values, then a small graph over the parameters (here one linear neuron on
+# the newest data points, squared) and backward.  N, the size, is the data
+# set: the live Values made between the parameters and their use.  The graph
+# is FAR_OPS ops at every N, so its backward ns per node show what backward
+# pays for the span beyond the graph (issue 15: a sweep in creation order
+# walks it; a topological sort from the root does not).
+FAR_INPUTS = 16
+FAR_OPS = 2 * FAR_INPUTS + 1      # the products, the sums from the bias, the square
+
+
+def _farparams_plan(n, seed):
+    """(FAR_INPUTS weights and a bias, the N data values)."""
+    rng = random.Random(seed)
+    return _uniforms(rng, FAR_INPUTS + 1), _uniforms(rng, max(n, FAR_INPUTS))
+
+
+def _farparams_setup(Value, plan, nn=None):
+    params = [Value(v) for v in plan[0]]      # made first: the oldest nodes
+    data = [Value(v) for v in plan[1]]        # then N live Values
+    return params, data
+
+
+def _farparams_build(Value, plan, nn, state):
+    params, data = state
+    ws, b = params[:-1], params[-1]
+    s = sum((w * x for w, x in zip(ws, data[-FAR_INPUTS:])), b)
+    return Graph(root=s * s, leaves=params, ops=FAR_OPS, meta={"span": len(data)})
+
+
 WORKLOADS = {w.name: w for w in (
     Workload("dag", "random DAG: newest node (op) an earlier one; "
              "add/sub/mul/div/tanh/exp/relu", _dag_plan, _dag_build,
@@ -220,7 +259,7 @@ WORKLOADS = {w.name: w for w in (
     Workload("moons", "one training step of micrograd's moons MLP 2-16-16-1 "
              "(batch grows with N)", _moons_plan, _moons_build, _moons_setup,
              needs=("relu", "__rmul__", "__radd__", "__neg__")),
+    Workload("farparams", f"{FAR_INPUTS + 1} parameters, then N live data Values, then "
+             f"a {FAR_OPS}-op graph over the parameters: backward's cost of the span "
+             "(ns per graph node)", _farparams_plan, _farparams_build, _farparams_setup),
 )}
-
-# The plain functions: workload(Value, n, nn=None, seed=0) -> Graph
-dag, chain, fanin, moons = (WORKLOADS[k] for k in ("dag", "chain", "fanin", "moons"))

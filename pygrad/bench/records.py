@@ -1,0 +1,56 @@
+"""Reading the records of a run: looking them up, comparing two engines on
+one, and the short texts that tables and progress lines show for them."""
+from .engines import FLOOR, SUBJECT
+
+MEMORY_MIN_OPS = 5_000   # nodes; in smaller graphs RSS growth is page and allocator noise
+
+
+def index(records):
+    """{(workload, engine, size): record}"""
+    return {(r["workload"], r["engine"], r["size"]): r for r in records}
+
+
+def ok(r):
+    return r is not None and r.get("status") == "ok"
+
+
+def ratio(recs, workload, other, size, field):
+    """How many times pygrad's `field` is below `other`'s (None if either
+    did not run)."""
+    a, b = recs.get((workload, SUBJECT, size)), recs.get((workload, other, size))
+    if not (ok(a) and ok(b)) or not a.get(field) or b.get(field) is None:
+        return None
+    return b[field] / a[field]
+
+
+def floor_multiple(recs, workload, size):
+    """pygrad's eager build time as a multiple of the floor's (1.0: no
+    cost above what any Python facade pays; None if either did not run)."""
+    x = ratio(recs, workload, FLOOR, size, "build_ns_per_op")
+    return None if not x else 1.0 / x
+
+
+def short_status(status):
+    """A table cell for a record that has no numbers."""
+    for word, cell in (("unsupported", "unsupported"), ("unavailable", "n/a"),
+                       ("skipped (over budget", "over budget"),
+                       ("skipped (above", "not run"), ("skipped", "skipped"),
+                       ("timeout", "timeout"), ("recursion", "recursion"),
+                       ("memory", "memory"), ("crashed", "crashed"), ("error", "error")):
+        if status.startswith(word):
+            return cell
+    return status[:12]
+
+
+def fmt_num(x):
+    if x is None:
+        return "-"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_ratio(x):
+    return "-" if x is None else (f"{x:,.0f}x" if x >= 10 else f"{x:.1f}x")
