@@ -4,9 +4,10 @@
  * Layout: structure of arrays.  Each field sits in its own dense array,
  * because a pass touches only some of them (the forward replay values, the
  * sweep grads and partials), and 8-byte columns stay in cache far longer
- * than a fat per-node struct would.
- * The columns are listed once, in PG_COLUMNS below (46 bytes a node).
- * n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd
+ * than a fat per-node struct would.  The columns are listed once, in
+ * PG_COLUMNS below (46 bytes a node).  They are mapped pages of their own
+ * (mmap), so that the pages of empty chunks can be handed back to the
+ * system (see "Memory").  n-ary nodes (PG_SUM, PG_DOT) also own a malloc'd
  * input list: aux.list holds in0 entries (for PG_DOT w[0..n) then x[0..n),
  * in0 = 2n), and in1 is the start node or PG_NONE.
  *
@@ -20,19 +21,35 @@
  * recomputed from the values, as micrograd's closures would, during the
  * sweep.
  *
- * Order: the backward pass needs no topological sort because an index's
- * position in "creation order" always follows its inputs'.  Nodes are
- * bump-allocated inside chunks of PG_CHUNK slots, and chunks are kept in a
- * doubly linked list in the order they were started.  A chunk is reused only
- * once every node in it is dead, and it is then appended at the end of the
- * list, so "later in the list, or later in the same chunk" is exactly
- * "created later".  Freed slots inside a partly live chunk stay empty until
- * the whole chunk empties (the price of that guarantee).
+ * Order: the backward pass needs no topological sort because a node's
+ * position always follows its inputs'.  Positions: chunks of PG_CHUNK slots
+ * are kept in a doubly linked list in the order they were started, and a
+ * position is "later in the list, or a higher slot in the same chunk".  A
+ * node that has inputs goes into the last chunk (the tail), above its
+ * "frontier": after every live node with inputs, so the sweep meets such
+ * nodes in the order they were made (and sums into a grad in that order,
+ * whatever came and went before), and after its own inputs.  A leaf has no
+ * inputs, so its position does not matter: a new leaf takes a free slot in
+ * a partly used chunk first (a "hole"), and the sweeps never visit leaves
+ * (a reached leaf gets its grad, and is not counted as pending).  When the
+ * newest nodes die, the frontier moves back down, so a loop that rebuilds
+ * its graph reuses the same slots.  Together that keeps memory proportional
+ * to live nodes when long-lived nodes are scattered over many chunks (one
+ * kept Value(loss.data) a training step, or a node made from it): later
+ * leaves fill the holes around them, and later nodes the tail above them,
+ * instead of leaving chunks 1023/1024 empty.  A chunk whose nodes all die goes on
+ * a stack of empty chunks and is started again, at the end of the list,
+ * when the tail is full.
+ *
+ * Memory: the pages of empty chunks are handed back to the system
+ * (madvise) once more than PG_KEEP_EMPTY_BYTES of them pile up, so a
+ * process that built one big graph and dropped it gets its memory back.
  */
 #ifndef PYGRAD_ARENA_H
 #define PYGRAD_ARENA_H
 
 #include <pthread.h>
+#include <string.h>
 #include "pygrad.h"
 
 #define PG_CHUNK_BITS 10
@@ -40,22 +57,35 @@
 #define PG_NONE PG_NONE_INDEX
 /* Highest chunk count whose indices stay below PG_NONE. */
 #define PG_MAX_CHUNKS ((uint32_t)((UINT32_MAX >> PG_CHUNK_BITS) - 1))
+/* Empty chunks' pages kept mapped (reused first) before the rest are handed
+ * back: a few MiB, so that a loop rebuilding its graph never pays a page
+ * fault per node. */
+#define PG_KEEP_EMPTY_BYTES ((size_t)16 << 20)
 
 /* flags bits */
-#define PG_MARK    0x01u   /* reached by the running backward sweep */
-#define PG_LABELED 0x02u   /* Python keeps a label for this index */
+#define PG_MARK    0x01u   /* reached by the running sweep, not yet visited */
+#define PG_SIDE    0x02u   /* Python keeps state for this node (side.c) */
 #define PG_STORED  0x04u   /* d0 (and aux.d1) hold the local partials: a
                             * one- or two-input op (pg_nparts() > 0), kept
                             * here because the sweep reads flags anyway */
+#define PG_LEAFNODE 0x08u  /* a leaf: the sweeps never mark or visit it */
+#define PG_GEN     0xf0u   /* how many times the slot was handed out, mod 16:
+                            * tells a node from a later one in its slot */
+#define PG_GEN_STEP 0x10u
 
 typedef struct pg_chunk {
-    uint32_t used;   /* bump pointer: slots [0, used) have been handed out */
-    uint32_t live;   /* how many of those are alive */
-    uint32_t prev;   /* neighbours in creation order, PG_NONE at the ends */
+    uint32_t used;      /* bump pointer: slots [0, used) have been handed out */
+    uint32_t live;      /* how many of those are alive */
+    uint32_t prev;      /* neighbours in creation order, PG_NONE at the ends */
     uint32_t next;
-    uint64_t seq;    /* when the chunk was (re)started: orders chunks */
-    uint64_t epoch;  /* data_epoch when it was (re)started: stored partials
-                      * are current while no write has happened since */
+    uint32_t hprev;     /* neighbours in the list of chunks with holes */
+    uint32_t hnext;
+    uint64_t seq;       /* when the chunk was (re)started: orders chunks */
+    uint64_t epoch;     /* data_epoch when it was (re)started: stored partials
+                         * are current while no write has happened since */
+    uint8_t  holey;     /* in the list of chunks with holes */
+    uint8_t  released;  /* empty, and its pages handed back */
+    uint64_t hole[PG_CHUNK / 64];   /* free slots below `used` (one bit each) */
 } pg_chunk;
 
 /* An n-ary node's inputs (in0 of them) and its constant start. */
@@ -73,8 +103,8 @@ typedef union pg_aux {
 } pg_aux;
 
 /* The arena's per-node columns, each a dense array of capacity entries.
- * Written once, here: the struct, growing, freeing and the bytes-per-node
- * figure are all generated from this list. */
+ * Written once, here: the struct, growing, freeing, handing pages back and
+ * the bytes-per-node figure are all generated from this list. */
 /*   column  type      per node                                            */
 #define PG_COLUMNS(X)                                                       \
     X(val,   double)   /* value                                          */ \
@@ -85,11 +115,31 @@ typedef union pg_aux {
     X(in1,   pg_index) /* input 1 (n-ary: the start node)                */ \
     X(ref,   uint32_t) /* reference count; while being freed, a link     */ \
     X(op,    uint8_t)  /* enum pg_op                                     */ \
-    X(flags, uint8_t)  /* PG_MARK, PG_LABELED, PG_STORED                 */
+    X(flags, uint8_t)  /* PG_MARK ... PG_GEN                             */
 
 /* Bytes of one node slot across the columns (46). */
 #define PG_COLUMN_SIZE(name, type) + sizeof(type)
 #define PG_NODE_BYTES (0 PG_COLUMNS(PG_COLUMN_SIZE))
+
+/* side.c: the keys Python keeps node state under (labels, Python ops),
+ * an open-addressing map node -> key, and the queue of keys whose node
+ * died, which Python reads (peek) and then drops (commit). */
+typedef struct pg_side_entry {
+    pg_index node;      /* PG_NONE: empty; PG_NONE - 1: deleted */
+    uint64_t key;
+} pg_side_entry;
+
+typedef struct pg_side {
+    pg_side_entry *map;
+    size_t cap;         /* a power of two, or 0 */
+    size_t count;       /* live entries */
+    size_t used;        /* live + deleted entries */
+    uint64_t *freed;    /* keys of dead nodes: [head, nfreed) queued */
+    size_t head;
+    size_t nfreed;
+    size_t freed_cap;   /* kept >= count + queued, so freeing never allocates */
+    uint64_t committed; /* keys dropped from the queue so far: a peek's mark */
+} pg_side;
 
 struct pg_arena {
     pthread_mutex_t lock;
@@ -103,8 +153,12 @@ struct pg_arena {
     uint32_t  nchunks;
     uint32_t  nchunks_cap;
     uint32_t  tail;          /* chunk taking new nodes; last in creation order */
+    uint32_t  frontier;      /* in the tail: the slot after its newest live
+                              * node with inputs; such nodes go above */
+    uint32_t  holey;         /* first chunk with holes, PG_NONE if none */
     uint32_t *free_chunks;   /* stack of empty chunks, capacity nchunks_cap */
     uint32_t  nfree_chunks;
+    uint32_t  nresident;     /* empty chunks whose pages are still mapped */
     uint64_t  chunk_seq;     /* seq for the next chunk started */
     uint64_t  data_epoch;    /* bumped by every write to an existing value */
 
@@ -112,12 +166,7 @@ struct pg_arena {
     size_t list_bytes;       /* held by n-ary input lists */
     size_t limit;            /* max live nodes, 0 = none */
 
-    /* freed labeled nodes awaiting pg_drain_freed_labels(); capacity is kept
-     * >= labeled count so freeing never has to allocate */
-    pg_index *freed_labels;
-    size_t    nfreed_labels;
-    size_t    freed_labels_cap;
-    size_t    nlabeled;      /* live labeled + queued */
+    pg_side side;
 };
 
 /* Naming: a function or macro whose name starts with pg__ (two
@@ -141,7 +190,7 @@ static inline int pg__all_live(const pg_arena *a, const pg_index *idx, size_t n)
     return PG_OK;
 }
 
-/* True if node i was created after node j (both live). */
+/* True if node i's position is after node j's (both live). */
 static inline int pg__newer(const pg_arena *a, pg_index i, pg_index j)
 {
     uint64_t ci = a->chunks[i >> PG_CHUNK_BITS].seq;
@@ -156,8 +205,30 @@ static inline void pg__values_written(pg_arena *a)
     a->data_epoch++;
 }
 
+/* Marking, for the sweeps (the eager backward, tape recording, a
+ * multi-root tape's backward): a reached node that is not a leaf is flagged
+ * and counted in *pending the first time.  Branch-free: whether i was
+ * reached already is a coin toss in a DAG.  (Nothing else is kept per
+ * mark: a count per chunk, which would let a walk skip chunks without
+ * looking, cost the eager sweep a fifth of its time; pg__chunk_marked
+ * looks instead, and only when a chunk starts.) */
+static inline void pg__mark(pg_arena *a, pg_index i, size_t *pending)
+{
+    uint8_t f = a->flags[i];
+    unsigned fresh = !(f & (PG_MARK | PG_LEAFNODE));
+    *pending += fresh;
+    a->flags[i] = (uint8_t)(f | (fresh * PG_MARK));
+}
+
+/* Clears the mark of node i, which is marked. */
+static inline void pg__unmark(pg_arena *a, pg_index i, size_t *pending)
+{
+    a->flags[i] = (uint8_t)(a->flags[i] & ~PG_MARK);
+    (*pending)--;
+}
+
 /* The walk over slots in reverse creation order, newest first, a chunk at
- * a time (the backward sweep and tape recording both walk this way):
+ * a time, for the sweeps, which visit the marked nodes:
  *
  *     pg_walk w = pg__walk_from(newest);
  *     while (pending && pg__walk_chunk(a, &w))
@@ -167,8 +238,11 @@ static inline void pg__values_written(pg_arena *a)
  *         }
  *
  * The first chunk is newest's, from newest down; each later one is the
- * chunk before in creation order, whole.  Freed slots are walked too (their
- * flags are 0).  The caller holds the lock for the whole walk. */
+ * chunk before in creation order, whole, skipping the chunks that hold no
+ * marked node (so a sweep costs its graph's chunks, not the span of
+ * unrelated live nodes between its nodes).  Free slots are walked too
+ * (their flags are never marked).  The caller holds the lock for the whole
+ * walk. */
 typedef struct pg_walk {
     uint32_t chunk;   /* the chunk being walked */
     pg_index base;    /* index of its slot 0 */
@@ -184,11 +258,28 @@ static inline pg_walk pg__walk_from(pg_index newest)
     return w;
 }
 
-/* Moves the walk to its next chunk (w->chunk, w->base, w->top); 0 when no
- * chunk is left. */
+/* Whether chunk c holds a marked node: its flags read 8 at a time (the
+ * compiler makes it a few dozen vector loads, ~20 ns). */
+static inline int pg__chunk_marked(const pg_arena *a, uint32_t c)
+{
+    const uint8_t *f = a->flags + (size_t)c * PG_CHUNK;
+    uint64_t any = 0;
+    for (uint32_t j = 0; j < PG_CHUNK; j += 8) {
+        uint64_t word;
+        memcpy(&word, f + j, 8);
+        any |= word;
+    }
+    return (any & 0x0101010101010101ull * PG_MARK) != 0;
+}
+
+/* Moves the walk to its next chunk with a marked node (w->chunk, w->base,
+ * w->top); 0 when no chunk is left. */
 static inline int pg__walk_chunk(const pg_arena *a, pg_walk *w)
 {
     uint32_t c = w->next;
+    if (!w->first)
+        while (c != PG_NONE && !pg__chunk_marked(a, c))
+            c = a->chunks[c].prev;
     if (c == PG_NONE)
         return 0;
     w->chunk = c;
@@ -200,14 +291,27 @@ static inline int pg__walk_chunk(const pg_arena *a, pg_walk *w)
     return 1;
 }
 
-/* arena.c: a fresh slot with ref 1, flags 0, grad 0, or PG_NONE when out of
- * memory / over the limit (arena unchanged). */
-pg_index pg__alloc(pg_arena *a);
+/* arena.c: a fresh slot with ref 1, grad 0, flags 0 but for PG_LEAFNODE
+ * and its generation, or PG_NONE when out of memory / over the limit (arena
+ * unchanged).  For a leaf pass after = PG_NONE; for any other node, its
+ * newest input (the slot will come after it), or PG_NONE - 1 to go after
+ * every position in use. */
+#define PG_AFTER_ALL (PG_NONE - 1)
+pg_index pg__alloc(pg_arena *a, pg_index after);
+
+/* arena.c: notes that this thread just made node i for its caller, who is
+ * to own it (pg_unclaimed). */
+void pg__made(pg_arena *a, pg_index i);
 
 /* ops.c: a fresh leaf holding value, or PG_NONE (arena unchanged). */
 pg_index pg__leaf(pg_arena *a, double value);
 
 /* arena.c: pg_decref under the lock. */
 int pg__decref(pg_arena *a, pg_index i);
+
+/* side.c: node i (flagged PG_SIDE) dies: its key moves to the queue. */
+void pg__side_forget(pg_arena *a, pg_index i);
+void pg__side_free(pg_side *s);
+size_t pg__side_bytes(const pg_side *s);
 
 #endif /* PYGRAD_ARENA_H */

@@ -13,7 +13,7 @@ int pg_op_kind(int op)
 
 pg_index pg__leaf(pg_arena *a, double value)
 {
-    pg_index i = pg__alloc(a);
+    pg_index i = pg__alloc(a, PG_NONE);
     if (i != PG_NONE) {
         a->op[i] = PG_LEAF;
         a->val[i] = value;
@@ -25,6 +25,8 @@ int64_t pg_leaf(pg_arena *a, double value)
 {
     LOCK(a);
     pg_index i = pg__leaf(a, value);
+    if (i != PG_NONE)
+        pg__made(a, i);
     UNLOCK(a);
     return i == PG_NONE ? PG_ENOMEM : (int64_t)i;
 }
@@ -43,11 +45,12 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
      * allocating if that would overflow the count */
     if (a->ref[xi] >= PG_NONE - 2 || (yi != PG_NONE && a->ref[yi] >= PG_NONE - 2))
         return PG_ENOMEM;
-    pg_index i = pg__alloc(a);
+    pg_index newest = yi != PG_NONE && pg__newer(a, yi, xi) ? yi : xi;
+    pg_index i = pg__alloc(a, newest);
     if (i == PG_NONE)
         return PG_ENOMEM;
     a->op[i] = (uint8_t)op;
-    a->flags[i] = PG_STORED;
+    a->flags[i] |= PG_STORED;
     a->val[i] = v;
     a->d0[i] = dx;
     if (yi != PG_NONE)
@@ -59,6 +62,7 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
     a->ref[xi]++;
     if (yi != PG_NONE)
         a->ref[yi]++;
+    pg__made(a, i);
     return i;
 }
 
@@ -119,7 +123,11 @@ static int64_t make_nary(pg_arena *a, int op, const pg_index *p, size_t np,
     }
     double s = start == PG_NONE ? k : a->val[start];
     double v = pg_nary_forward(op, a->val, list, (uint32_t)m, s);
-    pg_index i = pg__alloc(a);
+    pg_index newest = start;
+    for (size_t j = 0; j < m; j++)
+        if (newest == PG_NONE || pg__newer(a, list[j], newest))
+            newest = list[j];
+    pg_index i = pg__alloc(a, newest == PG_NONE ? PG_AFTER_ALL : newest);
     if (i == PG_NONE) {
         r = PG_ENOMEM;
         goto fail;
@@ -134,6 +142,7 @@ static int64_t make_nary(pg_arena *a, int op, const pg_index *p, size_t np,
     if (start != PG_NONE)
         a->ref[start]++;
     a->list_bytes += bytes;
+    pg__made(a, i);
     UNLOCK(a);
     return i;
 fail:

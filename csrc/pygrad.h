@@ -161,16 +161,53 @@ int pg_tape_backward(pg_tape *t, size_t r);
 
 size_t pg_tape_size(pg_tape *t);    /* nodes covered, leaves included */
 void pg_tape_free(pg_tape *t);      /* drops the tape's references; NULL ok */
+void pg_tape_free_at(pg_tape **t);  /* pg_tape_free(*t), then *t = NULL */
 
-/* Labels live in Python, keyed by index.  pg_mark_labeled() records that node
- * i has one (PG_ENOMEM if the bookkeeping cannot grow); when such a node is
- * freed its index is queued, and pg_drain_freed_labels() hands the queue to
- * the caller (at most cap indices per call; returns how many). */
-int pg_mark_labeled(pg_arena *a, pg_index i);
-size_t pg_drain_freed_labels(pg_arena *a, pg_index *out, size_t cap);
+/* State Python keeps for a node (its label, a Python-defined op) lives in
+ * Python under a key that is never reused; the arena maps each such node to
+ * its key, and queues the keys of nodes that die.
+ *   pg_side_key: node i's key, 0 if it has none (or i is dead);
+ *   pg_side_set: gives node i the key `key` (non-zero) unless it has one:
+ *     *out gets the key node i has now.  PG_EINVAL, PG_ENOMEM;
+ *   pg_side_freed: copies up to cap queued keys (oldest first) into out,
+ *     returns how many, and *mark gets the queue's position; the keys stay
+ *     queued until
+ *   pg_side_commit(mark, n), which drops those n, unless the queue moved
+ *     since the peek (another thread committed them): then it does nothing.
+ * Reading twice is harmless, so an interrupt between peek and commit loses
+ * nothing. */
+uint64_t pg_side_key(pg_arena *a, pg_index i);
+int pg_side_set(pg_arena *a, pg_index i, uint64_t key, uint64_t *out);
+size_t pg_side_freed(pg_arena *a, uint64_t *out, size_t cap, uint64_t *mark);
+void pg_side_commit(pg_arena *a, uint64_t mark, size_t n);
 
-/* Statistics: live nodes, node slots allocated (live, dead-in-a-live-chunk
- * and spare), and bytes the arena holds from malloc. */
+/* Node i's inputs as pg_inputs, each with a new reference for the caller,
+ * and their number in *n (written only on success, like in[]): a call whose
+ * results sit in caller-owned memory, so a caller interrupted just after
+ * it can still find (and release) what it now owns.  PG_EINVAL, PG_ENOMEM
+ * (then nothing is taken). */
+int pg_take_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap, int64_t *n);
+
+/* Nodes this thread made for the caller in its last calls (up to 16) that
+ * are still alive and still have exactly the one reference they were
+ * returned with: the candidates for a result the caller lost (a signal
+ * handler raised between the call's return and the caller taking the
+ * index).  Only the caller can tell which of them it does own.  Writes at
+ * most cap indices and forgets all of this thread's entries for a. */
+size_t pg_unclaimed(pg_arena *a, pg_index *out, size_t cap);
+
+/* fork(): call pg_fork_prepare in the forking thread just before fork()
+ * (it waits for any call in progress and holds the arena's lock), then
+ * pg_fork_parent in the parent or pg_fork_child in the child: both release
+ * it, so the child can use the arena although the threads that may have
+ * been using it are gone. */
+void pg_fork_prepare(pg_arena *a);
+void pg_fork_parent(pg_arena *a);
+void pg_fork_child(pg_arena *a);
+
+/* Statistics: live nodes, node slots allocated (live, free and spare), and
+ * bytes the arena holds (its mapped columns, less the pages of empty chunks
+ * handed back to the system, plus its bookkeeping and n-ary lists). */
 size_t pg_live_nodes(pg_arena *a);
 size_t pg_capacity(pg_arena *a);
 size_t pg_arena_bytes(pg_arena *a);

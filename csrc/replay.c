@@ -184,15 +184,15 @@ static void backward_marked(pg_tape *t, pg_index root)
     pg_list *const *lp = t->list + t->nlist;
     const pg_step *step = t->fwd;
     size_t pending = 0;
-    pg_mark(a, root, &pending);
-    for (size_t j = t->ncode; j-- > 0;) {
+    pg__mark(a, root, &pending);
+    for (size_t j = t->ncode; j-- > 0 && pending;) {
         pg_step e = step[j];
         int o = op[j] & PG_OPMASK;
         pg_list *list = pg_is_nary(o) ? *--lp : NULL;
         d -= pg_nparts(o);
         if (!(a->flags[e.out] & PG_MARK))
             continue;
-        a->flags[e.out] &= (uint8_t)~PG_MARK;
+        pg__unmark(a, e.out, &pending);
         double g = grad[e.out];
         if (list) {
             pg_aux aux = {.list = list};
@@ -204,8 +204,6 @@ static void backward_marked(pg_tape *t, pg_index root)
         if (pg_arity(o) == 2)
             pg_reach(a, e.in1, d[!swapped] * g, 1, &pending);
     }
-    for (size_t j = 0; j < t->nleaf; j++)   /* leaves are never visited */
-        a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
 }
 
 int pg_tape_backward(pg_tape *t, size_t r)

@@ -10,23 +10,14 @@
 
 #include "arena.h"
 
-/* Flags node i as reached, counting it in *pending the first time.
- * Branch-free: whether i was reached already is a coin toss in a DAG. */
-static inline void pg_mark(pg_arena *a, pg_index i, size_t *pending)
-{
-    uint8_t f = a->flags[i];
-    *pending += !(f & PG_MARK);
-    a->flags[i] = (uint8_t)(f | PG_MARK);
-}
-
-/* Adds d to input i's grad.  With marking on, also flags i as reached and
- * counts it in *pending the first time (the eager sweep's bookkeeping). */
+/* Adds d to input i's grad.  With marking on, also marks i as reached
+ * (pg__mark: the eager sweep's bookkeeping). */
 static inline void pg_reach(pg_arena *a, pg_index i, double d, int marking,
                             size_t *pending)
 {
     a->grad[i] += d;
     if (marking)
-        pg_mark(a, i, pending);
+        pg__mark(a, i, pending);
 }
 
 /* Passes the grad g of a node (op, in0, in1, aux, value v) on to its
@@ -93,23 +84,6 @@ static inline void pg_propagate(pg_arena *a, pg_index i, int stored,
     }
     pg_step_back(a, a->op[i], a->in0[i], a->in1[i], a->aux[i], a->val[i],
                  a->grad[i], 1, pending);
-}
-
-/* Marks node i's inputs as reached, grads untouched (pg_compile). */
-static inline void pg_mark_inputs(pg_arena *a, pg_index i, size_t *pending)
-{
-    switch (pg_arity(a->op[i])) {
-    case 0:
-        return;
-    case PG_NARY:
-        for (uint32_t j = 0; j < a->in0[i]; j++)
-            pg_mark(a, a->aux[i].list->item[j], pending);
-        break;
-    default:
-        pg_mark(a, a->in0[i], pending);
-    }
-    if (a->in1[i] != PG_NONE)
-        pg_mark(a, a->in1[i], pending);
 }
 
 #endif /* PYGRAD_SWEEP_H */

@@ -34,42 +34,60 @@ static int push(void **arr, size_t *n, size_t *cap, size_t size, const void *x)
     return 0;
 }
 
+/* A node collect() reaches: a leaf is recorded in t->leaf once (flagged
+ * PG_MARK meanwhile, which the sweeps never set on leaves); any other node
+ * is marked, for the walk to visit.  *rc becomes PG_ENOMEM if the leaf
+ * array cannot grow. */
+static void reach(pg_arena *a, pg_tape *t, pg_index i, size_t *pending,
+                  size_t *leaf_cap, int *rc)
+{
+    if (!(a->flags[i] & PG_LEAFNODE)) {
+        pg__mark(a, i, pending);
+    } else if (!(a->flags[i] & PG_MARK)) {
+        a->flags[i] |= PG_MARK;
+        if (push((void **)&t->leaf, &t->nleaf, leaf_cap, sizeof i, &i)) {
+            a->flags[i] &= (uint8_t)~PG_MARK;
+            *rc = PG_ENOMEM;
+        }
+    }
+}
+
 /* The marking sweep of pg_backward, minus the maths, from t's roots:
- * records every node it visits (newest first), leaves in t->leaf, the
- * others in *code.  If an array cannot grow it keeps sweeping anyway, to
+ * records every node it visits (newest first) in *code, and the leaves
+ * reached in t->leaf.  If an array cannot grow it keeps sweeping anyway, to
  * clear every mark, and reports PG_ENOMEM. */
 static int collect(pg_arena *a, pg_tape *t, pg_instr **code)
 {
     pg_index newest = t->root[0];
-    size_t pending = 0;
+    size_t pending = 0, code_cap = 0, leaf_cap = 0;
+    int rc = PG_OK;
     for (size_t r = 0; r < t->nroots; r++) {
         if (pg__newer(a, t->root[r], newest))
             newest = t->root[r];
-        pg_mark(a, t->root[r], &pending);
+        reach(a, t, t->root[r], &pending, &leaf_cap, &rc);
     }
-    size_t code_cap = 0, leaf_cap = 0;
-    int rc = PG_OK;
     pg_walk w = pg__walk_from(newest);
     while (pending && pg__walk_chunk(a, &w)) {
         for (uint32_t o = w.top; o-- > 0 && pending;) {
             pg_index i = w.base + o;
             if (!(a->flags[i] & PG_MARK))
                 continue;
-            a->flags[i] &= (uint8_t)~PG_MARK;
-            pending--;
-            pg_mark_inputs(a, i, &pending);
-            if (rc != PG_OK)
-                continue;
-            if (a->op[i] == PG_LEAF) {
-                if (push((void **)&t->leaf, &t->nleaf, &leaf_cap, sizeof i, &i))
-                    rc = PG_ENOMEM;
+            pg__unmark(a, i, &pending);
+            if (pg_is_nary(a->op[i])) {
+                for (uint32_t j = 0; j < a->in0[i]; j++)
+                    reach(a, t, a->aux[i].list->item[j], &pending, &leaf_cap, &rc);
             } else {
-                pg_instr ins = {i, a->in0[i], a->in1[i], a->op[i], a->aux[i]};
-                if (push((void **)code, &t->ncode, &code_cap, sizeof ins, &ins))
-                    rc = PG_ENOMEM;
+                reach(a, t, a->in0[i], &pending, &leaf_cap, &rc);
             }
+            if (a->in1[i] != PG_NONE)
+                reach(a, t, a->in1[i], &pending, &leaf_cap, &rc);
+            pg_instr ins = {i, a->in0[i], a->in1[i], a->op[i], a->aux[i]};
+            if (rc == PG_OK && push((void **)code, &t->ncode, &code_cap, sizeof ins, &ins))
+                rc = PG_ENOMEM;
         }
     }
+    for (size_t j = 0; j < t->nleaf; j++)
+        a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
     return rc;
 }
 
@@ -335,4 +353,10 @@ void pg_tape_free(pg_tape *t)
     drop_sinks(t);
     UNLOCK(t->a);
     tape_release(t);
+}
+
+void pg_tape_free_at(pg_tape **t)
+{
+    pg_tape_free(*t);
+    *t = NULL;
 }

@@ -6,6 +6,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include "arena.h"   /* white-box: test_index_space_exhausted */
 
 static int failures, checks;
@@ -269,20 +272,172 @@ static void test_limit(void)
     pg_arena_free(a);
 }
 
-static void test_labels(void)
+/* Side keys: set once per node, read back, queued when the node dies,
+ * peeked twice and dropped once. */
+static void test_side_keys(void)
 {
     pg_arena *a = pg_arena_new();
     pg_index x = L(a, 1.0), y = L(a, 2.0);
     pg_index s = O2(a, PG_ADD, x, y);
-    CHECK(pg_mark_labeled(a, s) == PG_OK);
-    CHECK(pg_mark_labeled(a, y) == PG_OK);
-    pg_index out[4];
-    CHECK(pg_drain_freed_labels(a, out, 4) == 0);
+    uint64_t k = 0, mark = 0, mark2 = 0, out[4];
+    CHECK(pg_side_key(a, s) == 0);
+    CHECK(pg_side_set(a, s, 7, &k) == PG_OK && k == 7);
+    CHECK(pg_side_set(a, s, 9, &k) == PG_OK && k == 7);   /* keeps its key */
+    CHECK(pg_side_set(a, y, 8, &k) == PG_OK && k == 8);
+    CHECK(pg_side_set(a, 424242u, 3, &k) == PG_EINVAL);
+    CHECK(pg_side_key(a, s) == 7 && pg_side_key(a, y) == 8);
+    CHECK(pg_side_freed(a, out, 4, &mark) == 0);
     pg_decref(a, y);                      /* s still holds y */
-    CHECK(pg_drain_freed_labels(a, out, 4) == 0);
+    CHECK(pg_side_freed(a, out, 4, &mark) == 0);
     pg_decref(a, s);                      /* frees s, then y */
-    CHECK(pg_drain_freed_labels(a, out, 4) == 2);
-    CHECK((out[0] == s && out[1] == y) || (out[0] == y && out[1] == s));
+    CHECK(pg_side_freed(a, out, 4, &mark) == 2);
+    CHECK((out[0] == 7 && out[1] == 8) || (out[0] == 8 && out[1] == 7));
+    CHECK(pg_side_freed(a, out, 4, &mark2) == 2 && mark2 == mark);  /* a peek */
+    pg_side_commit(a, mark, 2);
+    pg_side_commit(a, mark2, 2);          /* stale: does nothing */
+    CHECK(pg_side_freed(a, out, 4, &mark) == 0);
+    /* many keyed nodes: the map grows and every key is found again */
+    pg_index v[3000];
+    for (int j = 0; j < 3000; j++) {
+        v[j] = L(a, j);
+        CHECK(pg_side_set(a, v[j], 100 + (uint64_t)j, &k) == PG_OK);
+    }
+    for (int j = 0; j < 3000; j += 2)
+        pg_decref(a, v[j]);
+    for (int j = 1; j < 3000; j += 2)
+        CHECK(pg_side_key(a, v[j]) == 100 + (uint64_t)j);
+    CHECK(pg_side_freed(a, out, 4, &mark) == 4);
+    pg_arena_free(a);
+}
+
+/* A result the caller did not take is found again; one it did is not. */
+static void test_unclaimed(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index out[16];
+    pg_index x = L(a, 1.0);
+    CHECK(pg_incref(a, x) == PG_OK);            /* x: two owners */
+    pg_index y = O1(a, PG_MULC, x, 2.0);        /* y: one, the caller's */
+    size_t n = pg_unclaimed(a, out, 16);
+    CHECK(n == 1 && out[0] == y);
+    CHECK(pg_unclaimed(a, out, 16) == 0);       /* forgotten once read */
+    pg_index z = O1(a, PG_EXP, y, 0);
+    pg_decref(a, z);                            /* dead: not a candidate */
+    CHECK(pg_unclaimed(a, out, 16) == 0);
+    pg_arena_free(a);
+}
+
+/* Long-lived leaves scattered over many chunks (one kept a "step") do not
+ * keep those chunks 1023/1024 empty: later leaves fill the holes, and the
+ * arena stays proportional to its live nodes. */
+static void test_holes_for_leaves(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index p = L(a, 0.5);
+    pg_index kept[400];
+    for (int step = 0; step < 400; step++) {
+        pg_index x = L(a, step * 1e-3), y = O2(a, PG_MUL, p, x);
+        for (int j = 0; j < 1500; j++) {
+            pg_index t = O1(a, PG_ADDC, y, 1.0);
+            pg_decref(a, y);
+            y = t;
+        }
+        kept[step] = L(a, pg_data(a, y));       /* Value(loss.data) */
+        CHECK(pg_backward(a, y) == PG_OK);
+        pg_decref(a, y);
+        pg_decref(a, x);
+    }
+    CHECK(pg_live_nodes(a) == 401);
+    /* 401 live nodes; before holes were filled this held ~400 chunks */
+    CHECK(pg_capacity(a) <= 16 * PG_CHUNK);
+    CLOSE(pg_grad(a, p), 1e-3 * (399 * 400 / 2), 1e-12);   /* sum of the x */
+    for (int step = 0; step < 400; step++) {   /* each a leaf that works */
+        pg_index k2 = O1(a, PG_MULC, kept[step], 2.0);
+        CHECK(pg_backward(a, k2) == PG_OK);
+        CLOSE(pg_grad(a, kept[step]), 2.0, 0);
+        pg_decref(a, k2);
+        pg_decref(a, kept[step]);
+    }
+    CHECK(pg_live_nodes(a) == 1);
+    pg_arena_free(a);
+}
+
+/* The tail's frontier: a graph rebuilt after the last one died takes the
+ * same slots; a leaf kept among them is stepped over; nodes with inputs
+ * stay in the order they were made, above every live one. */
+static void test_frontier(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index w = L(a, 0.5), first[50], keep = PG_NONE;
+    for (int round = 0; round < 3; round++) {
+        pg_index y = w, made[50];
+        for (int j = 0; j < 50; j++) {
+            made[j] = O1(a, PG_MULC, y, 1.0);
+            if (round == 0)
+                first[j] = made[j];
+            else if (round == 1)   /* the same slots, then one up: the leaf */
+                CHECK(made[j] == first[j] + (j > 20));
+            else
+                CHECK(made[j] > made[j > 0 ? j - 1 : 0] || j == 0);
+            if (j == 20 && round == 1)
+                keep = L(a, 7.0);                    /* a leaf among them */
+            y = made[j];
+        }
+        CHECK(pg_backward(a, y) == PG_OK);
+        for (int j = 49; j >= 0; j--)
+            pg_decref(a, made[j]);
+    }
+    CHECK(pg_live_nodes(a) == 2 && pg_capacity(a) == 4 * PG_CHUNK);
+    pg_decref(a, keep);
+    pg_arena_free(a);
+}
+
+/* Leaves in holes of old chunks, used by nodes made later: backward is
+ * right whatever the slots, and a leaf reached from a far root is never
+ * visited (its chunk is skipped). */
+static void test_far_leaves(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index w = L(a, 3.0);
+    pg_index junk[5000];
+    for (int j = 0; j < 5000; j++)
+        junk[j] = L(a, 1.0);
+    for (int j = 0; j < 5000; j += 3)
+        pg_decref(a, junk[j]);                  /* holes everywhere */
+    pg_index x = L(a, 0.25);                    /* lands in a hole */
+    CHECK(x < junk[4999]);                      /* below the bump pointer */
+    pg_index y = O2(a, PG_MUL, w, x);
+    pg_index z = O2(a, PG_MUL, y, x);           /* w x^2 */
+    CHECK(pg_backward(a, z) == PG_OK);
+    CLOSE(pg_grad(a, w), 0.0625, 0);
+    CLOSE(pg_grad(a, x), 2 * 3.0 * 0.25, 0);
+    CLOSE(pg_grad(a, y), 0.25, 0);
+    for (uint32_t c = 0; c < a->nchunks; c++)
+        CHECK(!pg__chunk_marked(a, c));
+    pg_arena_free(a);
+}
+
+/* A big graph built and dropped hands its empty chunks' pages back. */
+static void test_pages_handed_back(void)
+{
+    pg_arena *a = pg_arena_new();
+    size_t before = pg_arena_bytes(a);
+    pg_index y = L(a, 1.0);
+    for (int j = 0; j < 2000000; j++) {
+        pg_index t = O1(a, PG_MULC, y, 1.0);
+        pg_decref(a, y);
+        y = t;
+    }
+    size_t peak = pg_arena_bytes(a);
+    CHECK(peak > before + (size_t)2000000 * PG_NODE_BYTES);
+    pg_decref(a, y);
+    size_t after = pg_arena_bytes(a);
+    CHECK(after < before + PG_KEEP_EMPTY_BYTES + (size_t)4 * PG_CHUNK * PG_NODE_BYTES +
+                      (size_t)a->nchunks_cap * sizeof(pg_chunk));
+    pg_index z = L(a, 2.0);                     /* and the arena works on */
+    pg_index u = O2(a, PG_MUL, z, z);
+    CHECK(pg_backward(a, u) == PG_OK);
+    CLOSE(pg_grad(a, z), 4.0, 0);
     pg_arena_free(a);
 }
 
@@ -367,9 +522,9 @@ static void test_bulk(void)
     pg_index bad[2] = {v[0], 424242u};
     CHECK(pg_put_data(a, bad, 2, in) == PG_EINVAL);
     CLOSE(pg_data(a, v[0]), 3.5, 0);   /* nothing written */
-    /* labels never used: draining must not touch the NULL queue */
-    pg_index q[4];
-    CHECK(pg_drain_freed_labels(a, q, 4) == 0);
+    /* side keys never used: reading must not touch the NULL queue */
+    uint64_t q[4], mark;
+    CHECK(pg_side_freed(a, q, 4, &mark) == 0);
     pg_arena_free(a);
 }
 
@@ -433,6 +588,62 @@ static void test_threads(void)
     pg_arena_free(a);
 }
 
+/* fork() while another thread is busy in the arena: with the fork hooks
+ * the child can use the arena (without them it would inherit the lock held
+ * by a thread it does not have, and hang). */
+static volatile int fork_stop;
+
+static void *busy(void *arg)
+{
+    pg_arena *a = arg;
+    while (!fork_stop) {
+        pg_index x = L(a, 0.5), y = x;
+        for (int j = 0; j < 2000; j++) {
+            pg_index t = O1(a, PG_TANH, y, 0);
+            if (y != x)
+                pg_decref(a, y);
+            y = t;
+        }
+        pg_backward(a, y);
+        pg_decref(a, y);
+        pg_decref(a, x);
+    }
+    return NULL;
+}
+
+static void test_fork(void)
+{
+    pg_arena *a = pg_arena_new();
+    pthread_t t;
+    fork_stop = 0;
+    pthread_create(&t, NULL, busy, a);
+    for (int k = 0; k < 20; k++) {
+        pg_fork_prepare(a);
+        pid_t pid = fork();
+        if (pid == 0) {
+            pg_fork_child(a);
+            pg_index x = L(a, 2.0), y = O2(a, PG_MUL, x, x);
+            _exit(pg_backward(a, y) == PG_OK && pg_grad(a, x) == 4.0 ? 0 : 1);
+        }
+        pg_fork_parent(a);
+        int status = -1;
+        for (int ms = 0; ms < 5000; ms++) {   /* a hung child fails, not hangs */
+            if (waitpid(pid, &status, WNOHANG) == pid)
+                break;
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+        if (status == -1) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            status = -1;
+        }
+        CHECK(status == 0);
+    }
+    fork_stop = 1;
+    pthread_join(t, NULL);
+    pg_arena_free(a);
+}
+
 int main(int argc, char **argv)
 {
     size_t chain = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
@@ -445,11 +656,17 @@ int main(int argc, char **argv)
     test_reuse();
     test_limit();
     test_index_space_exhausted();
-    test_labels();
+    test_side_keys();
+    test_unclaimed();
+    test_holes_for_leaves();
+    test_frontier();
+    test_far_leaves();
+    test_pages_handed_back();
     test_nary();
     test_tape();
     test_bulk();
     test_threads();
+    test_fork();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

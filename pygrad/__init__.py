@@ -1,6 +1,6 @@
 """pygrad: micrograd's Value, with the graph and the backward pass in C."""
 from . import optim, serialize  # serialize: registers pickling of Value
-from ._core import arena_bytes, live_nodes, stats
+from .arena import arena_bytes, live_nodes, stats
 from .bulk import Indexed, data, grads, set_data, set_grads, zero_grad
 from .draw import draw_dot  # graphviz is imported only when it is called
 from .engine import Value

@@ -1,6 +1,8 @@
 """The one place where pygrad meets its C library: the process-wide arena and
 the mapping from C status codes to the exceptions pure Python would raise.
 """
+import os
+
 from . import _optable
 from ._pygrad_c import ffi, lib
 
@@ -17,7 +19,8 @@ _ERRORS = {
     lib.PG_EZERODIV: (ZeroDivisionError, "float division by zero"),
     lib.PG_ERANGE: (OverflowError, "math range error"),
     lib.PG_ENOMEM: (MemoryError, "pygrad: out of memory (or the arena's node limit)"),
-    lib.PG_EINVAL: (RuntimeError, "pygrad: internal error, not a live node"),
+    lib.PG_EINVAL: (RuntimeError, "pygrad: not a live node (a Value used after its node "
+                                  "was released?)"),
 }
 # ... with Python's own wording where it differs by operator.
 _MESSAGES = {
@@ -49,20 +52,12 @@ def check(rc, what):
     return rc
 
 
-def live_nodes():
-    """Nodes alive in the arena (for tests and leak checks)."""
-    return lib.pg_live_nodes(ARENA)
-
-
-def arena_bytes():
-    """Bytes the arena holds from malloc (capacity, not just live nodes)."""
-    return lib.pg_arena_bytes(ARENA)
-
-
-def stats():
-    """The arena's state: live nodes, node slots allocated, bytes held, and
-    bytes per slot (the per-node cost when the arena is full)."""
-    live, capacity, nbytes = (lib.pg_live_nodes(ARENA), lib.pg_capacity(ARENA),
-                              lib.pg_arena_bytes(ARENA))
-    return {"live_nodes": live, "capacity": capacity, "bytes": nbytes,
-            "bytes_per_slot": nbytes / capacity if capacity else 0.0}
+# fork(): the child must not inherit the arena's lock held by a thread it
+# does not have (another thread inside a call at that moment), so the
+# forking thread takes it just before and both sides release it (see
+# pg_fork_prepare in csrc/pygrad.h).  multiprocessing's fork start method
+# goes through os.fork too.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=lambda: lib.pg_fork_prepare(ARENA),
+                        after_in_parent=lambda: lib.pg_fork_parent(ARENA),
+                        after_in_child=lambda: lib.pg_fork_child(ARENA))

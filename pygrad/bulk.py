@@ -6,13 +6,15 @@ array, a memoryview of format 'd') is read in place by the setters, and a
 plain sequence of numbers works too.  numpy is never required:
 ``numpy.asarray(pygrad.data(vs))`` wraps the result without copying.
 """
+import sys
 from array import array
+from collections.abc import Sequence
 
 from ._core import ARENA as _A
 from ._core import check as _check
 from ._core import ffi as _ffi
 from ._core import lib as _lib
-from .engine import index_array
+from .engine import _as_float, index_array
 
 
 def _indices(values):
@@ -34,21 +36,64 @@ class Indexed:
         return len(self.values)
 
 
+# buffer formats that are this machine's doubles, read in place
+_NATIVE = {"d", "@d", "=d", ("<d" if sys.byteorder == "little" else ">d")}
+# iterable, yet not numbers: refused outright (bytes would be read as
+# small integers, a set or dict in no defined order)
+_NOT_NUMBERS = (str, bytes, bytearray, set, frozenset, dict)
+
+
 def _doubles(numbers, n):
-    """A C view of n doubles: zero-copy for a contiguous buffer of doubles,
-    a converted copy for anything else (a list, array('i'), int64 numpy)."""
+    """A C view of n doubles: zero-copy for a C-contiguous buffer of native
+    doubles; converted for any other numeric buffer or numpy array (other
+    dtype, byte order or memory order: numpy converts), or a sequence of
+    real numbers.  TypeError for anything else."""
+    if isinstance(numbers, _NOT_NUMBERS):
+        raise TypeError(f"expected a sequence or buffer of numbers, not {type(numbers).__name__}")
     try:
         view = memoryview(numbers)
     except TypeError:
         view = None
-    if view is not None and view.format in ("d", "<d", "=d") and view.c_contiguous:
+    if view is not None and view.format in _NATIVE and view.c_contiguous:
         buf = _ffi.from_buffer("double[]", numbers)
+    elif type(numbers).__module__ == "numpy" and hasattr(numbers, "dtype"):
+        import numpy   # already imported: the object is numpy's
+        try:
+            flat = numpy.ascontiguousarray(numbers, dtype=numpy.float64).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"expected numbers, got a numpy array of dtype "
+                            f"{numbers.dtype}: {exc}") from None
+        buf = _ffi.from_buffer("double[]", flat)   # keeps flat alive
     else:
-        buf = _ffi.new("double[]", [float(x) for x in (view.tolist() if view is not None
-                                                       else numbers)])
+        if view is not None:
+            try:
+                items = view.tolist()
+            except NotImplementedError:
+                raise TypeError(f"cannot read numbers from a buffer of format "
+                                f"{view.format!r}") from None
+        elif isinstance(numbers, Sequence) or hasattr(numbers, "__array__"):
+            items = numbers
+        else:
+            raise TypeError(f"expected a sequence or buffer of numbers, not "
+                            f"{type(numbers).__name__}")
+        floats = []
+        for x in (items if view is None or view.ndim <= 1 else _flatten(items)):
+            k = _as_float(x)
+            if k is None:
+                raise TypeError(f"expected real numbers, found a {type(x).__name__}")
+            floats.append(k)
+        buf = _ffi.new("double[]", floats)
     if len(buf) != n:
         raise ValueError(f"expected {n} numbers, got {len(buf)}")
     return buf
+
+
+def _flatten(rows):
+    for row in rows:
+        if isinstance(row, list):
+            yield from _flatten(row)
+        else:
+            yield row
 
 
 def _get(fn, values):

@@ -12,12 +12,25 @@ Differences from micrograd, all deliberate:
   handles, yet ``a in (a + b)._prev`` holds, as in micrograd;
 - ``Value ** Value`` and ``number ** Value`` work; a negative number to a
   non-integer power raises ValueError (micrograd would yield a complex).
+
+The handle's lifetime, made safe against what Python can run in between:
+- the index is read-only (``_i``); the slot behind it is written only here;
+- a finalized handle forgets its index (a collector can run ``__del__`` on
+  a Value that a cycle then resurrects), so it can never reach a node that
+  later took its slot: using it raises;
+- a signal handler (Ctrl-C) can raise right after a C call returns, before
+  the handle holds what the call made; the creating paths then release
+  what was lost (_recover);
+- per-node Python state (labels) lives under keys that are never reused
+  (_side.py), with no lock that a finalizer could deadlock on.
 """
+import _thread
+import gc
 import math
 import numbers
-import threading
+import sys
 
-from . import _core, _optable
+from . import _core, _optable, _side
 from ._core import ARENA as _A
 from ._core import check as _check
 from ._core import ffi as _ffi
@@ -25,13 +38,21 @@ from ._core import lib as _lib
 
 _new = object.__new__
 _error = _core.error
+DEAD = _lib.PG_NONE_INDEX      # the index of a handle that owns nothing
 
 
 def _as_float(x):
-    """float(x) for a real number (int, float, bool, Fraction, numpy scalar);
-    None for anything else, so the operator can return NotImplemented."""
-    if isinstance(x, numbers.Real) and not isinstance(x, Value):
+    """float(x) for a real number (int, float, bool, Fraction, a numpy
+    number or bool); None for anything else, so the operator can return
+    NotImplemented."""
+    if isinstance(x, numbers.Real):
+        if isinstance(x, Value):
+            return None
         return float(x)   # OverflowError for an int beyond float, as Python
+    cls = type(x)
+    if cls.__module__ == "numpy" and getattr(x, "dtype", None) is not None \
+            and x.dtype.kind in "biuf" and getattr(x, "shape", None) == ():
+        return float(x)   # numpy.bool_ is no numbers.Real, yet bool is
     return None
 
 
@@ -46,62 +67,92 @@ def _format_constant(k):
 def _wrap(i):
     """A handle for node i, taking over the reference the C call returned."""
     v = _new(Value)
-    v._i = i
+    v._h = i
     return v
 
 
-# Python labels, keyed by node index.  C flags a labeled node and queues its
-# index when it dies; we drain that queue before every read or write, so an
-# index reused by a new node never shows a dead node's label.  The lock
-# makes drain-then-use atomic across threads (cffi drops the GIL inside the
-# drain); __del__ never takes it, so a collection inside cannot deadlock.
-_labels = {}
-_labels_lock = threading.Lock()
-
-
-def _sync_labels():
-    buf = _ffi.new("pg_index[]", 256)
-    while True:
-        n = _lib.pg_drain_freed_labels(_A, buf, 256)
-        for j in range(n):
-            _labels.pop(buf[j], None)
-        if n < 256:
-            return
-
-
-def _inputs(i):
-    """Handles (new references) on node i's inputs, in order, repeats kept."""
-    n = _check(_lib.pg_ninputs(_A, i), "_prev")
-    buf = _ffi.new("pg_index[]", max(n, 1))
-    _check(_lib.pg_inputs(_A, i, buf, n), "_prev")
-    out = []
+def _recover():
+    """Called when an exception passes through a path that creates nodes:
+    if it landed between the C call's return and the handle taking the
+    result (CPython runs signal handlers right there), that node would
+    live on with nobody owning it.  C names this thread's recent results
+    that still have only their first reference; those no live Value holds
+    are released.  Costs a walk over the collector's objects, and only
+    when such a result exists; skipped while objects are frozen
+    (gc.freeze), which that walk cannot see."""
+    buf = _ffi.new("pg_index[16]")
+    n = _lib.pg_unclaimed(_A, buf, 16)
+    if not n or gc.get_freeze_count():
+        return
+    owned = {v._h for v in gc.get_objects() if issubclass(type(v), Value)}
     for j in range(n):
-        _check(_lib.pg_incref(_A, buf[j]), "_prev")
-        out.append(_wrap(buf[j]))
-    return out
+        if buf[j] not in owned:
+            _lib.py_decref(buf[j])
+
+
+def _released(v):
+    """The error for using a Value whose node it no longer owns."""
+    return RuntimeError("pygrad: this Value was released (finalized by the garbage "
+                        "collector) and no longer has a node")
+
+
+def _live(v, x):
+    """x (a value or grad read from C) if it is a number or v is live;
+    NaN is what C gives for a dead index, so only then ask."""
+    if x != x and _lib.pg_opcode(_A, v._h) < 0:
+        raise _released(v)
+    return x
+
+
+def _children(i):
+    """Handles on node i's inputs, in order, repeats kept.  The handles
+    exist before C hands out the references, and each owns its one as soon
+    as its index is stored, so an interrupt anywhere leaves every reference
+    owned or released."""
+    n = _check(_lib.pg_ninputs(_A, i), "_prev")
+    handles = [_new(Value) for _ in range(n)]
+    buf = _ffi.new("pg_index[]", max(n, 1))
+    taken = _ffi.new("int64_t *", -1)
+    try:
+        _check(_lib.pg_take_inputs(_A, i, buf, n, taken), "_prev")
+        for j in range(n):
+            handles[j]._h = buf[j]
+    except BaseException:
+        for j in range(max(taken[0], 0)):
+            if not hasattr(handles[j], "_h"):
+                _lib.py_decref(buf[j])
+        raise
+    return handles
 
 
 # The operators call the binding's per-op entry points (_build.py): one
-# C call per op, with no arena or op-code argument to convert.
+# C call per op, with no arena or op-code argument to convert.  The try
+# costs nothing until something raises (CPython 3.11's exception tables).
 def _operator(op_node, op_const, symbol, reflected=False):
     """self (op) other, or other (op) self when reflected: one C node,
     whether other is a Value or a number (folded into the op as k)."""
     def method(self, other):
         cls = other.__class__
-        if cls is float or cls is int:      # cffi converts an int to double
-            r = op_const(self._i, other)
-        elif cls is Value or isinstance(other, Value):
-            r = op_node(other._i, self._i) if reflected else op_node(self._i, other._i)
-        else:
-            k = _as_float(other)
-            if k is None:
-                return NotImplemented
-            r = op_const(self._i, k)
-        if r < 0:
-            raise _error(r, symbol)
-        v = _new(Value)
-        v._i = r
-        return v
+        try:
+            if cls is float or cls is int:      # cffi converts an int to double
+                r = op_const(self._h, other)
+            elif cls is Value or isinstance(other, Value):
+                r = op_node(other._h, self._h) if reflected else op_node(self._h, other._h)
+            else:
+                k = _as_float(other)
+                if k is None:
+                    return NotImplemented
+                r = op_const(self._h, k)
+            if r >= 0:
+                v = _new(Value)
+                v._h = r
+                return v
+        except (TypeError, OverflowError):
+            raise          # converting an operand, before C ran
+        except BaseException:
+            _recover()
+            raise
+        raise _error(r, symbol)
     if symbol != "**":
         return method
 
@@ -114,12 +165,16 @@ def _operator(op_node, op_const, symbol, reflected=False):
 
 def _unary(op, name):
     def method(self):
-        r = op(self._i)
-        if r < 0:
-            raise _error(r, name)
-        v = _new(Value)
-        v._i = r
-        return v
+        try:
+            r = op(self._h)
+            if r >= 0:
+                v = _new(Value)
+                v._h = r
+                return v
+        except BaseException:
+            _recover()
+            raise
+        raise _error(r, name)
     method.__name__ = name
     return method
 
@@ -141,106 +196,130 @@ def _operators():
     return made
 
 
+def _number(value, what):
+    k = value if value.__class__ is float else _as_float(value)
+    if k is None:
+        raise TypeError(f"{what} must be a real number, not {type(value).__name__}")
+    return k
+
+
 class Value:
     """A scalar in an autograd graph: micrograd's Value, backed by C."""
 
-    __slots__ = ("_i", "__weakref__")
+    # _h: the index of the node this handle owns one reference on (DEAD
+    # once finalized); __dict__: attributes of the user's own (p.m = 0.0)
+    __slots__ = ("_h", "__weakref__", "__dict__")
 
     def __init__(self, data, _children=(), _op="", label=""):
-        if hasattr(self, "_i"):   # a second __init__ would leak, or rehash
+        if hasattr(self, "_h"):   # a second __init__ would leak, or rehash
             raise TypeError("Value is already initialised")
         if _children or _op:
             raise TypeError(
                 "pygrad.Value(): _children and _op are set by pygrad's own "
                 "operators; a Value made by hand is a leaf")
-        k = data if data.__class__ is float else _as_float(data)
-        if k is None:
-            raise TypeError(
-                f"Value() data must be a real number, not {type(data).__name__}")
-        self._i = _check(_lib.py_leaf(k), "Value")
+        if not isinstance(label, str):
+            raise TypeError(f"Value.label must be a str, not {type(label).__name__}")
+        k = _number(data, "Value() data")
+        try:
+            r = _lib.py_leaf(k)
+            if r >= 0:
+                self._h = r
+        except BaseException:
+            _recover()
+            raise
+        if r < 0:
+            raise _error(r, "Value")
         if label:
             self.label = label
 
-    def __del__(self, _decref=_lib.py_decref):
-        # A default argument, because module globals may be gone at shutdown.
+    def __del__(self, _release=_lib.py_decref, _dead=DEAD):
+        # Default arguments, because module globals may be gone at shutdown.
         try:
-            i = self._i
+            i = self._h
         except AttributeError:   # __init__ failed before owning a node
             return
-        _decref(i)
+        self._h = _dead          # resurrected (a cycle's finalizer), it owns nothing
+        if i != _dead:
+            _release(i)
+
+    @property
+    def _i(self):
+        """The index of this Value's node (read-only)."""
+        return self._h
 
     # -- the node's state, read from and written to C ---------------------
     @property
     def data(self):
-        return _lib.py_data(self._i)
+        x = _lib.py_data(self._h)
+        return x if x == x else _live(self, x)
 
     @data.setter
     def data(self, value):
-        k = value if value.__class__ is float else _as_float(value)
-        if k is None:
-            raise TypeError(f"Value.data must be a real number, not {type(value).__name__}")
-        _check(_lib.pg_set_data(_A, self._i, k), "data")
+        k = value if value.__class__ is float else _number(value, "Value.data")
+        _check(_lib.pg_set_data(_A, self._h, k), "data")
 
     @property
     def grad(self):
-        return _lib.py_grad(self._i)
+        x = _lib.py_grad(self._h)
+        return x if x == x else _live(self, x)
 
     @grad.setter
     def grad(self, value):
-        k = value if value.__class__ is float else _as_float(value)
-        if k is None:
-            raise TypeError(f"Value.grad must be a real number, not {type(value).__name__}")
-        _check(_lib.pg_set_grad(_A, self._i, k), "grad")
+        k = value if value.__class__ is float else _number(value, "Value.grad")
+        _check(_lib.pg_set_grad(_A, self._h, k), "grad")
 
     @property
     def label(self):
-        with _labels_lock:
-            _sync_labels()
-            return _labels.get(self._i, "")
+        state = _side.get(self._h)
+        return state.get("label", "") if state else ""
 
     @label.setter
     def label(self, value):
         if not isinstance(value, str):
             raise TypeError(f"Value.label must be a str, not {type(value).__name__}")
-        with _labels_lock:
-            _sync_labels()
-            if not value:
-                _labels.pop(self._i, None)
-                return
-            _check(_lib.pg_mark_labeled(_A, self._i), "label")
-            _labels[self._i] = value
+        if value:
+            _side.ensure(self._h, "label")["label"] = value
+        else:
+            state = _side.get(self._h)
+            if state:
+                state.pop("label", None)
 
     @property
     def _prev(self):
         """The Values this one was computed from (fresh handles that compare
         equal to the originals)."""
-        return set(_inputs(self._i))
+        return set(_children(self._h))
 
     @property
     def _op(self):
-        name, kind, text, _ = _core.OPS[_lib.pg_opcode(_A, self._i)]
+        code = _lib.pg_opcode(_A, self._h)
+        if code < 0:
+            raise _released(self)
+        name, kind, text, _ = _core.OPS[code]
         if kind == "const":
-            return text.format(k=_format_constant(_lib.pg_constant(_A, self._i)))
+            return text.format(k=_format_constant(_lib.pg_constant(_A, self._h)))
         return text
 
     # -- identity: one node, one Value ------------------------------------
     def __eq__(self, other):
         if isinstance(other, Value):
-            return self._i == other._i
+            return self._h == other._h
         return NotImplemented
 
     def __ne__(self, other):
         if isinstance(other, Value):
-            return self._i != other._i
+            return self._h != other._h
         return NotImplemented
 
     def __hash__(self):
-        return hash(self._i)
+        return hash(self._h)
 
     def backward(self):
         """d(self)/d(node) into every reachable node's grad, as micrograd:
         self.grad = 1, the others accumulate (they are never zeroed)."""
-        _check(_lib.pg_backward(_A, self._i), "backward")
+        rc = _lib.pg_backward(_A, self._h)
+        if rc < 0:
+            raise _released(self) if self._h == DEAD else _error(rc, "backward")
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
@@ -251,6 +330,27 @@ class Value:
 for _name, _method in _operators().items():
     setattr(Value, _name, _method)
 del _name, _method
+
+
+def _redelivering(previous):
+    """An unraisable-exception hook that gives a Ctrl-C back to the program.
+
+    CPython runs a signal handler at the next check point of whatever Python
+    code runs, and a Value's __del__ is Python code that runs very often:
+    the KeyboardInterrupt raised inside it can only be printed ("Exception
+    ignored in ...") and dropped.  This hook raises the signal again, so the
+    interrupt reaches the user's code at its next check point; every other
+    report goes to the hook that was there before."""
+    def hook(info):
+        if info.exc_type is KeyboardInterrupt and info.object is Value.__del__:
+            _thread.interrupt_main()
+            return
+        previous(info)
+    hook.previous = previous
+    return hook
+
+
+sys.unraisablehook = _redelivering(sys.unraisablehook)
 
 
 def node_indices(values, what):
@@ -268,7 +368,7 @@ def node_indices(values, what):
                                 f"not {type(v).__name__}")
             v = Value(k)
         keep.append(v)
-    return [v._i for v in keep], keep
+    return [v._h for v in keep], keep
 
 
 def index_array(values, what):
@@ -278,4 +378,4 @@ def index_array(values, what):
     for v in values:
         if not isinstance(v, Value):
             raise TypeError(f"{what} must hold Values, not {type(v).__name__}")
-    return values, _ffi.new("pg_index[]", [v._i for v in values])
+    return values, _ffi.new("pg_index[]", [v._h for v in values])

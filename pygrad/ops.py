@@ -13,9 +13,9 @@ second backward adds the same again instead.  ``pygrad.reference.sum`` and
 ``reference.dot`` are the pure twins with the n-ary semantics.
 """
 from ._core import ARENA as _A
-from ._core import check as _check
 from ._core import lib as _lib
-from .engine import Value, _as_float, _wrap, node_indices
+from ._core import error as _error
+from .engine import Value, _as_float, _recover, _wrap, node_indices
 
 
 def _start(start):
@@ -32,9 +32,7 @@ def sum(values, start=0.0):   # noqa: A001 - mirrors the builtin on purpose
     """start + values[0] + values[1] + ... as one node."""
     idx, keep = node_indices(values, "sum()")
     s, k = _start(start)
-    r = _check(_lib.pg_sum(_A, idx, len(idx), s, k), "sum")
-    del keep   # C holds its own references now
-    return _wrap(r)
+    return _made(_lib.pg_sum, (_A, idx, len(idx), s, k), "sum")
 
 
 def dot(ws, xs, start=0.0):
@@ -44,6 +42,16 @@ def dot(ws, xs, start=0.0):
     if len(widx) != len(xidx):
         raise ValueError(f"dot(): {len(widx)} weights but {len(xidx)} inputs")
     s, k = _start(start)
-    r = _check(_lib.pg_dot(_A, widx, xidx, len(widx), s, k), "dot")
-    del keep_w, keep_x   # C holds its own references now
-    return _wrap(r)
+    return _made(_lib.pg_dot, (_A, widx, xidx, len(widx), s, k), "dot")
+
+
+def _made(fn, args, what):
+    """The Value of the node fn(*args) makes (see engine._recover)."""
+    try:
+        r = fn(*args)
+        if r >= 0:
+            return _wrap(r)
+    except BaseException:
+        _recover()
+        raise
+    raise _error(r, what)

@@ -12,12 +12,26 @@ from ._core import lib as _lib
 from .bulk import Indexed, zero_grad
 
 
+def _at_least_zero(x, what):
+    """float(x), or torch.optim's ValueError when it is negative or NaN."""
+    x = float(x)
+    if not x >= 0.0:
+        raise ValueError(f"Invalid {what}: {x}")
+    return x
+
+
 class Optimizer:
     def __init__(self, params, lr):
+        params = list(params)
+        seen = {}
+        for j, p in enumerate(params):
+            if p in seen:    # it would be stepped twice per step()
+                raise ValueError(
+                    f"parameter {j} is parameter {seen[p]} again (the same Value "
+                    "node); pass each parameter once")
+            seen[p] = j
         self.params = Indexed(params)    # keeps the Values (and nodes) alive
-        if not lr >= 0.0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
-        self.lr = float(lr)
+        self.lr = _at_least_zero(lr, "learning rate")
 
     def zero_grad(self):
         """Every parameter's grad = 0, in one call."""
@@ -32,8 +46,8 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
+        self.momentum = _at_least_zero(momentum, "momentum value")
+        self.weight_decay = _at_least_zero(weight_decay, "weight_decay value")
         self._velocity = self._state()
 
     def step(self):
@@ -46,9 +60,15 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
+        betas = tuple(betas)
+        if len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas!r} (two numbers, each in [0, 1))")
+        for j, b in enumerate(betas):
+            if not 0.0 <= float(b) < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {j}: {b}")
         self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
+        self.eps = _at_least_zero(eps, "epsilon value")
+        self.weight_decay = _at_least_zero(weight_decay, "weight_decay value")
         self.t = 0
         self._m = self._state()
         self._v = self._state()

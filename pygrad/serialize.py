@@ -24,14 +24,28 @@ to the same _LeafRef, which pickle's memo then saves once.
 The pickle names pygrad.serialize._rebuild and pygrad.serialize._LeafState:
 they are a file format, keep them.
 """
+import os
+import pickle
 import threading
 import weakref
 
 from .engine import Value
 
-# node index -> the _LeafRef of the pickle (or copy) under way, if any
+# node index -> the _LeafRef of the pickle (or copy) under way, if any.
+# The lock makes "look up, else make" atomic between threads; it is
+# re-entrant because a finalizer or a signal handler may pickle in the
+# middle of it on the same thread, and a fork()ed child gets a new one.
 _refs = weakref.WeakValueDictionary()
-_refs_lock = threading.Lock()
+_refs_lock = threading.RLock()
+
+
+def _new_lock():
+    global _refs_lock
+    _refs_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock)
 
 
 class _LeafRef:
@@ -47,9 +61,9 @@ class _LeafRef:
         v = self.value
         return _LeafState, (v.data, v.grad, v.label)
 
-    def load(self):          # copy.copy: a new leaf straight from the node
+    def load(self, cls=None):   # copy.copy: a new leaf straight from the node
         v = self.value
-        return _new_leaf(v.data, v.grad, v.label)
+        return _new_leaf(v.data, v.grad, v.label, cls)
 
 
 class _LeafState:
@@ -65,21 +79,34 @@ class _LeafState:
     def __reduce__(self):
         return _LeafState, (self.data, self.grad, self.label)
 
-    def load(self):
+    def load(self, cls=None):
         if self._value is None:
-            self._value = _new_leaf(self.data, self.grad, self.label)
+            self._value = _new_leaf(self.data, self.grad, self.label, cls)
         return self._value
 
 
-def _new_leaf(data, grad, label):
-    v = Value(data, label=label)
+def _new_leaf(data, grad, label, cls=None):
+    """A new leaf of class cls (Value by default; a subclass is made
+    without calling its __init__, as pickle makes any object)."""
+    if cls is None or cls is Value:
+        v = Value(data, label=label)
+    else:
+        v = object.__new__(cls)
+        Value.__init__(v, data, label=label)
     v.grad = grad
     return v
 
 
-def _rebuild(state):
-    """The reconstructor pickle calls (once per Value reference)."""
-    return state.load()
+def _rebuild(state, cls=None):
+    """The reconstructor pickle calls (once per Value reference).  What it
+    is given comes from the pickle, so it is checked."""
+    if not isinstance(state, (_LeafState, _LeafRef)):
+        raise pickle.UnpicklingError(
+            f"pygrad: not a pickled Value (a {type(state).__name__} where the saved "
+            "leaf was expected)")
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, Value)):
+        raise pickle.UnpicklingError(f"pygrad: {cls!r} is not a Value class")
+    return state.load(cls)
 
 
 def reduce_value(v):
@@ -92,10 +119,13 @@ def reduce_value(v):
             "only leaves, such as parameters, are saved.  Save its .data, or detach "
             "it first: Value(v.data, label=v.label)")
     with _refs_lock:
-        ref = _refs.get(v._i)
+        ref = _refs.get(v._h)
         if ref is None:
-            ref = _refs[v._i] = _LeafRef(v)
-    return _rebuild, (ref,)
+            ref = _refs[v._h] = _LeafRef(v)
+    # a subclass comes back as itself, with the attributes of its own
+    args = (ref,) if type(v) is Value else (ref, type(v))
+    attrs = getattr(v, "__dict__", None)
+    return (_rebuild, args, dict(attrs)) if attrs else (_rebuild, args)
 
 
 # Registered from here, so that engine.py (the lower layer) never imports

@@ -29,10 +29,17 @@ class Tape:
         self.roots, idx = index_array([roots] if self.single else roots, "compile() roots")
         if not self.roots:
             raise ValueError("compile() needs at least one root Value")
-        out = _ffi.new("pg_tape **")
-        _check(_lib.pg_compile(_A, idx, len(self.roots), out), "compile")
-        self._tape = _ffi.gc(out[0], _lib.pg_tape_free)
+        # C writes the tape into memory this object already owns, whose
+        # destructor (C, run by cffi) frees it: no moment exists where a
+        # Ctrl-C could leave a compiled tape with no owner.
+        self._slot = _ffi.gc(_ffi.new("pg_tape **"), _lib.pg_tape_free_at)
+        _check(_lib.pg_compile(_A, idx, len(self.roots), self._slot), "compile")
         self._failed = _ffi.new("int *"), _ffi.new("pg_index *")
+        self._stale = False   # the last forward() failed half-way
+
+    @property
+    def _tape(self):
+        return self._slot[0]
 
     def __len__(self):
         return _lib.pg_tape_size(self._tape)
@@ -43,6 +50,7 @@ class Tape:
         raises, naming the op; the tape stays usable."""
         op, node = self._failed
         rc = _lib.pg_tape_forward(self._tape, op, node)
+        self._stale = rc < 0
         if rc < 0:
             name = _core.op_symbol(op[0])
             exc = _core.error(rc, name)
@@ -52,9 +60,15 @@ class Tape:
         return values[0] if self.single else values
 
     def backward(self, root=0):
-        """Gradients of roots[root] (the only root, by default)."""
+        """Gradients of roots[root] (the only root, by default).  Uses the
+        local derivatives of the last forward(), so it raises after a
+        forward() that failed half-way, until one succeeds."""
         if not 0 <= root < len(self.roots):
             raise IndexError(f"tape has {len(self.roots)} roots, no root {root}")
+        if self._stale:
+            raise RuntimeError("the last forward() of this tape failed half-way, so its "
+                               "local derivatives are a mix of two points; call forward() "
+                               "again (successfully) before backward()")
         _check(_lib.pg_tape_backward(self._tape, root), "backward")
 
     def __repr__(self):

@@ -133,9 +133,9 @@ def test_no_import_circle_even_lazily():
 
 
 def test_lower_layers_do_not_import_higher_ones():
-    """The layers, lowest first: the op table, the binding, Value, then
-    everything built on Value."""
-    layers = [{"pygrad._optable"}, {"pygrad._core"}, {"pygrad.engine"}]
+    """The layers, lowest first: the op table, the binding, the per-node
+    Python state, Value, then everything built on Value."""
+    layers = [{"pygrad._optable"}, {"pygrad._core"}, {"pygrad._side"}, {"pygrad.engine"}]
     mods = _modules()
     for depth, layer in enumerate(layers):
         higher = set(mods) - set().union(*layers[:depth + 1]) - {"pygrad"}

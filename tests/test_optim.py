@@ -91,7 +91,7 @@ def test_against_torch_optim(kind):
 def test_optimizer_rejects_non_values_and_bad_lr():
     with pytest.raises(TypeError, match="float"):
         SGD([Value(1.0), 2.0])
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(ValueError, match="Invalid learning rate"):   # torch's words
         Adam([Value(1.0)], lr=-1)
 
 
