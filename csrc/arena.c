@@ -40,7 +40,7 @@ void pg_arena_free(pg_arena *a)
     for (uint32_t c = 0; c < a->nchunks; c++)
         for (uint32_t o = 0; o < a->chunks[c].used; o++) {
             pg_index i = (c << PG_CHUNK_BITS) | o;
-            if (pg_is_nary(a->op[i]))
+            if (pg_has_list(a->op[i]))
                 free(a->aux[i].list);
         }
     size_t n = (size_t)a->nchunks_cap * PG_CHUNK;
@@ -357,7 +357,7 @@ static void release_slot(pg_arena *a, pg_index i)
     pg_chunk *ch = &a->chunks[c];
     if (a->flags[i] & PG_SIDE)
         pg__side_forget(a, i);
-    if (pg_is_nary(a->op[i])) {
+    if (pg_has_list(a->op[i])) {
         a->list_bytes -= sizeof(pg_list) + (size_t)a->in0[i] * sizeof(pg_index);
         free(a->aux[i].list);
     }
@@ -412,7 +412,7 @@ static void free_from(pg_arena *a, pg_index i)
     while (head != PG_NONE) {
         pg_index n = head;
         head = a->ref[n];
-        if (pg_is_nary(a->op[n])) {
+        if (pg_has_list(a->op[n])) {
             const pg_index *list = a->aux[n].list->item;
             for (uint32_t j = 0; j < a->in0[n]; j++)
                 drop_input(a, list[j], &head);
@@ -527,7 +527,7 @@ double pg_constant(pg_arena *a, pg_index i)
     double k = NAN;
     LOCK(a);
     if (pg__is_live(a, i))
-        k = pg_is_nary(a->op[i]) ? a->aux[i].list->k : a->aux[i].k;
+        k = pg_has_list(a->op[i]) ? a->aux[i].list->k : a->aux[i].k;
     UNLOCK(a);
     return k;
 }
@@ -566,7 +566,7 @@ static int64_t inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap, int tak
 {
     if (!pg__is_live(a, i))
         return PG_EINVAL;
-    int nary = pg_is_nary(a->op[i]);
+    int nary = pg_has_list(a->op[i]);
     /* n-ary: start node first, then the list; else in0, in1 */
     pg_index first = nary ? a->in1[i] : a->in0[i];
     int64_t n = 0;

@@ -167,6 +167,13 @@ struct pg_arena {
     size_t limit;            /* max live nodes, 0 = none */
 
     pg_side side;
+
+    struct {                 /* the sweep paused at a Python-defined node */
+        int paused;
+        uint32_t chunk;      /* it goes on in this chunk ... */
+        uint32_t top;        /* ... below this slot */
+        size_t pending;      /* marked nodes not yet visited */
+    } sweep;
 };
 
 /* Naming: a function or macro whose name starts with pg__ (two

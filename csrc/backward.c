@@ -13,32 +13,121 @@
  */
 #include "sweep.h"
 
-int pg_backward(pg_arena *a, pg_index root)
+/* The sweep itself, from walk w with *pending marked nodes.  With
+ * `python`, it stops at a Python-defined node and returns it, the walk left
+ * where it goes on; otherwise such nodes pass nothing on.  PG_NONE when the
+ * sweep is done. */
+static pg_index run(pg_arena *a, pg_walk *w, size_t *pending, int python)
 {
-    LOCK(a);
-    if (!pg__is_live(a, root)) {
-        UNLOCK(a);
-        return PG_EINVAL;
-    }
-    a->grad[root] = 1.0;
-    size_t pending = 0;
-    pg__mark(a, root, &pending);   /* (a leaf root stays unmarked: done) */
-    pg_walk w = pg__walk_from(root);
-    /* Marked nodes are older than every node visited so far, so while any
-     * is pending an earlier chunk holding one exists. */
-    while (pending && pg__walk_chunk(a, &w)) {
+    while (*pending && pg__walk_chunk(a, w)) {
         /* stored partials are current unless a value was written since
          * this chunk started (arena.h) */
-        int fresh = a->chunks[w.chunk].epoch == a->data_epoch;
-        for (uint32_t o = w.top; o-- > 0 && pending;) {
-            pg_index i = w.base + o;
+        int fresh = a->chunks[w->chunk].epoch == a->data_epoch;
+        for (uint32_t o = w->top; o-- > 0 && *pending;) {
+            pg_index i = w->base + o;
             uint8_t f = a->flags[i];
             if (!(f & PG_MARK))
                 continue;
-            pg__unmark(a, i, &pending);
-            pg_propagate(a, i, fresh && (f & PG_STORED), &pending);
+            pg__unmark(a, i, pending);
+            if (pg_propagate(a, i, fresh && (f & PG_STORED), pending) && python) {
+                w->top = o;              /* go on below i, in i's chunk */
+                w->next = w->chunk;
+                w->first = 1;
+                return i;
+            }
+        }
+    }
+    return PG_NONE;
+}
+
+/* Starts a sweep from root: root.grad = 1, root marked (a leaf root stays
+ * unmarked: nothing to do); the walk from root. */
+static pg_walk start(pg_arena *a, pg_index root, size_t *pending)
+{
+    a->grad[root] = 1.0;
+    *pending = 0;
+    pg__mark(a, root, pending);
+    return pg__walk_from(root);
+}
+
+int pg_backward(pg_arena *a, pg_index root)
+{
+    LOCK(a);
+    int rc = PG_OK;
+    if (a->sweep.paused) {
+        rc = PG_EBUSY;
+    } else if (!pg__is_live(a, root)) {
+        rc = PG_EINVAL;
+    } else {
+        size_t pending;
+        pg_walk w = start(a, root, &pending);
+        run(a, &w, &pending, 0);
+    }
+    UNLOCK(a);
+    return rc;
+}
+
+int pg_sweep(pg_arena *a, pg_index root, pg_index *node)
+{
+    LOCK(a);
+    int rc = PG_OK;
+    size_t pending = 0;
+    pg_walk w;
+    if (root != PG_NONE) {
+        if (a->sweep.paused)
+            rc = PG_EBUSY;
+        else if (!pg__is_live(a, root))
+            rc = PG_EINVAL;
+        else
+            w = start(a, root, &pending);
+    } else if (!a->sweep.paused) {
+        rc = PG_EINVAL;
+    } else {
+        pending = a->sweep.pending;
+        w = (pg_walk){PG_NONE, 0, a->sweep.top, a->sweep.chunk, 1};
+        a->sweep.paused = 0;
+    }
+    if (rc == PG_OK) {
+        pg_index i = run(a, &w, &pending, 1);
+        if (i != PG_NONE) {
+            a->sweep.paused = 1;
+            a->sweep.chunk = w.next;
+            a->sweep.top = w.top;
+            a->sweep.pending = pending;
+            *node = i;
+            rc = PG_PYTHON;
         }
     }
     UNLOCK(a);
-    return PG_OK;
+    return rc;
+}
+
+void pg_sweep_abort(pg_arena *a)
+{
+    LOCK(a);
+    if (a->sweep.paused) {
+        size_t pending = a->sweep.pending;
+        pg_walk w = {PG_NONE, 0, a->sweep.top, a->sweep.chunk, 1};
+        while (pending && pg__walk_chunk(a, &w))
+            for (uint32_t o = w.top; o-- > 0 && pending;)
+                if (a->flags[w.base + o] & PG_MARK)
+                    pg__unmark(a, w.base + o, &pending);
+        a->sweep.paused = 0;
+    }
+    UNLOCK(a);
+}
+
+int pg_local_backward(pg_arena *a, pg_index i)
+{
+    LOCK(a);
+    int rc = PG_OK;
+    if (!pg__is_live(a, i))
+        rc = PG_EINVAL;
+    else if (pg_is_python(a->op[i]))
+        rc = PG_PYTHON;
+    else   /* from the values, as a micrograd closure reads .data */
+        pg_step_back(a, a->op[i], a->in0[i], a->in1[i], a->aux[i], a->val[i],
+                     a->grad[i], 0, NULL);
+    UNLOCK(a);
+    return rc;
 }

@@ -90,9 +90,12 @@ int64_t pg_op2(pg_arena *a, int op, pg_index x, pg_index y)
     return r;
 }
 
-/* pg_sum and pg_dot: the node's input list is p[0..np) then q[0..nq). */
-static int64_t make_nary(pg_arena *a, int op, const pg_index *p, size_t np,
-                         const pg_index *q, size_t nq, pg_index start, double k)
+/* pg_sum, pg_dot, pg_custom: the node's input list is p[0..np) then
+ * q[0..nq); its value is *given, or computed (n-ary ops) when given is
+ * NULL. */
+static int64_t make_list_node(pg_arena *a, int op, const pg_index *p, size_t np,
+                              const pg_index *q, size_t nq, pg_index start,
+                              double k, const double *given)
 {
     if (np > UINT32_MAX / 4 || nq > UINT32_MAX / 4)
         return PG_ENOMEM;
@@ -121,8 +124,9 @@ static int64_t make_nary(pg_arena *a, int op, const pg_index *p, size_t np,
             goto fail;
         }
     }
-    double s = start == PG_NONE ? k : a->val[start];
-    double v = pg_nary_forward(op, a->val, list, (uint32_t)m, s);
+    double v = given ? *given
+                     : pg_nary_forward(op, a->val, list, (uint32_t)m,
+                                       start == PG_NONE ? k : a->val[start]);
     pg_index newest = start;
     for (size_t j = 0; j < m; j++)
         if (newest == PG_NONE || pg__newer(a, list[j], newest))
@@ -153,11 +157,16 @@ fail:
 
 int64_t pg_sum(pg_arena *a, const pg_index *x, size_t n, pg_index start, double k)
 {
-    return make_nary(a, PG_SUM, x, n, NULL, 0, start, k);
+    return make_list_node(a, PG_SUM, x, n, NULL, 0, start, k, NULL);
 }
 
 int64_t pg_dot(pg_arena *a, const pg_index *w, const pg_index *x, size_t n,
                pg_index start, double k)
 {
-    return make_nary(a, PG_DOT, w, n, x, n, start, k);
+    return make_list_node(a, PG_DOT, w, n, x, n, start, k, NULL);
+}
+
+int64_t pg_custom(pg_arena *a, const pg_index *in, size_t n, double value)
+{
+    return make_list_node(a, PG_PYOP, in, n, NULL, 0, PG_NONE, 0.0, &value);
 }

@@ -30,12 +30,16 @@
  *   CONST   one input node and a number k folded into the op (x + 2);
  *   UNARY   one input node;
  *   NARY    a list of input nodes and a start (pg_sum, pg_dot); their
- *           loops are pg_nary_forward below and pg_step_back (sweep.h).
+ *           loops are pg_nary_forward below and pg_step_back (sweep.h);
+ *   PYTHON  a list of input nodes and a value, both given by Python, whose
+ *           backward is Python code (pg_custom, pg_sweep): C never
+ *           computes its value or partials, and cannot replay it.
  * The facts of a kind: {kind, node inputs, partials a tape stores, reads k}.
  * PG_NARY stands for "a list" where a count of inputs is expected. */
 enum pg_kind {
     PG_KIND_NONE = 0,   /* PG_FREE: a slot not in use */
-    PG_KIND_LEAF, PG_KIND_BINARY, PG_KIND_CONST, PG_KIND_UNARY, PG_KIND_NARY
+    PG_KIND_LEAF, PG_KIND_BINARY, PG_KIND_CONST, PG_KIND_UNARY, PG_KIND_NARY,
+    PG_KIND_PYTHON
 };
 #define PG_NARY 3
 #define PG_FACTS_LEAF    PG_KIND_LEAF,   0,       0, 0
@@ -43,6 +47,7 @@ enum pg_kind {
 #define PG_FACTS_CONST   PG_KIND_CONST,  1,       1, 1
 #define PG_FACTS_UNARY   PG_KIND_UNARY,  1,       1, 0
 #define PG_FACTS_NARY    PG_KIND_NARY,   PG_NARY, 0, 0
+#define PG_FACTS_PYTHON  PG_KIND_PYTHON, PG_NARY, 0, 0
 
 /* The partials column: FIXED partials (1, -1, k, 1/k) never change, so a
  * tape's forward leaves them as compile time wrote them; VARY ones depend
@@ -120,8 +125,9 @@ static inline int pg_check_pow(double b, double e, double r)
     return isinf(r) ? PG_ERANGE : PG_OK;
 }
 
-/* The table.  LEAF and NARY rows have no formulas here (0.0 stands in):
- * a leaf's value is given, and the n-ary loops are written out below. */
+/* The table.  LEAF, NARY and PYTHON rows have no formulas here (0.0
+ * stands in): a leaf's value is given, the n-ary loops are written out
+ * below, a Python-defined op is Python's. */
 /*    op          kind    partials value v          dv/dx                 dv/dy               error, else PG_OK */
 #define PG_OP_TABLE(X)                                                                                              \
     X(PG_LEAF,    LEAF,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
@@ -147,7 +153,8 @@ static inline int pg_check_pow(double b, double e, double r)
     X(PG_SIGMOID, UNARY,  VARY,    pg_sigmoid(x),   v * (1.0 - v),        0.0,                PG_OK)                \
     X(PG_RELU,    UNARY,  VARY,    pg_relu(x),      (double)(v > 0.0),    0.0,                PG_OK)                \
     X(PG_SUM,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
-    X(PG_DOT,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK)
+    X(PG_DOT,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
+    X(PG_PYOP,    PYTHON, NONE,    0.0,             0.0,                  0.0,                PG_OK)
 
 /* The op codes, one per row, in the table's order.  The binding gets their
  * values from the compiler (pygrad/_build.py), so none is retyped. */
@@ -165,6 +172,7 @@ enum pg_op {
 #define PG_IF_FORMULA(kind, ...) PG_IF_FORMULA_##kind(__VA_ARGS__)
 #define PG_IF_FORMULA_LEAF(...)
 #define PG_IF_FORMULA_NARY(...)
+#define PG_IF_FORMULA_PYTHON(...)
 #define PG_IF_FORMULA_BINARY(...) __VA_ARGS__
 #define PG_IF_FORMULA_CONST(...) __VA_ARGS__
 #define PG_IF_FORMULA_UNARY(...) __VA_ARGS__
@@ -177,6 +185,7 @@ enum pg_op {
 #define PG_IF_NARY_CONST(...)
 #define PG_IF_NARY_UNARY(...)
 #define PG_IF_NARY_NARY(...) __VA_ARGS__
+#define PG_IF_NARY_PYTHON(...)
 
 /* The facts of every op, indexed by op code: generated from the rows in
  * the order that enum pg_op (pygrad.h) is, after PG_FREE's empty entry.
@@ -208,8 +217,15 @@ static inline int pg_nparts(int op) { return pg_opinfo_table[op].nparts; }
 /* Whether op reads a constant k (the CONST ops). */
 static inline int pg_has_k(int op) { return pg_opinfo_table[op].has_k; }
 
-/* Whether op keeps its inputs in a list (aux.list), not in in0/in1. */
+/* Whether op is one of the n-ary sums (pg_sum, pg_dot). */
 static inline int pg_is_nary(int op) { return pg_kind(op) == PG_KIND_NARY; }
+
+/* Whether op keeps its inputs in a list (aux.list: in0 entries, in1 the
+ * start node or PG_NONE), not in in0/in1: the n-ary and Python ops. */
+static inline int pg_has_list(int op) { return pg_arity(op) == PG_NARY; }
+
+/* Whether op's backward is Python's. */
+static inline int pg_is_python(int op) { return pg_kind(op) == PG_KIND_PYTHON; }
 
 /* Whether op's partials never change (1, -1, k or 1/k). */
 static inline int pg_fixed_partials(int op) { return pg_opinfo_table[op].fixed; }

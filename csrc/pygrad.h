@@ -41,7 +41,11 @@ enum {
     PG_EZERODIV = -2,   /* division by zero, or 0.0 to a negative power */
     PG_ERANGE   = -3,   /* result overflows a double: exp(1000), 10.0**400 */
     PG_ENOMEM   = -4,   /* out of memory, or the arena's node limit reached */
-    PG_EINVAL   = -5    /* not a live node index, or an op code that does not fit */
+    PG_EINVAL   = -5,   /* not a live node index, or an op code that does not fit */
+    PG_EBUSY    = -6,   /* a sweep is paused at a Python-defined op (pg_sweep) */
+    PG_ETYPE    = -7,   /* the graph holds a Python-defined op, which C cannot
+                         * replay (pg_compile) */
+    PG_PYTHON   =  1    /* not an error: pg_sweep stopped at a Python-defined op */
 };
 
 /* Op codes: enum pg_op (PG_LEAF, PG_ADD, ... PG_NOPS), one per row of the
@@ -116,8 +120,36 @@ int64_t pg_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap);
 /* Reverse-mode sweep from `root`, micrograd's semantics: root.grad = 1, every
  * node reachable from root adds (local derivative * its parent's grad) to its
  * grad; grads are never zeroed.  No recursion, no allocation: it cannot fail
- * except with PG_EINVAL for a dead root.  Never raises on inf/NaN. */
+ * except with PG_EINVAL for a dead root, or PG_EBUSY while a sweep is
+ * paused.  Never raises on inf/NaN.  A Python-defined node (PG_PYOP)
+ * passes nothing on: use pg_sweep to run those. */
 int pg_backward(pg_arena *a, pg_index root);
+
+/* pg_backward in steps, stopping at each Python-defined node so that its
+ * caller can run the node's backward (which adds into its inputs' grads
+ * with the node's grad, complete by then):
+ *   pg_sweep(a, root, &node) starts a sweep from root; pg_sweep(a,
+ *   PG_NONE_INDEX, &node) resumes the paused one.  Returns PG_OK when the
+ *   sweep is done, PG_PYTHON with *node = the Python-defined node reached
+ *   (the sweep is then paused), PG_EINVAL (dead root; nothing paused to
+ *   resume), PG_EBUSY (start refused: a sweep is paused).
+ * While a sweep is paused the arena's lock is free (the Python code may use
+ * the arena) but every other sweep, compile or marked tape backward gets
+ * PG_EBUSY.  pg_sweep_abort(a) ends a paused sweep (clearing its marks:
+ * the rest of its nodes get nothing); no-op if none is paused. */
+int pg_sweep(pg_arena *a, pg_index root, pg_index *node);
+void pg_sweep_abort(pg_arena *a);
+
+/* Node i's local backward step alone, micrograd's _backward(): each input
+ * gets (local derivative, from the current values) * i's grad added, once.
+ * PG_OK (a leaf: nothing), PG_PYTHON for a Python-defined node (its
+ * backward is Python's), PG_EINVAL. */
+int pg_local_backward(pg_arena *a, pg_index i);
+
+/* A Python-defined node (PG_PYOP): inputs in[0..n) (repeats allowed), the
+ * value given.  Returns its index (one reference, the caller's), PG_EINVAL
+ * for a dead input, PG_ENOMEM. */
+int64_t pg_custom(pg_arena *a, const pg_index *in, size_t n, double value);
 
 /* Bulk access over n indices.  All indices are checked first: PG_EINVAL if
  * any is dead, and then nothing is read or written. */
@@ -145,7 +177,9 @@ typedef struct pg_tape pg_tape;
 
 /* Records the nodes reachable from roots[0..n).  *out gets the tape (owned
  * by the caller, free with pg_tape_free).  PG_EINVAL for a dead root or
- * n == 0, PG_ENOMEM; on error *out is NULL and the arena unchanged. */
+ * n == 0, PG_ETYPE if a Python-defined node is among them, PG_EBUSY while a
+ * sweep is paused, PG_ENOMEM; on error *out is NULL and the arena
+ * unchanged. */
 int pg_compile(pg_arena *a, const pg_index *roots, size_t n, pg_tape **out);
 
 /* Recomputes every non-leaf node's value from the current leaf values, in

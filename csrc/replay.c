@@ -212,6 +212,10 @@ int pg_tape_backward(pg_tape *t, size_t r)
     if (r >= t->nroots)
         return PG_EINVAL;
     LOCK(a);
+    if (t->nroots > 1 && a->sweep.paused) {   /* its marks would mix */
+        UNLOCK(a);
+        return PG_EBUSY;
+    }
     for (size_t j = 0; j < t->nruns; j++)
         memset(&a->grad[t->runs[j][0]], 0, t->runs[j][1] * sizeof *a->grad);
     a->grad[t->root[r]] = 1.0;

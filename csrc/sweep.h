@@ -69,9 +69,10 @@ static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
  * (node i has stored partials, PG_STORED, and they are current, see
  * arena.h) a one- or two-input node costs two multiply-adds and no per-op
  * branch: a one-input node sends -0.0, which leaves any sum unchanged, to
- * input 0 a second time. */
-static inline void pg_propagate(pg_arena *a, pg_index i, int stored,
-                                size_t *pending)
+ * input 0 a second time.  Returns 1, having done nothing, for a
+ * Python-defined node (whose backward is Python's), else 0. */
+static inline int pg_propagate(pg_arena *a, pg_index i, int stored,
+                               size_t *pending)
 {
     if (stored) {
         double g = a->grad[i];
@@ -80,10 +81,14 @@ static inline void pg_propagate(pg_arena *a, pg_index i, int stored,
         pg_reach(a, i0, a->d0[i] * g, 1, pending);
         double c = a->aux[i].d1 * g;          /* garbage for one-input ops */
         pg_reach(a, two ? i1 : i0, two ? c : -0.0, 1, pending);
-        return;
+        return 0;
     }
-    pg_step_back(a, a->op[i], a->in0[i], a->in1[i], a->aux[i], a->val[i],
+    int op = a->op[i];
+    if (pg_is_python(op))
+        return 1;
+    pg_step_back(a, op, a->in0[i], a->in1[i], a->aux[i], a->val[i],
                  a->grad[i], 1, pending);
+    return 0;
 }
 
 #endif /* PYGRAD_SWEEP_H */

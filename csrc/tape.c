@@ -73,7 +73,9 @@ static int collect(pg_arena *a, pg_tape *t, pg_instr **code)
             if (!(a->flags[i] & PG_MARK))
                 continue;
             pg__unmark(a, i, &pending);
-            if (pg_is_nary(a->op[i])) {
+            if (pg_is_python(a->op[i]))
+                rc = PG_ETYPE;   /* C cannot replay it (the sweep goes on, to clear the marks) */
+            if (pg_has_list(a->op[i])) {
                 for (uint32_t j = 0; j < a->in0[i]; j++)
                     reach(a, t, a->aux[i].list->item[j], &pending, &leaf_cap, &rc);
             } else {
@@ -310,7 +312,7 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
         return PG_ENOMEM;
     pg_instr *code = NULL;   /* newest first, until lay_out */
     LOCK(a);
-    int rc = pg__all_live(a, roots, nroots);
+    int rc = a->sweep.paused ? PG_EBUSY : pg__all_live(a, roots, nroots);
     if (rc == PG_OK)
         rc = collect(a, t, &code);
     if (rc == PG_OK)

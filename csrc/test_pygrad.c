@@ -99,8 +99,9 @@ static void test_op_table(void)
     CHECK(pg_op_kind(PG_FREE) == PG_EINVAL && pg_op_kind(PG_NOPS) == PG_EINVAL);
     for (int op = PG_LEAF; op < PG_NOPS; op++) {
         int kind = pg_op_kind(op);
-        CHECK(kind >= PG_KIND_LEAF && kind <= PG_KIND_NARY);
+        CHECK(kind >= PG_KIND_LEAF && kind <= PG_KIND_PYTHON);
         CHECK(pg_is_nary(op) == (kind == PG_KIND_NARY));
+        CHECK(pg_has_list(op) == (kind == PG_KIND_NARY || kind == PG_KIND_PYTHON));
         CHECK(pg_has_k(op) == (kind == PG_KIND_CONST));
         CHECK(pg_nparts(op) == (pg_arity(op) == 1 || pg_arity(op) == 2 ? pg_arity(op) : 0));
         double v, dx, dy;
@@ -362,6 +363,40 @@ static void test_holes_for_leaves(void)
     pg_arena_free(a);
 }
 
+/* A node with inputs kept a step (Value(loss.data) * 2): it stays where the
+ * frontier put it (creation order), every backward is still right, and all
+ * of it is freed.  (Such kept nodes can hold a chunk each: see the README's
+ * guarantees.) */
+static void test_kept_nodes_with_inputs(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index p = L(a, 0.5), kept[400], made[400];
+    for (int step = 0; step < 400; step++) {
+        pg_index x = L(a, 1.0 + step * 1e-3), y = O2(a, PG_MUL, p, x);
+        for (int j = 0; j < 1500; j++) {
+            pg_index t = O1(a, PG_ADDC, y, 1.0);
+            pg_decref(a, y);
+            y = t;
+        }
+        kept[step] = L(a, pg_data(a, y));
+        made[step] = O1(a, PG_MULC, kept[step], 2.0);
+        CHECK(pg_backward(a, y) == PG_OK);
+        pg_decref(a, y);
+        pg_decref(a, x);
+    }
+    CHECK(pg_live_nodes(a) == 801);
+    CLOSE(pg_grad(a, p), 400.0 + 1e-3 * (399 * 400 / 2), 1e-9);
+    for (int step = 0; step < 400; step++) {
+        CHECK(pg_backward(a, made[step]) == PG_OK);
+        CLOSE(pg_grad(a, kept[step]), 2.0, 0);
+        CLOSE(pg_data(a, made[step]), 2.0 * pg_data(a, kept[step]), 0);
+        pg_decref(a, made[step]);
+        pg_decref(a, kept[step]);
+    }
+    CHECK(pg_live_nodes(a) == 1);
+    pg_arena_free(a);
+}
+
 /* The tail's frontier: a graph rebuilt after the last one died takes the
  * same slots; a leaf kept among them is stepped over; nodes with inputs
  * stay in the order they were made, above every live one. */
@@ -588,6 +623,54 @@ static void test_threads(void)
     pg_arena_free(a);
 }
 
+/* Python-defined nodes: a sweep stops at each, its grad complete, and goes
+ * on after the caller's step; while paused, other sweeps wait (EBUSY);
+ * aborting clears the marks; C cannot compile them. */
+static void test_python_ops(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index x = L(a, 1.5), y = L(a, 2.0);
+    pg_index in[2] = {x, y};
+    int64_t c = pg_custom(a, in, 2, 5.0);
+    CHECK(c >= 0 && pg_data(a, (pg_index)c) == 5.0 && pg_ninputs(a, (pg_index)c) == 2);
+    CHECK(pg_op_kind(pg_opcode(a, (pg_index)c)) == PG_KIND_PYTHON);
+    pg_index z = O1(a, PG_MULC, (pg_index)c, 2.0);
+    pg_index u = O2(a, PG_MUL, z, x);               /* x also used later */
+    pg_index node = PG_NONE;
+    CHECK(pg_sweep(a, u, &node) == PG_PYTHON && node == (pg_index)c);
+    CLOSE(pg_grad(a, (pg_index)c), 2.0 * 1.5, 0);   /* complete when stopped */
+    CHECK(pg_backward(a, u) == PG_EBUSY);
+    CHECK(pg_sweep(a, u, &node) == PG_EBUSY);
+    pg_tape *t = NULL;
+    CHECK(pg_compile(a, &u, 1, &t) == PG_EBUSY && t == NULL);
+    /* "Python": c = x * y, so x gets y * grad and y gets x * grad */
+    pg_set_grad(a, x, pg_grad(a, x) + 2.0 * pg_grad(a, (pg_index)c));
+    pg_set_grad(a, y, pg_grad(a, y) + 1.5 * pg_grad(a, (pg_index)c));
+    CHECK(pg_sweep(a, PG_NONE, &node) == PG_OK);
+    CLOSE(pg_grad(a, x), 10.0 + 6.0, 0);             /* z directly, and via c */
+    CLOSE(pg_grad(a, y), 4.5, 0);
+    CHECK(pg_sweep(a, PG_NONE, &node) == PG_EINVAL); /* nothing paused */
+    /* abort: marks cleared, the next sweep is right */
+    CHECK(pg_sweep(a, u, &node) == PG_PYTHON);
+    pg_sweep_abort(a);
+    for (uint32_t ch = 0; ch < a->nchunks; ch++)
+        CHECK(!pg__chunk_marked(a, ch));
+    CHECK(pg_backward(a, z) == PG_OK);               /* passes c nothing */
+    CHECK(pg_compile(a, &u, 1, &t) == PG_ETYPE && t == NULL);
+    for (uint32_t ch = 0; ch < a->nchunks; ch++)
+        CHECK(!pg__chunk_marked(a, ch));
+    /* micrograd's _backward(): one local step, from the values */
+    pg_set_grad(a, z, 1.0);
+    pg_set_grad(a, (pg_index)c, 0.0);
+    CHECK(pg_local_backward(a, z) == PG_OK);
+    CLOSE(pg_grad(a, (pg_index)c), 2.0, 0);
+    CHECK(pg_local_backward(a, (pg_index)c) == PG_PYTHON);
+    CHECK(pg_local_backward(a, x) == PG_OK);         /* a leaf: nothing */
+    pg_index dead[1] = {424242u};
+    CHECK(pg_custom(a, dead, 1, 0.0) == PG_EINVAL);
+    pg_arena_free(a);
+}
+
 /* fork() while another thread is busy in the arena: with the fork hooks
  * the child can use the arena (without them it would inherit the lock held
  * by a thread it does not have, and hang). */
@@ -660,10 +743,12 @@ int main(int argc, char **argv)
     test_unclaimed();
     test_holes_for_leaves();
     test_frontier();
+    test_kept_nodes_with_inputs();
     test_far_leaves();
     test_pages_handed_back();
     test_nary();
     test_tape();
+    test_python_ops();
     test_bulk();
     test_threads();
     test_fork();

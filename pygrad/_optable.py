@@ -9,7 +9,8 @@ package exists.
 
 Columns:
   kind     the row's kind in csrc/ops.h: leaf, binary (two Values), const
-           (a Value and a number k folded into the op), unary, nary;
+           (a Value and a number k folded into the op), unary, nary, python
+           (an op written in Python, micrograd's way);
   op       micrograd's ``_op`` string; for a const op a format of k
            ('*{k}' prints as '*2', '{k}**' as '2**': k on the left means
            the number is the left operand, the reflected form);
@@ -44,9 +45,10 @@ OPS = {
     "RELU":    ("unary",  "ReLU",    ("relu",)),
     "SUM":     ("nary",   "sum",     ()),
     "DOT":     ("nary",   "dot",     ()),
-}
+    "PYOP":    ("python", "",        ()),   # Value(data, children, op): its
+}                                           # _op is the user's (engine.py)
 
-KINDS = ("leaf", "binary", "const", "unary", "nary")
+KINDS = ("leaf", "binary", "const", "unary", "nary", "python")
 
 
 def entry_point(name):

@@ -58,6 +58,8 @@ def _doubles(numbers, n):
         buf = _ffi.from_buffer("double[]", numbers)
     elif type(numbers).__module__ == "numpy" and hasattr(numbers, "dtype"):
         import numpy   # already imported: the object is numpy's
+        if numbers.dtype.kind not in "biufO":   # text, complex, dates, bytes...
+            raise TypeError(f"expected numbers, got a numpy array of dtype {numbers.dtype}")
         try:
             flat = numpy.ascontiguousarray(numbers, dtype=numpy.float64).reshape(-1)
         except (TypeError, ValueError) as exc:

@@ -28,6 +28,7 @@ import _thread
 import gc
 import math
 import numbers
+import signal
 import sys
 
 from . import _core, _optable, _side
@@ -84,7 +85,7 @@ def _recover():
     n = _lib.pg_unclaimed(_A, buf, 16)
     if not n or gc.get_freeze_count():
         return
-    owned = {v._h for v in gc.get_objects() if issubclass(type(v), Value)}
+    owned = {getattr(v, "_h", DEAD) for v in gc.get_objects() if issubclass(type(v), Value)}
     for j in range(n):
         if buf[j] not in owned:
             _lib.py_decref(buf[j])
@@ -332,18 +333,43 @@ for _name, _method in _operators().items():
 del _name, _method
 
 
+class _SigInt(int):
+    """SIGINT, whose attribute `again` makes it pending again.  An attribute
+    and not a call, because CPython runs pending signal handlers right after
+    a call returns: _thread.interrupt_main() called inside the hook below
+    would raise the KeyboardInterrupt inside the hook (and lose it again);
+    read through a property, C calls it, and the handler runs at the next
+    check point of the code the finalizer interrupted."""
+    again = property(_thread.interrupt_main)
+
+
+_SIGINT = _SigInt(signal.SIGINT)
+
+
 def _redelivering(previous):
     """An unraisable-exception hook that gives a Ctrl-C back to the program.
 
     CPython runs a signal handler at the next check point of whatever Python
     code runs, and a Value's __del__ is Python code that runs very often:
     the KeyboardInterrupt raised inside it can only be printed ("Exception
-    ignored in ...") and dropped.  This hook raises the signal again, so the
-    interrupt reaches the user's code at its next check point; every other
+    ignored in ...") and dropped.  This hook makes the signal pending again,
+    so the interrupt reaches the user's code at its next check point; and
+    as the handler can run on __del__'s first instruction, before its body,
+    the hook does what the body did not: it releases the handle's node (the
+    handle is the frame's `self`, found through the traceback).  Every other
     report goes to the hook that was there before."""
     def hook(info):
         if info.exc_type is KeyboardInterrupt and info.object is Value.__del__:
-            _thread.interrupt_main()
+            tb = info.exc_traceback
+            while tb is not None and tb.tb_frame.f_code is not Value.__del__.__code__:
+                tb = tb.tb_next
+            handle = tb.tb_frame.f_locals.get("self") if tb is not None else None
+            if handle is not None:
+                i = getattr(handle, "_h", DEAD)
+                if i != DEAD:
+                    handle._h = DEAD
+                    _lib.py_decref(i)
+            _SIGINT.again
             return
         previous(info)
     hook.previous = previous

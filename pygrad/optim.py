@@ -27,8 +27,8 @@ class Optimizer:
         for j, p in enumerate(params):
             if p in seen:    # it would be stepped twice per step()
                 raise ValueError(
-                    f"parameter {j} is parameter {seen[p]} again (the same Value "
-                    "node); pass each parameter once")
+                    f"parameter {j} appears more than once: it is parameter {seen[p]} "
+                    "again (the same Value node), and would be stepped twice")
             seen[p] = j
         self.params = Indexed(params)    # keeps the Values (and nodes) alive
         self.lr = _at_least_zero(lr, "learning rate")

@@ -80,9 +80,15 @@ class _LeafState:
         return _LeafState, (self.data, self.grad, self.label)
 
     def load(self, cls=None):
-        if self._value is None:
-            self._value = _new_leaf(self.data, self.grad, self.label, cls)
-        return self._value
+        value = getattr(self, "_value", None)
+        if value is None:
+            try:
+                data, grad, label = self.data, self.grad, self.label
+            except AttributeError:   # made without its fields (a crafted pickle)
+                raise pickle.UnpicklingError(
+                    "pygrad: a saved Value without its data, grad and label") from None
+            value = self._value = _new_leaf(data, grad, label, cls)
+        return value
 
 
 def _new_leaf(data, grad, label, cls=None):
@@ -122,10 +128,22 @@ def reduce_value(v):
         ref = _refs.get(v._h)
         if ref is None:
             ref = _refs[v._h] = _LeafRef(v)
-    # a subclass comes back as itself, with the attributes of its own
-    args = (ref,) if type(v) is Value else (ref, type(v))
-    attrs = getattr(v, "__dict__", None)
-    return (_rebuild, args, dict(attrs)) if attrs else (_rebuild, args)
+    # a subclass comes back as itself, with the attributes of its own, in
+    # its __dict__ and in the slots its classes add (pickle's own form:
+    # a (dict, {slot: value}) state)
+    cls = type(v)
+    if cls is Value:
+        return (_rebuild, (ref,), dict(v.__dict__)) if v.__dict__ else (_rebuild, (ref,))
+    slots = {}
+    for klass in cls.__mro__:
+        if klass is Value:
+            break
+        names = klass.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name not in ("__dict__", "__weakref__") and hasattr(v, name):
+                slots[name] = getattr(v, name)
+    state = (dict(v.__dict__) or None, slots) if slots else (dict(v.__dict__) or None)
+    return (_rebuild, (ref, cls), state) if state else (_rebuild, (ref, cls))
 
 
 # Registered from here, so that engine.py (the lower layer) never imports
