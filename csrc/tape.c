@@ -70,7 +70,8 @@ static int collect(pg_arena *a, pg_tape *t, pg_instr **code)
     while (pending && pg__walk_chunk(a, &w)) {
         for (uint32_t o = w.top; o-- > 0 && pending;) {
             pg_index i = w.base + o;
-            if (!(a->flags[i] & PG_MARK))
+            /* (a leaf's PG_MARK here only says it is recorded already) */
+            if ((a->flags[i] & (PG_MARK | PG_LEAFNODE)) != PG_MARK)
                 continue;
             pg__unmark(a, i, &pending);
             if (pg_is_python(a->op[i]))

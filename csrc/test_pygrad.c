@@ -433,7 +433,7 @@ static void test_frontier(void)
 static void test_far_leaves(void)
 {
     pg_arena *a = pg_arena_new();
-    pg_index w = L(a, 3.0);
+    pg_index w = L(a, 3.0), old = O1(a, PG_MULC, w, 2.0);   /* a far non-leaf */
     pg_index junk[5000];
     for (int j = 0; j < 5000; j++)
         junk[j] = L(a, 1.0);
@@ -443,10 +443,24 @@ static void test_far_leaves(void)
     CHECK(x < junk[4999]);                      /* below the bump pointer */
     pg_index y = O2(a, PG_MUL, w, x);
     pg_index z = O2(a, PG_MUL, y, x);           /* w x^2 */
+    pg_index u = O2(a, PG_MUL, old, x);         /* reaches x, then old: the
+                                                 * walk passes x's slot */
     CHECK(pg_backward(a, z) == PG_OK);
     CLOSE(pg_grad(a, w), 0.0625, 0);
     CLOSE(pg_grad(a, x), 2 * 3.0 * 0.25, 0);
     CLOSE(pg_grad(a, y), 0.25, 0);
+    for (uint32_t c = 0; c < a->nchunks; c++)
+        CHECK(!pg__chunk_marked(a, c));
+    /* a tape over u = 2w * x: the leaf x, in a hole between u and old, is
+     * recorded, not visited as a node */
+    pg_tape *t = NULL;
+    CHECK(pg_compile(a, &u, 1, &t) == PG_OK && pg_tape_size(t) == 4);
+    pg_set_grad(a, w, 0.0);
+    pg_set_grad(a, x, 0.0);
+    CHECK(pg_tape_backward(t, 0) == PG_OK);
+    CLOSE(pg_grad(a, w), 2 * 0.25, 0);
+    CLOSE(pg_grad(a, x), 6.0, 0);
+    pg_tape_free(t);
     for (uint32_t c = 0; c < a->nchunks; c++)
         CHECK(!pg__chunk_marked(a, c));
     pg_arena_free(a);

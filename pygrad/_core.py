@@ -21,6 +21,10 @@ _ERRORS = {
     lib.PG_ENOMEM: (MemoryError, "pygrad: out of memory (or the arena's node limit)"),
     lib.PG_EINVAL: (RuntimeError, "pygrad: not a live node (a Value used after its node "
                                   "was released?)"),
+    lib.PG_EBUSY: (RuntimeError, "pygrad: a backward is running the _backward of an op "
+                                 "written in Python"),
+    lib.PG_ETYPE: (TypeError, "pygrad: the graph holds an op written in Python, which "
+                              "C cannot replay"),
 }
 # ... with Python's own wording where it differs by operator.
 _MESSAGES = {

@@ -25,11 +25,15 @@ The handle's lifetime, made safe against what Python can run in between:
   (_side.py), with no lock that a finalizer could deadlock on.
 """
 import _thread
+import functools
 import gc
 import math
 import numbers
+import os
 import signal
 import sys
+import threading
+import weakref
 
 from . import _core, _optable, _side
 from ._core import ARENA as _A
@@ -197,6 +201,169 @@ def _operators():
     return made
 
 
+class WeakCache:
+    """key -> object, held weakly, with no callback when an object dies:
+    a weakref callback is Python code run at a finalization, where a Ctrl-C
+    can land and be lost ("Exception ignored").  Dead entries are dropped
+    as they are met, and all of them whenever the cache has doubled."""
+
+    def __init__(self):
+        self._refs = {}
+        self._purge_at = 64
+
+    def setdefault(self, key, obj):
+        """The live object under key, else obj (which then takes the key)."""
+        ref = self._refs.get(key)
+        held = ref() if ref is not None else None
+        if held is not None:
+            return held
+        self._refs[key] = weakref.ref(obj)
+        if len(self._refs) >= self._purge_at:
+            self._refs = {k: r for k, r in list(self._refs.items()) if r() is not None}
+            self._purge_at = max(64, 2 * len(self._refs))
+        return obj
+
+    def get(self, key):
+        ref = self._refs.get(key)
+        return ref() if ref is not None else None
+
+    def __len__(self):
+        """How many objects it holds that are alive."""
+        return sum(1 for r in list(self._refs.values()) if r() is not None)
+
+
+# Handles that _prev handed out (and the Values walked from), by node: the
+# same node gives the same object while someone holds it.
+_handles = WeakCache()
+
+
+def _local_backward(v):
+    """v._backward() for a node made by a C op or a leaf."""
+    rc = _lib.pg_local_backward(_A, v._h)
+    if rc < 0:
+        raise _released(v) if v._h == DEAD else _error(rc, "_backward")
+
+
+# A sweep that reaches an op written in Python pauses in C while Python
+# runs it; meanwhile no other sweep may start (their marks would mix).
+# `_sweeps` lets one thread at a time start a sweep, and `_paused_on` names
+# the thread whose sweep is paused, so that code it runs inside (the op's
+# own backward, a finalizer, a signal handler) calling backward() gets an
+# error instead of waiting for itself.
+_sweeps = threading.RLock()
+_paused_on = [None]
+
+
+def _start_sweep(v, node):
+    """pg_sweep from v, under _sweeps: PG_OK or PG_PYTHON, or raises."""
+    if _paused_on[0] == threading.get_ident():
+        raise RuntimeError(
+            "pygrad: backward() (or compile(), grad()) called while this thread runs "
+            "the _backward of an op written in Python, from inside it (a finalizer or "
+            "signal handler that ran there counts): finish that backward first")
+    rc = _lib.pg_sweep(_A, v._h, node)
+    if rc == _lib.PG_EBUSY:    # paused by a thread interrupted before it could
+        _lib.pg_sweep_abort(_A)    # abort it (we hold _sweeps: it is not running)
+        rc = _lib.pg_sweep(_A, v._h, node)
+    if rc < 0:
+        raise _released(v) if v._h == DEAD else _error(rc, "backward")
+    return rc
+
+
+def _python_sweep(node):
+    """Runs the paused sweep to its end: at each op written in Python, its
+    _backward, then C again.  Any exception ends the sweep (its marks
+    cleared, so every graph stays usable) and propagates, with a note
+    naming the op."""
+    _paused_on[0] = threading.get_ident()
+    try:
+        while True:
+            i = node[0]
+            fn = _python_backward(i)
+            if fn is not None:
+                try:
+                    fn()
+                except BaseException as exc:
+                    state = _side.get(i) or {}
+                    op = state.get("_op", "")
+                    if hasattr(exc, "add_note"):
+                        exc.add_note(f"(raised by the _backward of the op written in "
+                                     f"Python {op!r}, during backward())")
+                    raise
+            if _lib.pg_sweep(_A, DEAD, node) != _lib.PG_PYTHON:
+                return
+    except BaseException:
+        _lib.pg_sweep_abort(_A)
+        raise
+    finally:
+        _paused_on[0] = None
+
+
+# Where an op written in Python keeps its _backward.  The lecture's closure
+# holds `out`, the op's own output handle, so storing the closure where the
+# node keeps it alive would make a cycle through C (node -> closure -> out
+# -> node) that Python's collector cannot see, and the node would never
+# die.  So while that handle lives, the closure is kept on it (a plain
+# Python cycle, handle <-> closure, which the collector frees as
+# micrograd's own cycles), and the node's state only points to the handle,
+# weakly.  When the collector finalizes the handle, the node may still be
+# in use by other nodes: the closure then moves to the node's state, its
+# hold on the handle replaced by a _View that does not own the node.
+_KEEPERS = {}    # Value class -> its subclass whose handles keep a _backward
+
+
+def _keep_backward(v, fn):
+    state = _side.ensure(v._h, "_backward")
+    state.pop("_backward", None)
+    if isinstance(v, _View):   # owns nothing: the node keeps fn itself
+        state["_backward"] = fn
+        return
+    v.__dict__["_pygrad_backward"] = fn
+    state["_keeper"] = weakref.ref(v)
+    cls = type(v)
+    if cls not in _KEEPERS.values():
+        keeper = _KEEPERS.get(cls)
+        if keeper is None:
+            keeper = _KEEPERS[cls] = type(cls.__name__, (cls,), {
+                "__slots__": (), "__del__": _keeper_del,
+                "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        v.__class__ = keeper
+
+
+def _python_backward(i):
+    """The _backward of node i, an op written in Python, or None."""
+    state = _side.get(i)
+    if not state:
+        return None
+    fn = state.get("_backward")
+    if fn is None:
+        keeper = state.get("_keeper")
+        keeper = keeper() if keeper is not None else None
+        if keeper is not None:
+            fn = keeper.__dict__.get("_pygrad_backward")
+    return fn
+
+
+def _keeper_del(self):
+    """__del__ of a handle that keeps its node's _backward (see above)."""
+    fn = self.__dict__.get("_pygrad_backward")
+    i = getattr(self, "_h", DEAD)
+    if fn is not None and i != DEAD:
+        key = _lib.pg_side_key(_A, i)
+        state = _side._states.get(key) if key else None
+        if state is not None:
+            for cell in getattr(fn, "__closure__", None) or ():
+                try:
+                    held = cell.cell_contents
+                except ValueError:   # a cell not yet filled
+                    continue
+                if held is self:
+                    cell.cell_contents = _View(i, key)
+            state["_backward"] = fn
+            state.pop("_keeper", None)
+    Value.__del__(self)
+
+
 def _number(value, what):
     k = value if value.__class__ is float else _as_float(value)
     if k is None:
@@ -212,17 +379,29 @@ class Value:
     __slots__ = ("_h", "__weakref__", "__dict__")
 
     def __init__(self, data, _children=(), _op="", label=""):
+        """A leaf holding `data`; or, given `_children` (Values) or `_op`
+        (a str), a node of an op written in Python, micrograd's way: its
+        inputs are the children, its value `data`, and assigning
+        ``out._backward`` gives it its backward (see _backward)."""
         if hasattr(self, "_h"):   # a second __init__ would leak, or rehash
             raise TypeError("Value is already initialised")
-        if _children or _op:
-            raise TypeError(
-                "pygrad.Value(): _children and _op are set by pygrad's own "
-                "operators; a Value made by hand is a leaf")
         if not isinstance(label, str):
             raise TypeError(f"Value.label must be a str, not {type(label).__name__}")
+        if not isinstance(_op, str):
+            raise TypeError(f"Value() _op must be a str, not {type(_op).__name__}")
         k = _number(data, "Value() data")
+        children = None
+        if _children or _op:
+            children = list(_children)
+            for c in children:
+                if not isinstance(c, Value):
+                    raise TypeError(f"Value() _children must be Values, not {type(c).__name__}")
         try:
-            r = _lib.py_leaf(k)
+            if children is None:
+                r = _lib.py_leaf(k)
+            else:
+                idx = [c._h for c in children]
+                r = _lib.pg_custom(_A, idx, len(idx), k)
             if r >= 0:
                 self._h = r
         except BaseException:
@@ -230,6 +409,8 @@ class Value:
             raise
         if r < 0:
             raise _error(r, "Value")
+        if _op:
+            _side.ensure(r, "_op")["_op"] = _op
         if label:
             self.label = label
 
@@ -287,19 +468,49 @@ class Value:
 
     @property
     def _prev(self):
-        """The Values this one was computed from (fresh handles that compare
-        equal to the originals)."""
-        return set(_children(self._h))
+        """The set of Values this one was computed from.  Walking a graph
+        through _prev meets one Python object per node (identity-based code,
+        such as micrograd's trace_graph, names nodes by id()): the handles
+        it hands out are kept, weakly, by node, and this Value is too."""
+        _handles.setdefault(self._h, self)
+        return set(_handles.setdefault(v._h, v) for v in _children(self._h))
 
     @property
     def _op(self):
+        """The op that made this Value, as micrograd writes it ('+', '*2',
+        'tanh', ... '' for a leaf; an op written in Python: its _op)."""
         code = _lib.pg_opcode(_A, self._h)
         if code < 0:
             raise _released(self)
         name, kind, text, _ = _core.OPS[code]
         if kind == "const":
             return text.format(k=_format_constant(_lib.pg_constant(_A, self._h)))
+        if kind == "python":
+            state = _side.get(self._h)
+            return state.get("_op", "") if state else ""
         return text
+
+    @property
+    def _backward(self):
+        """micrograd's local backward step, as a function: each input gets
+        (its local derivative, from the current values) * self.grad added,
+        once a call; nothing for a leaf.  For an op written in Python, the
+        function assigned (by default, nothing)."""
+        fn = _python_backward(self._h)
+        return fn if fn is not None else functools.partial(_local_backward, self)
+
+    @_backward.setter
+    def _backward(self, fn):
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__}")
+        code = _lib.pg_opcode(_A, self._h)
+        if code < 0:
+            raise _released(self)
+        if _core.OPS[code][1] != "python":
+            raise AttributeError(
+                "only a Value made as Value(data, _children, _op), an op written in "
+                f"Python, takes a _backward of its own; this one is '{self._op or 'a leaf'}'")
+        _keep_backward(self, fn)
 
     # -- identity: one node, one Value ------------------------------------
     def __eq__(self, other):
@@ -317,10 +528,13 @@ class Value:
 
     def backward(self):
         """d(self)/d(node) into every reachable node's grad, as micrograd:
-        self.grad = 1, the others accumulate (they are never zeroed)."""
-        rc = _lib.pg_backward(_A, self._h)
-        if rc < 0:
-            raise _released(self) if self._h == DEAD else _error(rc, "backward")
+        self.grad = 1, the others accumulate (they are never zeroed).  Ops
+        written in Python run their _backward at their place in the order."""
+        node = _ffi.new("pg_index *")
+        with _sweeps:
+            rc = _start_sweep(self, node)
+            if rc == _lib.PG_PYTHON:
+                _python_sweep(node)
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
@@ -331,6 +545,42 @@ class Value:
 for _name, _method in _operators().items():
     setattr(Value, _name, _method)
 del _name, _method
+
+
+class _View(Value):
+    """A Value that does not own its node: what a Python op's _backward
+    holds of its own output once that handle is gone (_keeper_del).  Every use checks that the node is
+    still the one it was made for (its side key is never reused), so a
+    _backward kept after its node died raises instead of reaching another."""
+
+    __slots__ = ("_node", "_key")
+
+    def __init__(self, i, key):   # noqa: D107 - not Value's signature on purpose
+        object.__setattr__(self, "_node", i)
+        object.__setattr__(self, "_key", key)
+
+    @property
+    def _h(self):
+        if _lib.pg_side_key(_A, self._node) != self._key:
+            raise _released(self)
+        return self._node
+
+    def __del__(self):
+        pass   # it owns nothing
+
+
+def _fork_child():
+    """In a fork()ed child: the threads that held pygrad's sweep lock or
+    had a sweep paused are gone."""
+    global _sweeps
+    _sweeps = threading.RLock()
+    if _paused_on[0] is not None and _paused_on[0] != threading.get_ident():
+        _lib.pg_sweep_abort(_A)
+    _paused_on[0] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fork_child)
 
 
 class _SigInt(int):

@@ -27,15 +27,14 @@ they are a file format, keep them.
 import os
 import pickle
 import threading
-import weakref
 
-from .engine import Value
+from .engine import Value, WeakCache
 
 # node index -> the _LeafRef of the pickle (or copy) under way, if any.
 # The lock makes "look up, else make" atomic between threads; it is
 # re-entrant because a finalizer or a signal handler may pickle in the
 # middle of it on the same thread, and a fork()ed child gets a new one.
-_refs = weakref.WeakValueDictionary()
+_refs = WeakCache()
 _refs_lock = threading.RLock()
 
 
@@ -127,7 +126,7 @@ def reduce_value(v):
     with _refs_lock:
         ref = _refs.get(v._h)
         if ref is None:
-            ref = _refs[v._h] = _LeafRef(v)
+            ref = _refs.setdefault(v._h, _LeafRef(v))
     # a subclass comes back as itself, with the attributes of its own, in
     # its __dict__ and in the slots its classes add (pickle's own form:
     # a (dict, {slot: value}) state)

@@ -18,6 +18,7 @@ from ._core import ARENA as _A
 from ._core import check as _check
 from ._core import ffi as _ffi
 from ._core import lib as _lib
+from . import engine
 from .engine import index_array
 
 
@@ -33,7 +34,15 @@ class Tape:
         # destructor (C, run by cffi) frees it: no moment exists where a
         # Ctrl-C could leave a compiled tape with no owner.
         self._slot = _ffi.gc(_ffi.new("pg_tape **"), _lib.pg_tape_free_at)
-        _check(_lib.pg_compile(_A, idx, len(self.roots), self._slot), "compile")
+        with engine._sweeps:   # no sweep may be paused at a Python op meanwhile
+            rc = _lib.pg_compile(_A, idx, len(self.roots), self._slot)
+        if rc == _lib.PG_ETYPE:
+            raise TypeError(
+                f"pygrad.compile(): the graph holds an op written in Python "
+                f"({_python_op(self.roots)!r}), which a tape cannot replay: compile "
+                "a graph of pygrad's own ops (the _backward of a Python op runs only "
+                "in backward())")
+        _check(rc, "compile")
         self._failed = _ffi.new("int *"), _ffi.new("pg_index *")
         self._stale = False   # the last forward() failed half-way
 
@@ -69,10 +78,25 @@ class Tape:
             raise RuntimeError("the last forward() of this tape failed half-way, so its "
                                "local derivatives are a mix of two points; call forward() "
                                "again (successfully) before backward()")
-        _check(_lib.pg_tape_backward(self._tape, root), "backward")
+        with engine._sweeps:   # (a multi-root tape marks nodes, as sweeps do)
+            _check(_lib.pg_tape_backward(self._tape, root), "backward")
 
     def __repr__(self):
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"
+
+
+def _python_op(roots):
+    """The _op of an op written in Python under roots (for an error)."""
+    seen, stack = set(), list(roots)
+    while stack:
+        v = stack.pop()
+        if _core.OPS[_lib.pg_opcode(_A, v._i)][1] == "python":
+            return v._op
+        for c in v._prev:
+            if c not in seen:
+                seen.add(c)
+                stack.append(c)
+    return "?"
 
 
 def compile(roots):   # noqa: A001 - the name micrograd users will look for

@@ -135,9 +135,16 @@ def test_setters_reject_non_numbers():
     assert (v.data, v.grad, v.label) == (1.0, 0.0, "")
 
 
-def test_children_and_op_arguments_are_refused():
-    with pytest.raises(TypeError, match="leaf"):
-        Value(1.0, (Value(2.0),), "+")
+def test_children_and_op_make_a_node_of_an_op_written_in_python():
+    """micrograd's constructor: Value(data, _children, _op) is a node whose
+    inputs are the children (issue 11; it used to be refused)."""
+    a = Value(2.0)
+    out = Value(5.0, (a, a), "twice")
+    assert out.data == 5.0 and out._op == "twice" and out._prev == {a}
+    with pytest.raises(TypeError, match="_children must be Values"):
+        Value(1.0, (2.0,), "+")
+    with pytest.raises(TypeError, match="_op must be a str"):
+        Value(1.0, (a,), 3)
 
 
 def test_three_argument_pow_is_a_type_error():
