@@ -298,6 +298,25 @@ static inline int pg__walk_chunk(const pg_arena *a, pg_walk *w)
     return 1;
 }
 
+/* collect.c: the nodes under roots[0..nroots): those with inputs in
+ * node[0..n), newest first, and the leaves in leaf[0..nleaf), in no order.
+ * PG_OK; PG_ETYPE if an op written in Python is among them (the lists are
+ * complete all the same); PG_EINVAL (a dead root), PG_EBUSY (a sweep is
+ * paused), PG_ENOMEM (then the lists are empty).  Marks left clear.  Free
+ * the lists with pg__nodes_free. */
+typedef struct pg_nodes {
+    pg_index *node;
+    size_t n, cap;
+    pg_index *leaf;
+    size_t nleaf, leaf_cap;
+} pg_nodes;
+int pg__collect(pg_arena *a, const pg_index *roots, size_t nroots, pg_nodes *s);
+void pg__nodes_free(pg_nodes *s);
+
+/* collect.c: appends x (size bytes) to a growable array; -1 (array
+ * unchanged) if it cannot grow. */
+int pg__push(void **arr, size_t *n, size_t *cap, size_t size, const void *x);
+
 /* arena.c: a fresh slot with ref 1, grad 0, flags 0 but for PG_LEAFNODE
  * and its generation, or PG_NONE when out of memory / over the limit (arena
  * unchanged).  For a leaf pass after = PG_NONE; for any other node, its
@@ -309,6 +328,11 @@ pg_index pg__alloc(pg_arena *a, pg_index after);
 /* arena.c: notes that this thread just made node i for its caller, who is
  * to own it (pg_unclaimed). */
 void pg__made(pg_arena *a, pg_index i);
+
+/* ops.c: pg_op1/pg_op2 under the lock, inputs live (op checked by the
+ * caller): the new node's index (one reference), its math error, or
+ * PG_ENOMEM.  A leaf holding the value while gradients are off. */
+int64_t pg__op(pg_arena *a, int op, pg_index x, pg_index y, double k);
 
 /* ops.c: a fresh leaf holding value, or PG_NONE (arena unchanged). */
 pg_index pg__leaf(pg_arena *a, double value);

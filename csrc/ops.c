@@ -31,9 +31,25 @@ int64_t pg_leaf(pg_arena *a, double value)
     return i == PG_NONE ? PG_ENOMEM : (int64_t)i;
 }
 
-/* Shared tail of pg_op1/pg_op2, under the lock, inputs already validated. */
-static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
-                         double k)
+/* Without gradients (pg_set_grad_mode): per thread, as torch's no_grad.
+ * Then every op makes a leaf holding its value, with no inputs. */
+static _Thread_local int no_grad;
+
+int pg_set_grad_mode(int enabled)
+{
+    int was = !no_grad;
+    no_grad = !enabled;
+    return was;
+}
+
+/* A leaf holding v, for an op made without gradients; PG_ENOMEM. */
+static int64_t leaf_instead(pg_arena *a, double v)
+{
+    pg_index i = pg__leaf(a, v);
+    return i == PG_NONE ? PG_ENOMEM : (int64_t)i;
+}
+
+int64_t pg__op(pg_arena *a, int op, pg_index xi, pg_index yi, double k)
 {
     double x = a->val[xi];
     double y = yi == PG_NONE ? 0.0 : a->val[yi];
@@ -41,6 +57,8 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
     int rc = pg_eval(op, x, y, k, &v, &dx, &dy);
     if (rc != PG_OK)
         return rc;
+    if (no_grad)
+        return leaf_instead(a, v);
     /* inputs gain one reference each (two if x is y): refuse before
      * allocating if that would overflow the count */
     if (a->ref[xi] >= PG_NONE - 2 || (yi != PG_NONE && a->ref[yi] >= PG_NONE - 2))
@@ -62,8 +80,15 @@ static int64_t make_node(pg_arena *a, int op, pg_index xi, pg_index yi,
     a->ref[xi]++;
     if (yi != PG_NONE)
         a->ref[yi]++;
-    pg__made(a, i);
     return i;
+}
+
+/* The result of a public creating call: noted for pg_unclaimed. */
+static int64_t made(pg_arena *a, int64_t r)
+{
+    if (r >= 0)
+        pg__made(a, (pg_index)r);
+    return r;
 }
 
 int64_t pg_op1(pg_arena *a, int op, pg_index x, double k)
@@ -73,7 +98,7 @@ int64_t pg_op1(pg_arena *a, int op, pg_index x, double k)
     if (!pg_has_k(op))
         k = 0.0;
     LOCK(a);
-    int64_t r = pg__is_live(a, x) ? make_node(a, op, x, PG_NONE, k) : PG_EINVAL;
+    int64_t r = pg__is_live(a, x) ? made(a, pg__op(a, op, x, PG_NONE, k)) : PG_EINVAL;
     UNLOCK(a);
     return r;
 }
@@ -84,7 +109,7 @@ int64_t pg_op2(pg_arena *a, int op, pg_index x, pg_index y)
         return PG_EINVAL;
     LOCK(a);
     int64_t r = pg__is_live(a, x) && pg__is_live(a, y)
-                    ? make_node(a, op, x, y, 0.0)
+                    ? made(a, pg__op(a, op, x, y, 0.0))
                     : PG_EINVAL;
     UNLOCK(a);
     return r;
@@ -127,6 +152,10 @@ static int64_t make_list_node(pg_arena *a, int op, const pg_index *p, size_t np,
     double v = given ? *given
                      : pg_nary_forward(op, a->val, list, (uint32_t)m,
                                        start == PG_NONE ? k : a->val[start]);
+    if (no_grad) {
+        r = made(a, leaf_instead(a, v));
+        goto fail;   /* (frees the list, which a leaf does not keep) */
+    }
     pg_index newest = start;
     for (size_t j = 0; j < m; j++)
         if (newest == PG_NONE || pg__newer(a, list[j], newest))

@@ -84,6 +84,14 @@ static inline double pg_relu(double x)
 }
 #endif
 
+/* relu's derivative, x > 0 ? 1 : 0 (micrograd's convention at 0), an op
+ * of its own so that a gradient graph through relu can be differentiated
+ * again (its own derivative is 0). */
+static inline double pg_unit_step(double x)
+{
+    return x > 0.0 ? 1.0 : 0.0;
+}
+
 /* d(b**e)/de = b**e * log(b).  At b == 0 the product is 0 * -inf; torch and
  * we take the limit 0 (forward already rejected 0 to a negative power). */
 static inline double pg_dpow_dexp(double b, double v)
@@ -127,34 +135,48 @@ static inline int pg_check_pow(double b, double e, double r)
 
 /* The table.  LEAF, NARY and PYTHON rows have no formulas here (0.0
  * stands in): a leaf's value is given, the n-ary loops are written out
- * below, a Python-defined op is Python's. */
-/*    op          kind    partials value v          dv/dx                 dv/dy               error, else PG_OK */
+ * below, a Python-defined op is Python's.
+ *
+ * The last two columns are the same derivatives as graphs, for gradients
+ * that can themselves be differentiated (grad.c): what input 0 and input 1
+ * receive, (dv/dx) * G and (dv/dy) * G, built from new nodes, where G is
+ * the node's adjoint, a node too.  G_X, G_Y, G_V name the nodes of x, y, v;
+ * G_MUL(p, q), G_NEG(p), G_MULC(p, c) ... make a node of that op; x, y, k,
+ * v are the numbers, for choices made where the formula has a branch
+ * (G_IF: at base 0, the exponent's derivative is 0, as in pg_dpow_dexp);
+ * G_ZERO: nothing.  Each term has at most one node-making argument, so
+ * nodes are made in one order (C leaves the order of arguments open), and
+ * each multiplies in the same order as the column before, so a gradient
+ * graph's values are the backward sweep's, bit for bit. */
+/*    op          kind    partials value v          dv/dx                 dv/dy               error, else PG_OK                 (dv/dx)*G as a graph                                 (dv/dy)*G as a graph */
 #define PG_OP_TABLE(X)                                                                                              \
-    X(PG_LEAF,    LEAF,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
-    X(PG_ADD,     BINARY, FIXED,   x + y,           1.0,                  1.0,                PG_OK)                \
-    X(PG_SUB,     BINARY, FIXED,   x - y,           1.0,                 -1.0,                PG_OK)                \
-    X(PG_MUL,     BINARY, VARY,    x * y,           y,                    x,                  PG_OK)                \
-    X(PG_DIV,     BINARY, VARY,    x / y,           1.0 / y,             -v / y,              pg_zerodiv(y))        \
-    X(PG_POW,     BINARY, VARY,    pow(x, y),       y * pow(x, y - 1.0),  pg_dpow_dexp(x, v), pg_check_pow(x, y, v)) \
-    X(PG_ADDC,    CONST,  FIXED,   x + k,           1.0,                  0.0,                PG_OK)                \
-    X(PG_MULC,    CONST,  FIXED,   x * k,           k,                    0.0,                PG_OK)                \
-    X(PG_SUBC,    CONST,  FIXED,   x - k,           1.0,                  0.0,                PG_OK)                \
-    X(PG_RSUBC,   CONST,  FIXED,   k - x,          -1.0,                  0.0,                PG_OK)                \
-    X(PG_DIVC,    CONST,  FIXED,   x / k,           1.0 / k,              0.0,                pg_zerodiv(k))        \
-    X(PG_RDIVC,   CONST,  VARY,    k / x,          -v / x,                0.0,                pg_zerodiv(x))        \
-    X(PG_POWC,    CONST,  VARY,    pow(x, k),       k * pow(x, k - 1.0),  0.0,                pg_check_pow(x, k, v)) \
-    X(PG_RPOWC,   CONST,  VARY,    pow(k, x),       pg_dpow_dexp(k, v),   0.0,                pg_check_pow(k, x, v)) \
-    X(PG_NEG,     UNARY,  FIXED,   -x,             -1.0,                  0.0,                PG_OK)                \
-    X(PG_EXP,     UNARY,  VARY,    exp(x),          v,                    0.0,                pg_check_math(x, v, PG_ERANGE))  \
-    X(PG_LOG,     UNARY,  VARY,    log(x),          1.0 / x,              0.0,                pg_check_math(x, v, PG_EDOMAIN)) \
-    X(PG_SIN,     UNARY,  VARY,    sin(x),          cos(x),               0.0,                pg_check_math(x, v, PG_EDOMAIN)) \
-    X(PG_COS,     UNARY,  VARY,    cos(x),         -sin(x),               0.0,                pg_check_math(x, v, PG_EDOMAIN)) \
-    X(PG_TANH,    UNARY,  VARY,    tanh(x),         1.0 - v * v,          0.0,                PG_OK)                \
-    X(PG_SIGMOID, UNARY,  VARY,    pg_sigmoid(x),   v * (1.0 - v),        0.0,                PG_OK)                \
-    X(PG_RELU,    UNARY,  VARY,    pg_relu(x),      (double)(v > 0.0),    0.0,                PG_OK)                \
-    X(PG_SUM,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
-    X(PG_DOT,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK)                \
-    X(PG_PYOP,    PYTHON, NONE,    0.0,             0.0,                  0.0,                PG_OK)
+    X(PG_LEAF,    LEAF,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
+    X(PG_ADD,     BINARY, FIXED,   x + y,           1.0,                  1.0,                PG_OK,                           G_ADJ,                                               G_ADJ) \
+    X(PG_SUB,     BINARY, FIXED,   x - y,           1.0,                 -1.0,                PG_OK,                           G_ADJ,                                               G_NEG(G_ADJ)) \
+    X(PG_MUL,     BINARY, VARY,    x * y,           y,                    x,                  PG_OK,                           G_MUL(G_Y, G_ADJ),                                   G_MUL(G_X, G_ADJ)) \
+    X(PG_DIV,     BINARY, VARY,    x / y,           1.0 / y,             -v / y,              pg_zerodiv(y),                   G_MUL(G_RDIVC(1.0, G_Y), G_ADJ),                     G_MUL(G_DIV(G_NEG(G_V), G_Y), G_ADJ)) \
+    X(PG_POW,     BINARY, VARY,    pow(x, y),       y * pow(x, y - 1.0),  pg_dpow_dexp(x, v), pg_check_pow(x, y, v),           G_MUL(G_MUL(G_Y, G_POW(G_X, G_SUBC(G_Y, 1.0))), G_ADJ), \
+                                                                                                                                   G_IF(x == 0.0, G_ZERO, G_IF(x < 0.0, G_MULC(G_ADJ, NAN), G_MUL(G_MUL(G_V, G_LOG(G_X)), G_ADJ)))) \
+    X(PG_ADDC,    CONST,  FIXED,   x + k,           1.0,                  0.0,                PG_OK,                           G_ADJ,                                               G_ZERO) \
+    X(PG_MULC,    CONST,  FIXED,   x * k,           k,                    0.0,                PG_OK,                           G_MULC(G_ADJ, k),                                    G_ZERO) \
+    X(PG_SUBC,    CONST,  FIXED,   x - k,           1.0,                  0.0,                PG_OK,                           G_ADJ,                                               G_ZERO) \
+    X(PG_RSUBC,   CONST,  FIXED,   k - x,          -1.0,                  0.0,                PG_OK,                           G_NEG(G_ADJ),                                        G_ZERO) \
+    X(PG_DIVC,    CONST,  FIXED,   x / k,           1.0 / k,              0.0,                pg_zerodiv(k),                   G_MULC(G_ADJ, 1.0 / k),                              G_ZERO) \
+    X(PG_RDIVC,   CONST,  VARY,    k / x,          -v / x,                0.0,                pg_zerodiv(x),                   G_MUL(G_DIV(G_NEG(G_V), G_X), G_ADJ),                G_ZERO) \
+    X(PG_POWC,    CONST,  VARY,    pow(x, k),       k * pow(x, k - 1.0),  0.0,                pg_check_pow(x, k, v),           G_MUL(G_MULC(G_POWC(G_X, k - 1.0), k), G_ADJ),       G_ZERO) \
+    X(PG_RPOWC,   CONST,  VARY,    pow(k, x),       pg_dpow_dexp(k, v),   0.0,                pg_check_pow(k, x, v),           G_IF(k == 0.0, G_ZERO, G_MUL(G_MULC(G_V, log(k)), G_ADJ)), G_ZERO) \
+    X(PG_NEG,     UNARY,  FIXED,   -x,             -1.0,                  0.0,                PG_OK,                           G_NEG(G_ADJ),                                        G_ZERO) \
+    X(PG_EXP,     UNARY,  VARY,    exp(x),          v,                    0.0,                pg_check_math(x, v, PG_ERANGE),  G_MUL(G_V, G_ADJ),                                   G_ZERO) \
+    X(PG_LOG,     UNARY,  VARY,    log(x),          1.0 / x,              0.0,                pg_check_math(x, v, PG_EDOMAIN), G_MUL(G_RDIVC(1.0, G_X), G_ADJ),                     G_ZERO) \
+    X(PG_SIN,     UNARY,  VARY,    sin(x),          cos(x),               0.0,                pg_check_math(x, v, PG_EDOMAIN), G_MUL(G_COS(G_X), G_ADJ),                            G_ZERO) \
+    X(PG_COS,     UNARY,  VARY,    cos(x),         -sin(x),               0.0,                pg_check_math(x, v, PG_EDOMAIN), G_MUL(G_NEG(G_SIN(G_X)), G_ADJ),                     G_ZERO) \
+    X(PG_TANH,    UNARY,  VARY,    tanh(x),         1.0 - v * v,          0.0,                PG_OK,                           G_MUL(G_RSUBC(1.0, G_MUL(G_V, G_V)), G_ADJ),         G_ZERO) \
+    X(PG_SIGMOID, UNARY,  VARY,    pg_sigmoid(x),   v * (1.0 - v),        0.0,                PG_OK,                           G_MUL(G_MUL(G_V, G_RSUBC(1.0, G_V)), G_ADJ),         G_ZERO) \
+    X(PG_RELU,    UNARY,  VARY,    pg_relu(x),      (double)(v > 0.0),    0.0,                PG_OK,                           G_MUL(G_STEP(G_X), G_ADJ),                           G_ZERO) \
+    X(PG_STEP,    UNARY,  FIXED,   pg_unit_step(x), 0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
+    X(PG_SUM,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
+    X(PG_DOT,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
+    X(PG_PYOP,    PYTHON, NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO)
 
 /* The op codes, one per row, in the table's order.  The binding gets their
  * values from the compiler (pygrad/_build.py), so none is retyped. */
@@ -237,7 +259,7 @@ static inline int pg_eval(int op, double x, double y, double k,
                           double *out, double *dx, double *dy)
 {
     switch (op) {
-#define PG_EVAL_CASE(op_, kind_, part_, v_, dx_, dy_, err_)                  \
+#define PG_EVAL_CASE(op_, kind_, part_, v_, dx_, dy_, err_, ...)                  \
     PG_IF_FORMULA(kind_,                                                     \
     case op_: {                                                              \
         double v = (v_);                                                     \
@@ -261,7 +283,7 @@ static inline int pg_eval(int op, double x, double y, double k,
 static inline int pg_check(int op, double x, double y, double k, double v)
 {
     switch (op) {
-#define PG_CHECK_CASE(op_, kind_, part_, v_, dx_, dy_, err_)                 \
+#define PG_CHECK_CASE(op_, kind_, part_, v_, dx_, dy_, err_, ...)                 \
     PG_IF_FORMULA(kind_, case op_: return (err_);)
     PG_OP_TABLE(PG_CHECK_CASE)
 #undef PG_CHECK_CASE

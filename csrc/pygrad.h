@@ -125,6 +125,33 @@ int64_t pg_inputs(pg_arena *a, pg_index i, pg_index *in, size_t cap);
  * passes nothing on: use pg_sweep to run those. */
 int pg_backward(pg_arena *a, pg_index root);
 
+/* Gradients without touching any grad (torch.autograd.grad):
+ *   pg_gradient: result[j] = d(sum_r seeds[r] * outs[r]) / d ins[j], numbers;
+ *   pg_gradient_graph: the same as new nodes (result[j] with one reference,
+ *     the caller's), which can be differentiated, compiled, drawn; seeds[r]
+ *     is a node, or PG_NONE_INDEX for 1;
+ *   pg_jvp: forward mode, result[r] = sum_j d outs[r] / d ins[j] *
+ *     tangents[j] (an input's value is taken as given: its own inputs do
+ *     not move it).
+ * An input the outputs do not depend on gets 0 (pg_gradient_graph: a new leaf
+ * 0.0).  Errors: PG_EINVAL (a dead index), PG_ETYPE (an op written in
+ * Python under the outputs: its backward is Python's), PG_EBUSY (a sweep
+ * is paused), PG_ENOMEM; pg_gradient_graph also the math errors of the nodes
+ * it makes (say a derivative 0 ** -0.5); on an error nothing is made or
+ * changed. */
+int pg_gradient(pg_arena *a, const pg_index *outs, const double *seeds, size_t nout,
+            const pg_index *ins, size_t nin, double *result);
+int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
+                  size_t nout, const pg_index *ins, size_t nin, pg_index *result);
+int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
+           const double *tangents, size_t nin, double *result);
+
+/* Gradients on (1, the default) or off (0) for the calling thread; returns
+ * the mode it replaces.  Off, every op (pg_op1, pg_op2, pg_sum, pg_dot,
+ * pg_custom) makes a leaf holding its value: no graph, no references on its
+ * inputs (torch's no_grad). */
+int pg_set_grad_mode(int enabled);
+
 /* pg_backward in steps, stopping at each Python-defined node so that its
  * caller can run the node's backward (which adds into its inputs' grads
  * with the node's grad, complete by then):
@@ -192,6 +219,14 @@ int pg_tape_forward(pg_tape *t, int *failed_op, pg_index *failed_node);
  * sweeps back over the nodes reachable from it: leaf grads accumulate, as
  * with pg_backward.  PG_EINVAL if r is out of range. */
 int pg_tape_backward(pg_tape *t, size_t r);
+
+/* Forward mode over the tape (CppAD's Forward(1)): result[r] = the tangent
+ * of root r given the tangents of nodes ins[0..nin) of the tape (their own
+ * inputs do not move them; other leaves: 0), from the local partials of the
+ * last pg_tape_forward (or of compile time).  No grad changes.  PG_EINVAL
+ * if an input is not a node of the tape or is given twice; PG_ENOMEM. */
+int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
+                double *result);
 
 size_t pg_tape_size(pg_tape *t);    /* nodes covered, leaves included */
 void pg_tape_free(pg_tape *t);      /* drops the tape's references; NULL ok */

@@ -10,6 +10,7 @@
  *   - the far inputs are prefetched PG_AHEAD instructions ahead.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include "tape.h"
 
@@ -82,7 +83,7 @@ static inline double pg_keep(double c, unsigned keep)
         last = v;                                                           \
         break;                                                              \
     }
-#define PG_FORWARD_CASES(op_, kind_, part_, v_, dx_, dy_, err_)             \
+#define PG_FORWARD_CASES(op_, kind_, part_, v_, dx_, dy_, err_, ...)             \
     PG_IF_FORMULA(kind_,                                                    \
     case op_:                                                               \
         PG_FORWARD_STEP(op_, v_, dx_, dy_, err_, val[e.in0], val[e.in1], 0) \
@@ -225,4 +226,75 @@ int pg_tape_backward(pg_tape *t, size_t r)
         backward_marked(t, t->root[r]);
     UNLOCK(a);
     return PG_OK;
+}
+
+/* Forward mode over the tape: the tangent of every node, oldest first,
+ * from the stored partials of the last forward(), as CppAD's Forward(1).
+ * The tangents live in the nodes' grads for the call (saved and put back);
+ * PG_MARK flags the tape's nodes meanwhile, minus the inputs, whose
+ * tangents are given. */
+int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
+                double *result)
+{
+    pg_arena *a = t->a;
+    size_t n = t->ncode, total = n + t->nleaf;
+    double *saved = malloc((total + 1) * sizeof *saved);
+    if (!saved)
+        return PG_ENOMEM;
+    LOCK(a);
+    for (size_t j = 0; j < total; j++) {
+        pg_index i = j < n ? t->fwd[j].out : t->leaf[j - n];
+        saved[j] = a->grad[i];
+        a->grad[i] = 0.0;
+        a->flags[i] |= PG_MARK;
+    }
+    int rc = PG_OK;
+    for (size_t j = 0; j < nin; j++)
+        if (!pg__is_live(a, ins[j]) || !(a->flags[ins[j]] & PG_MARK))
+            rc = PG_EINVAL;   /* not a node of this tape (or given twice) */
+        else {
+            a->grad[ins[j]] = tangents[j];
+            a->flags[ins[j]] &= (uint8_t)~PG_MARK;
+        }
+    const double *d = t->d;
+    pg_list *const *lp = t->list;
+    for (size_t j = 0; j < n && rc == PG_OK; j++) {
+        pg_step e = t->fwd[j];
+        int o = t->op[j] & PG_OPMASK;
+        const pg_list *l = pg_is_nary(o) ? *lp++ : NULL;
+        const double *dj = d;
+        d += pg_nparts(o);
+        if (!(a->flags[e.out] & PG_MARK))
+            continue;   /* an input: its tangent is given */
+        double tan;
+        if (l) {
+            uint32_t m = e.in0;
+            tan = e.in1 != PG_NONE ? a->grad[e.in1] : 0.0;
+            if (o == PG_SUM) {
+                for (uint32_t q = 0; q < m; q++)
+                    tan += a->grad[l->item[q]];
+            } else {
+                for (uint32_t q = 0; q < m / 2; q++)
+                    tan += a->val[l->item[m / 2 + q]] * a->grad[l->item[q]] +
+                           a->val[l->item[q]] * a->grad[l->item[m / 2 + q]];
+            }
+        } else {
+            int swapped = (t->op[j] & PG_CHAIN1) != 0;   /* chained input first */
+            tan = dj[swapped && pg_nparts(o) == 2] * a->grad[e.in0];
+            if (pg_nparts(o) == 2)
+                tan += dj[!swapped] * a->grad[e.in1];
+        }
+        a->grad[e.out] = tan;
+    }
+    if (rc == PG_OK)
+        for (size_t r = 0; r < t->nroots; r++)
+            result[r] = a->grad[t->root[r]];
+    for (size_t j = 0; j < total; j++) {
+        pg_index i = j < n ? t->fwd[j].out : t->leaf[j - n];
+        a->grad[i] = saved[j];
+        a->flags[i] &= (uint8_t)~PG_MARK;
+    }
+    UNLOCK(a);
+    free(saved);
+    return rc;
 }

@@ -30,7 +30,7 @@ static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
 {
     const double *val = a->val;
     switch (op) {
-#define PG_BACK_CASE(op_, kind_, part_, v_, dx_, dy_, err_)                  \
+#define PG_BACK_CASE(op_, kind_, part_, v_, dx_, dy_, err_, ...)                  \
     PG_IF_FORMULA(kind_,                                                     \
     case op_: {                                                              \
         double x = val[in0];                                                 \

@@ -7,99 +7,12 @@
 #include <string.h>
 #include "tape.h"
 
-/* One instruction as collect() finds it, before lay_out spreads it over
- * the tape's streams. */
-typedef struct pg_instr {
-    pg_index out;
-    pg_index in0, in1;
-    uint32_t op;
-    pg_aux aux;
-} pg_instr;
-
-/* Appends x to a growable array; -1 (array unchanged) if it cannot grow. */
-static int push(void **arr, size_t *n, size_t *cap, size_t size, const void *x)
-{
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 256;
-        if (c > SIZE_MAX / size)
-            return -1;
-        void *grown = realloc(*arr, c * size);
-        if (!grown)
-            return -1;
-        *arr = grown;
-        *cap = c;
-    }
-    memcpy((char *)*arr + *n * size, x, size);
-    (*n)++;
-    return 0;
-}
-
-/* A node collect() reaches: a leaf is recorded in t->leaf once (flagged
- * PG_MARK meanwhile, which the sweeps never set on leaves); any other node
- * is marked, for the walk to visit.  *rc becomes PG_ENOMEM if the leaf
- * array cannot grow. */
-static void reach(pg_arena *a, pg_tape *t, pg_index i, size_t *pending,
-                  size_t *leaf_cap, int *rc)
-{
-    if (!(a->flags[i] & PG_LEAFNODE)) {
-        pg__mark(a, i, pending);
-    } else if (!(a->flags[i] & PG_MARK)) {
-        a->flags[i] |= PG_MARK;
-        if (push((void **)&t->leaf, &t->nleaf, leaf_cap, sizeof i, &i)) {
-            a->flags[i] &= (uint8_t)~PG_MARK;
-            *rc = PG_ENOMEM;
-        }
-    }
-}
-
-/* The marking sweep of pg_backward, minus the maths, from t's roots:
- * records every node it visits (newest first) in *code, and the leaves
- * reached in t->leaf.  If an array cannot grow it keeps sweeping anyway, to
- * clear every mark, and reports PG_ENOMEM. */
-static int collect(pg_arena *a, pg_tape *t, pg_instr **code)
-{
-    pg_index newest = t->root[0];
-    size_t pending = 0, code_cap = 0, leaf_cap = 0;
-    int rc = PG_OK;
-    for (size_t r = 0; r < t->nroots; r++) {
-        if (pg__newer(a, t->root[r], newest))
-            newest = t->root[r];
-        reach(a, t, t->root[r], &pending, &leaf_cap, &rc);
-    }
-    pg_walk w = pg__walk_from(newest);
-    while (pending && pg__walk_chunk(a, &w)) {
-        for (uint32_t o = w.top; o-- > 0 && pending;) {
-            pg_index i = w.base + o;
-            /* (a leaf's PG_MARK here only says it is recorded already) */
-            if ((a->flags[i] & (PG_MARK | PG_LEAFNODE)) != PG_MARK)
-                continue;
-            pg__unmark(a, i, &pending);
-            if (pg_is_python(a->op[i]))
-                rc = PG_ETYPE;   /* C cannot replay it (the sweep goes on, to clear the marks) */
-            if (pg_has_list(a->op[i])) {
-                for (uint32_t j = 0; j < a->in0[i]; j++)
-                    reach(a, t, a->aux[i].list->item[j], &pending, &leaf_cap, &rc);
-            } else {
-                reach(a, t, a->in0[i], &pending, &leaf_cap, &rc);
-            }
-            if (a->in1[i] != PG_NONE)
-                reach(a, t, a->in1[i], &pending, &leaf_cap, &rc);
-            pg_instr ins = {i, a->in0[i], a->in1[i], a->op[i], a->aux[i]};
-            if (rc == PG_OK && push((void **)code, &t->ncode, &code_cap, sizeof ins, &ins))
-                rc = PG_ENOMEM;
-        }
-    }
-    for (size_t j = 0; j < t->nleaf; j++)
-        a->flags[t->leaf[j]] &= (uint8_t)~PG_MARK;
-    return rc;
-}
-
 /* PG_OK if every node found can take the tape's reference (and the
  * nodes' own), else PG_ENOMEM. */
-static int refs_can_grow(const pg_arena *a, const pg_tape *t, const pg_instr *code)
+static int refs_can_grow(const pg_arena *a, const pg_tape *t, const pg_index *code)
 {
     for (size_t j = 0; j < t->ncode; j++)
-        if (a->ref[code[j].out] >= PG_NONE - 2)
+        if (a->ref[code[j]] >= PG_NONE - 2)
             return PG_ENOMEM;
     for (size_t j = 0; j < t->nleaf; j++)
         if (a->ref[t->leaf[j]] >= PG_NONE - 2)
@@ -177,24 +90,25 @@ static int find_runs(pg_tape *t)
             continue;
         }
         pg_index run[2] = {i, 1};
-        if (push((void **)&t->runs, &t->nruns, &cap, sizeof run, run))
+        if (pg__push((void **)&t->runs, &t->nruns, &cap, sizeof run, run))
             return PG_ENOMEM;
     }
     return PG_OK;
 }
 
-/* Lays code[0..ncode) (newest first) out in t's arrays, oldest first.
- * PG_ENOMEM if an array cannot be had (t keeps what it got, for
- * tape_release). */
-static int lay_out(pg_tape *t, const pg_instr *code)
+/* Lays the nodes code[0..ncode) (newest first) out in t's arrays, oldest
+ * first, reading them from the arena.  PG_ENOMEM if an array cannot be had
+ * (t keeps what it got, for tape_release). */
+static int lay_out(pg_tape *t, const pg_index *code)
 {
+    const pg_arena *a = t->a;
     size_t n = t->ncode, nk = 0, nlist = 0;
     if (n > SIZE_MAX / (2 * sizeof(double)) - 1)
         return PG_ENOMEM;
     for (size_t j = 0; j < n; j++) {
-        nk += pg_has_k((int)code[j].op);
-        nlist += pg_is_nary((int)code[j].op);
-        t->nd += pg_nparts((int)code[j].op);
+        nk += pg_has_k(a->op[code[j]]);
+        nlist += pg_is_nary(a->op[code[j]]);
+        t->nd += pg_nparts(a->op[code[j]]);
     }
     t->op = malloc(n + 1);
     t->back = malloc(n + 1);
@@ -208,18 +122,19 @@ static int lay_out(pg_tape *t, const pg_instr *code)
     t->d[t->nd] = 0.0;   /* the spare */
     nk = 0;
     for (size_t j = 0; j < n; j++) {
-        const pg_instr *ins = &code[n - 1 - j];
-        int op = (int)ins->op;
+        pg_index i = code[n - 1 - j];
+        int op = a->op[i];
+        pg_aux aux = a->aux[i];
         pg_index sink = t->sink[j % PG_NSINKS];
-        pg_step f = {ins->in0, pg_arity(op) == 1 ? sink : ins->in1, ins->out, 0};
+        pg_step f = {a->in0[i], pg_arity(op) == 1 ? sink : a->in1[i], i, 0};
         f.far = pg_is_nary(op) ? sink : pg_arity(op) == 1 ? f.in0 : f.in1;
         pg_step b = f;
         t->op[j] = (uint8_t)op;
         t->back[j] = (uint8_t)(pg_nparts(op) | (pg_is_nary(op) ? PG_NARYOP : 0));
         if (pg_has_k(op))
-            t->k[nk++] = ins->aux.k;
+            t->k[nk++] = aux.k;
         if (pg_is_nary(op))
-            t->list[t->nlist++] = ins->aux.list;
+            t->list[t->nlist++] = aux.list;
         /* chained: the register hands the value and grad on, a sink
          * stands in for the chained input in bwd, and the partial of the
          * chained input comes first in d */
@@ -256,7 +171,7 @@ static void linearize(pg_tape *t)
         pg_step e = t->fwd[j];
         double v = val[e.out];
         switch (t->op[j] & PG_OPMASK) {
-#define PG_PARTIALS_CASE(op_, kind_, part_, v_, dx_, dy_, err_)             \
+#define PG_PARTIALS_CASE(op_, kind_, part_, v_, dx_, dy_, err_, ...)             \
         PG_IF_FORMULA(kind_,                                                \
         case op_: {                                                         \
             double x = val[e.in0];                                          \
@@ -311,11 +226,13 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
     pg_tape *t = tape_new(a, roots, nroots);
     if (!t)
         return PG_ENOMEM;
-    pg_instr *code = NULL;   /* newest first, until lay_out */
+    pg_nodes found;
     LOCK(a);
-    int rc = a->sweep.paused ? PG_EBUSY : pg__all_live(a, roots, nroots);
-    if (rc == PG_OK)
-        rc = collect(a, t, &code);
+    int rc = pg__collect(a, roots, nroots, &found);
+    t->ncode = found.n;
+    t->leaf = found.leaf;     /* the tape's own from here, freed with it */
+    t->nleaf = found.nleaf;
+    const pg_index *code = found.node;   /* newest first */
     if (rc == PG_OK)
         rc = refs_can_grow(a, t, code);
     if (rc == PG_OK)
@@ -330,7 +247,7 @@ int pg_compile(pg_arena *a, const pg_index *roots, size_t nroots, pg_tape **out)
         linearize(t);
     }
     UNLOCK(a);
-    free(code);
+    free(found.node);
     if (rc != PG_OK) {
         tape_release(t);
         return rc;

@@ -637,6 +637,82 @@ static void test_threads(void)
     pg_arena_free(a);
 }
 
+/* Gradients without touching grads: the seed exercise's gradient as
+ * numbers, as nodes (then its Hessian against the hand-derived entries),
+ * forward mode, and no grad changed anywhere. */
+static void test_gradients(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index in[3] = {L(a, 2), L(a, 3), L(a, 4)};
+    pg_index f = build_f(a, in[0], in[1], in[2]);
+    pg_set_grad(a, in[0], 7.0);                      /* must survive */
+    double g[3], one = 1.0;
+    CHECK(pg_gradient(a, &f, &one, 1, in, 3, g) == PG_OK);
+    CLOSE(g[0], -12.353553390593273, 1e-12);
+    CLOSE(g[1], 10.25699027111255, 1e-12);
+    CLOSE(g[2], 0.0625, 1e-12);
+    CHECK(pg_grad(a, in[0]) == 7.0 && pg_grad(a, in[1]) == 0.0);
+    /* as nodes: equal to the numbers, to the bit */
+    pg_index gn[3], none = PG_NONE;
+    size_t before = pg_live_nodes(a);
+    CHECK(pg_gradient_graph(a, &f, &none, 1, in, 3, gn) == PG_OK);
+    for (int j = 0; j < 3; j++)
+        CHECK(pg_data(a, gn[j]) == g[j]);
+    CHECK(pg_grad(a, in[0]) == 7.0);
+    /* the Hessian: d2f/da2 = -6a + 0.25 a^-1.5, d2f/db2 = -9 sin(3b) +
+     * 3.75 b^0.5, d2f/dc2 = -2/c^3, no mixed terms */
+    double H[3][3];
+    for (int r = 0; r < 3; r++)
+        CHECK(pg_gradient(a, &gn[r], &one, 1, in, 3, H[r]) == PG_OK);
+    CLOSE(H[0][0], -12.0 + 0.25 * pow(2.0, -1.5), 1e-12);
+    CLOSE(H[1][1], -9.0 * sin(9.0) + 3.75 * sqrt(3.0), 1e-12);
+    CLOSE(H[2][2], -2.0 / 64.0, 1e-12);
+    CHECK(H[0][1] == 0 && H[0][2] == 0 && H[1][0] == 0 && H[1][2] == 0 &&
+          H[2][0] == 0 && H[2][1] == 0);
+    /* third derivative through the graph of the graph: d3f/da3 =
+     * -6 - 0.375 a^-2.5 */
+    pg_index g2[1];
+    CHECK(pg_gradient_graph(a, &gn[0], &none, 1, in, 1, g2) == PG_OK);
+    double t3;
+    CHECK(pg_gradient(a, g2, &one, 1, in, 1, &t3) == PG_OK);
+    CLOSE(t3, -6.0 - 0.375 * pow(2.0, -2.5), 1e-12);
+    /* an input f does not depend on: 0, and a leaf 0.0 as a node */
+    pg_index other = L(a, 5.0), z;
+    double zero = -1;
+    CHECK(pg_gradient(a, &f, &one, 1, &other, 1, &zero) == PG_OK && zero == 0.0);
+    CHECK(pg_gradient_graph(a, &f, &none, 1, &other, 1, &z) == PG_OK && pg_data(a, z) == 0.0);
+    /* forward mode: the directional derivative along (1, 2, 3) */
+    double tan[3] = {1, 2, 3}, jv;
+    CHECK(pg_jvp(a, &f, 1, in, tan, 3, &jv) == PG_OK);
+    CLOSE(jv, g[0] + 2 * g[1] + 3 * g[2], 1e-12);
+    pg_tape *t = NULL;
+    CHECK(pg_compile(a, &f, 1, &t) == PG_OK);
+    double tjv;
+    CHECK(pg_tape_jvp(t, in, tan, 3, &tjv) == PG_OK);
+    CLOSE(tjv, jv, 1e-14);
+    CHECK(pg_tape_jvp(t, &other, tan, 1, &tjv) == PG_EINVAL);
+    pg_tape_free(t);
+    CHECK(pg_grad(a, in[0]) == 7.0 && pg_grad(a, f) == 0.0);
+    /* d(x*y)/dx is a node of its own, equal to y, not y */
+    pg_index prod = O2(a, PG_MUL, in[0], in[1]), dp;
+    CHECK(pg_gradient_graph(a, &prod, &none, 1, in, 1, &dp) == PG_OK);
+    CHECK(dp != in[1] && pg_data(a, dp) == 3.0);
+    /* a math error while making the derivative: nothing is made */
+    pg_index zero_leaf = L(a, 0.0), r = O1(a, PG_POWC, zero_leaf, 0.5), dr;
+    size_t live = pg_live_nodes(a);
+    CHECK(pg_gradient_graph(a, &r, &none, 1, &zero_leaf, 1, &dr) == PG_EZERODIV);
+    CHECK(pg_live_nodes(a) == live);
+    /* without gradients: a leaf */
+    int was = pg_set_grad_mode(0);
+    pg_index q = O2(a, PG_MUL, in[0], in[1]);
+    CHECK(was == 1 && pg_opcode(a, q) == PG_LEAF && pg_data(a, q) == 6.0);
+    CHECK(pg_ninputs(a, q) == 0);
+    pg_set_grad_mode(was);
+    CHECK(pg_opcode(a, O2(a, PG_MUL, in[0], in[1])) == PG_MUL);
+    (void)before;
+    pg_arena_free(a);
+}
+
 /* Python-defined nodes: a sweep stops at each, its grad complete, and goes
  * on after the caller's step; while paused, other sweeps wait (EBUSY);
  * aborting clears the marks; C cannot compile them. */
@@ -763,6 +839,7 @@ int main(int argc, char **argv)
     test_nary();
     test_tape();
     test_python_ops();
+    test_gradients();
     test_bulk();
     test_threads();
     test_fork();

@@ -43,6 +43,7 @@ OPS = {
     "TANH":    ("unary",  "tanh",    ("tanh",)),
     "SIGMOID": ("unary",  "sigmoid", ("sigmoid",)),
     "RELU":    ("unary",  "ReLU",    ("relu",)),
+    "STEP":    ("unary",  "step",    ("step",)),   # relu's derivative: x > 0
     "SUM":     ("nary",   "sum",     ()),
     "DOT":     ("nary",   "dot",     ()),
     "PYOP":    ("python", "",        ()),   # Value(data, children, op): its

@@ -536,6 +536,10 @@ class Value:
             if rc == _lib.PG_PYTHON:
                 _python_sweep(node)
 
+    def detach(self):
+        """A new leaf holding this Value's data (no graph behind it)."""
+        return Value(self.data)
+
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
 

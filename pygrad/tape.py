@@ -25,11 +25,14 @@ from .engine import index_array
 class Tape:
     """A frozen graph under one or more roots.  Holds its nodes alive."""
 
-    def __init__(self, roots):
+    def __init__(self, roots, inputs=None):
         self.single = not isinstance(roots, (list, tuple))
         self.roots, idx = index_array([roots] if self.single else roots, "compile() roots")
         if not self.roots:
             raise ValueError("compile() needs at least one root Value")
+        # the leaves each row feeds (map) and whose tangents jvp takes
+        self.inputs, self._inputs = (None, None) if inputs is None else \
+            index_array(inputs, "compile() inputs")
         # C writes the tape into memory this object already owns, whose
         # destructor (C, run by cffi) frees it: no moment exists where a
         # Ctrl-C could leave a compiled tape with no owner.
@@ -81,6 +84,30 @@ class Tape:
         with engine._sweeps:   # (a multi-root tape marks nodes, as sweeps do)
             _check(_lib.pg_tape_backward(self._tape, root), "backward")
 
+    def jvp(self, tangents, inputs=None):
+        """Forward mode over the tape (CppAD's Forward(1)): the derivative of
+        each root along `tangents`, one per input (the tape's `inputs` by
+        default), from the local derivatives of the last forward(); no grad
+        changes.  A float (a list for a tape of several roots)."""
+        ins, idx = (self.inputs, self._inputs) if inputs is None else \
+            index_array(inputs, "jvp() inputs")
+        if ins is None:
+            raise TypeError("tape.jvp(): name the inputs (compile(..., inputs=[...]) "
+                            "or jvp(tangents, inputs=[...]))")
+        tangents = list(tangents)
+        if len(tangents) != len(ins):
+            raise ValueError(f"tape.jvp(): {len(ins)} inputs but {len(tangents)} tangents")
+        if self._stale:
+            raise RuntimeError("the last forward() of this tape failed half-way: call "
+                               "forward() again (successfully) before jvp()")
+        out = _ffi.new("double[]", len(self.roots))
+        rc = _lib.pg_tape_jvp(self._tape, idx, [float(t) for t in tangents], len(ins), out)
+        if rc == _lib.PG_EINVAL:
+            raise ValueError("tape.jvp(): an input is not a node of this tape (or is "
+                             "given twice)")
+        _check(rc, "jvp")
+        return out[0] if self.single else list(out)
+
     def __repr__(self):
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"
 
@@ -99,6 +126,8 @@ def _python_op(roots):
     return "?"
 
 
-def compile(roots):   # noqa: A001 - the name micrograd users will look for
-    """Freeze the graph under a Value (or a list of Values) into a Tape."""
-    return Tape(roots)
+def compile(roots, inputs=None):   # noqa: A001 - the name micrograd users will look for
+    """Freeze the graph under a Value (or a list of Values) into a Tape.
+    `inputs`: the leaves that each row of a dataset feeds (Tape.map) and
+    whose tangents Tape.jvp takes."""
+    return Tape(roots, inputs)

@@ -21,6 +21,8 @@ UNARY = {
     "tanh": (lambda a: a.tanh(), [0.3, -1.7]),
     "sigmoid": (lambda a: a.sigmoid(), [0.3, -3.5]),
     "relu": (lambda a: a.relu(), [1.3, -0.4]),
+    "step": (lambda a: a.step() if hasattr(a, "step") else (a > 0).to(a.dtype) + 0 * a,
+             [1.3, -0.4]),   # torch has no step op: a comparison, whose grad is 0
     "add_const": (lambda a: a + 2, [1.3]),
     "radd_const": (lambda a: 2.5 + a, [1.3]),
     "sub_const": (lambda a: a - 2, [1.3]),

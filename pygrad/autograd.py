@@ -1,0 +1,210 @@
+"""Derivatives of derivatives: grad, jacobian, hessian, hvp, jvp, no_grad.
+
+The names follow torch.autograd where they overlap::
+
+    import pygrad
+    from pygrad import Value
+    x, y = Value(2.0), Value(3.0)
+    f = x * x * y
+    pygrad.grad(f, [x, y])                        # [12.0, 4.0]  (floats)
+    gx, gy = pygrad.grad(f, [x, y], create_graph=True)   # Values: a graph
+    pygrad.grad(gx, [x, y])                       # [6.0, 4.0]: a Hessian row
+    pygrad.hessian(f, [x, y])                     # [[6.0, 4.0], [4.0, 0.0]]
+
+None of them touches any ``.grad``.  With ``create_graph=True`` the C
+library builds the backward pass itself as new nodes, in one call, from
+each op's derivative written as a graph (csrc/ops.h): those Values can be
+differentiated again, to any order, compiled, drawn.  An op written in
+Python (micrograd's way) has its backward in Python, so these functions
+refuse it (TypeError naming the op); ``backward()`` runs it.
+"""
+from . import engine
+from ._core import ARENA as _A
+from ._core import check as _check
+from ._core import ffi as _ffi
+from ._core import lib as _lib
+from .engine import DEAD, Value, _new
+
+__all__ = ["grad", "jacobian", "hessian", "hvp", "jvp", "no_grad"]
+
+
+def _values(xs, what):
+    """(list of Values, whether a single Value was given)."""
+    if isinstance(xs, Value):
+        return [xs], True
+    xs = list(xs)
+    for x in xs:
+        if not isinstance(x, Value):
+            raise TypeError(f"{what} must be Values, not {type(x).__name__}")
+    return xs, False
+
+
+def _python_op_error(roots, what):
+    from .tape import _python_op
+    return TypeError(f"pygrad.{what}(): the graph holds an op written in Python "
+                     f"({_python_op(roots)!r}), whose backward is Python's: only "
+                     "backward() runs it")
+
+
+def _numbers(outs, ins, seeds, what):
+    """pg_gradient: d(sum seeds * outs)/d ins as floats."""
+    result = _ffi.new("double[]", max(len(ins), 1))
+    with engine._sweeps:
+        rc = _lib.pg_gradient(_A, [o._h for o in outs], seeds, len(outs),
+                              [x._h for x in ins], len(ins), result)
+    if rc == _lib.PG_ETYPE:
+        raise _python_op_error(outs, what)
+    _check(rc, what)
+    return list(result)[:len(ins)]
+
+
+def _graph(outs, ins, seeds, what):
+    """pg_gradient_graph: the same as Values.  The handles exist before C
+    hands out the references, so an interrupt leaves each owned or
+    released (as engine._children)."""
+    handles = [_new(Value) for _ in ins]
+    buf = _ffi.new("pg_index[]", [DEAD] * max(len(ins), 1))
+    keep = []    # seeds made from numbers, alive until C holds them
+    idx = []
+    for s in seeds:
+        if isinstance(s, Value):
+            idx.append(s._h)
+        elif s == 1.0:
+            idx.append(DEAD)     # C's own "1"
+        else:
+            keep.append(Value(s))
+            idx.append(keep[-1]._h)
+    try:
+        with engine._sweeps:
+            rc = _lib.pg_gradient_graph(_A, [o._h for o in outs], idx, len(outs),
+                                        [x._h for x in ins], len(ins), buf)
+        if rc == _lib.PG_ETYPE:
+            raise _python_op_error(outs, what)
+        _check(rc, what)
+        for j in range(len(ins)):
+            handles[j]._h = buf[j]
+    except BaseException:
+        for j in range(len(ins)):
+            if buf[j] != DEAD and not hasattr(handles[j], "_h"):
+                _lib.py_decref(buf[j])
+        raise
+    return handles
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False):
+    """d(sum_i grad_outputs[i] * outputs[i]) / d inputs (torch.autograd.grad).
+
+    outputs, inputs: a Value or a list of Values (inputs may be any nodes,
+    not only leaves).  grad_outputs: the weights (numbers or Values), 1 for
+    each output by default.  Returns floats, or with ``create_graph=True``
+    Values, nodes of a new graph that can be differentiated again; a list,
+    or one item when `inputs` is a single Value.  An input the outputs do
+    not depend on gets 0.0 (a constant Value with create_graph).  No
+    ``.grad`` is touched.
+    """
+    outs, _ = _values(outputs, "grad() outputs")
+    ins, single = _values(inputs, "grad() inputs")
+    if not outs:
+        raise ValueError("grad() needs at least one output")
+    if grad_outputs is None:
+        seeds = [1.0] * len(outs)
+    else:
+        seeds = [grad_outputs] if not isinstance(grad_outputs, (list, tuple)) else list(grad_outputs)
+        if len(seeds) != len(outs):
+            raise ValueError(f"grad(): {len(outs)} outputs but {len(seeds)} grad_outputs")
+        for s in seeds:
+            if not isinstance(s, Value) and engine._as_float(s) is None:
+                raise TypeError(f"grad() grad_outputs must be numbers or Values, "
+                                f"not {type(s).__name__}")
+    if create_graph:
+        got = _graph(outs, ins, [s if isinstance(s, Value) else float(s) for s in seeds],
+                     "grad")
+    else:
+        got = _numbers(outs, ins, [s.data if isinstance(s, Value) else float(s)
+                                   for s in seeds], "grad")
+    return got[0] if single else got
+
+
+def jacobian(outputs, inputs):
+    """The m x n matrix d outputs[i] / d inputs[j], as nested lists of
+    floats (torch.autograd.functional.jacobian, on a graph)."""
+    outs, single_out = _values(outputs, "jacobian() outputs")
+    ins, single_in = _values(inputs, "jacobian() inputs")
+    rows = [_numbers([o], ins, [1.0], "jacobian") for o in outs]
+    if single_in:
+        rows = [r[0] for r in rows]
+    return rows[0] if single_out else rows
+
+
+def hessian(output, inputs):
+    """The n x n matrix of second derivatives of one output, as nested
+    lists of floats: the gradient built as a graph once, then one row per
+    input from it."""
+    if not isinstance(output, Value):
+        raise TypeError(f"hessian() output must be a Value, not {type(output).__name__}")
+    ins, single = _values(inputs, "hessian() inputs")
+    g = _graph([output], ins, [1.0], "hessian")
+    rows = [_numbers([gi], ins, [1.0], "hessian") for gi in g]
+    return rows[0][0] if single else rows
+
+
+def hvp(output, inputs, v):
+    """The Hessian of output times the vector v, without forming the
+    Hessian: the gradient built as a graph, then one backward sweep of it
+    weighted by v.  A list of floats (one float for a single input)."""
+    if not isinstance(output, Value):
+        raise TypeError(f"hvp() output must be a Value, not {type(output).__name__}")
+    ins, single = _values(inputs, "hvp() inputs")
+    v = [v] if single and not isinstance(v, (list, tuple)) else list(v)
+    if len(v) != len(ins):
+        raise ValueError(f"hvp(): {len(ins)} inputs but a vector of {len(v)}")
+    g = _graph([output], ins, [1.0], "hvp")
+    got = _numbers(g, ins, [float(x) for x in v], "hvp")
+    return got[0] if single else got
+
+
+def jvp(outputs, inputs, tangents):
+    """Forward mode: sum_j d outputs / d inputs[j] * tangents[j], one sweep
+    over the graph in creation order (CppAD's Forward(1)).  An input's own
+    inputs do not move it.  A float per output (one float for a single
+    output)."""
+    outs, single_out = _values(outputs, "jvp() outputs")
+    ins, single_in = _values(inputs, "jvp() inputs")
+    tangents = [tangents] if single_in and not isinstance(tangents, (list, tuple)) \
+        else list(tangents)
+    if len(tangents) != len(ins):
+        raise ValueError(f"jvp(): {len(ins)} inputs but {len(tangents)} tangents")
+    result = _ffi.new("double[]", max(len(outs), 1))
+    with engine._sweeps:
+        rc = _lib.pg_jvp(_A, [o._h for o in outs], len(outs), [x._h for x in ins],
+                         [float(t) for t in tangents], len(ins), result)
+    if rc == _lib.PG_ETYPE:
+        raise _python_op_error(outs, "jvp")
+    _check(rc, "jvp")
+    got = list(result)[:len(outs)]
+    return got[0] if single_out else got
+
+
+class no_grad:
+    """``with pygrad.no_grad():`` ops compute values and make leaves: no
+    graph, and no memory kept for their inputs (evaluation loops, parameter
+    updates written as ops).  Per thread, as torch.no_grad; nests; also a
+    decorator."""
+
+    def __enter__(self):
+        self._was = _lib.pg_set_grad_mode(0)
+        return self
+
+    def __exit__(self, *exc):
+        _lib.pg_set_grad_mode(self._was)
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+        return wrapped
+
