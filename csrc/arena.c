@@ -50,6 +50,7 @@ void pg_arena_free(pg_arena *a)
     free(a->chunks);
     free(a->free_chunks);
     pg__side_free(&a->side);
+    pg__pool_free(a->pool);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
@@ -671,5 +672,7 @@ void pg_fork_parent(pg_arena *a)
 void pg_fork_child(pg_arena *a)
 {
     /* the thread that forked holds it, and is the child's only thread */
+    if (a->pool)
+        pg__pool_forget(a->pool);
     UNLOCK(a);
 }

@@ -50,6 +50,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include "pool.h"
 #include "pygrad.h"
 
 #define PG_CHUNK_BITS 10
@@ -167,6 +168,7 @@ struct pg_arena {
     size_t limit;            /* max live nodes, 0 = none */
 
     pg_side side;
+    pg_pool *pool;           /* worker threads for tape maps, or NULL */
 
     struct {                 /* the sweep paused at a Python-defined node */
         int paused;

@@ -228,6 +228,23 @@ int pg_tape_backward(pg_tape *t, size_t r);
 int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
                 double *result);
 
+/* The tape replayed over rows (CasADi's map, JAX's vmap): ins[0..nin) are
+ * leaves of the tape that each row feeds, rows the nrows x nin numbers
+ * (row-major); every other leaf is a parameter, its value taken as the
+ * call starts.  Outputs, each optional (NULL): values[b * nroots + q] the
+ * value of root q for row b; reduced[q] its sum over the rows (reduce 1)
+ * or mean (reduce 2); in_grads[b * nin + i] the derivative of the reduced
+ * root broot (of its sum for reduce 0) with respect to input i of row b.
+ * With broot >= 0 that derivative with respect to every parameter is
+ * added into its grad.  threads: how many (0: every core).  The results
+ * are the same, bit for bit, whatever the number of threads; no value
+ * changes, no other grad.  A math error: its status, *bad_row the lowest
+ * row with one and *bad_op its op, and nothing changed.  PG_EINVAL if an
+ * input is not a leaf of the tape (or is given twice), PG_ENOMEM. */
+int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
+                size_t nrows, int broot, int reduce, double *values, double *reduced,
+                double *in_grads, int threads, int64_t *bad_row, int *bad_op);
+
 size_t pg_tape_size(pg_tape *t);    /* nodes covered, leaves included */
 void pg_tape_free(pg_tape *t);      /* drops the tape's references; NULL ok */
 void pg_tape_free_at(pg_tape **t);  /* pg_tape_free(*t), then *t = NULL */

@@ -69,8 +69,9 @@ static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
  * (node i has stored partials, PG_STORED, and they are current, see
  * arena.h) a one- or two-input node costs two multiply-adds and no per-op
  * branch: a one-input node sends -0.0, which leaves any sum unchanged, to
- * input 0 a second time.  Returns 1, having done nothing, for a
- * Python-defined node (whose backward is Python's), else 0. */
+ * input 0 a second time.  Returns 1 for a Python-defined node, whose
+ * backward is Python's: its inputs are marked, their grads untouched;
+ * else 0. */
 static inline int pg_propagate(pg_arena *a, pg_index i, int stored,
                                size_t *pending)
 {
@@ -84,8 +85,13 @@ static inline int pg_propagate(pg_arena *a, pg_index i, int stored,
         return 0;
     }
     int op = a->op[i];
-    if (pg_is_python(op))
+    if (pg_is_python(op)) {
+        /* its backward is Python's, and adds to its inputs' grads: they
+         * must be visited after it */
+        for (uint32_t j = 0; j < a->in0[i]; j++)
+            pg__mark(a, a->aux[i].list->item[j], pending);
         return 1;
+    }
     pg_step_back(a, op, a->in0[i], a->in1[i], a->aux[i], a->val[i],
                  a->grad[i], 1, pending);
     return 0;

@@ -55,8 +55,13 @@ typedef struct pg_step {
  * instructions of a sweep.  64 instructions take a few hundred ns. */
 #define PG_AHEAD 64
 
+/* map.c: a tape's program for maps over rows (built on first use). */
+typedef struct pg_prog pg_prog;
+void pg__prog_free(pg_prog *p);
+
 struct pg_tape {
     pg_arena *a;
+    pg_prog *prog;      /* for pg_tape_map, or NULL */
     size_t ncode;       /* instructions: the non-leaf nodes, oldest first */
     uint8_t *op;        /* forward's: op code | PG_CHAIN* */
     uint8_t *back;      /* backward's: partials stored | PG_NARYOP | PG_CHAIN* */

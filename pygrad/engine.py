@@ -211,6 +211,16 @@ class WeakCache:
         self._refs = {}
         self._purge_at = 64
 
+    def add(self, key, obj):
+        """obj under key (a new node's only handle: nothing to look up)."""
+        self._refs[key] = weakref.ref(obj)
+        if len(self._refs) >= self._purge_at:
+            self._purge()
+
+    def _purge(self):
+        self._refs = {k: r for k, r in list(self._refs.items()) if r() is not None}
+        self._purge_at = max(64, 2 * len(self._refs))
+
     def setdefault(self, key, obj):
         """The live object under key, else obj (which then takes the key)."""
         ref = self._refs.get(key)
@@ -219,8 +229,7 @@ class WeakCache:
             return held
         self._refs[key] = weakref.ref(obj)
         if len(self._refs) >= self._purge_at:
-            self._refs = {k: r for k, r in list(self._refs.items()) if r() is not None}
-            self._purge_at = max(64, 2 * len(self._refs))
+            self._purge()
         return obj
 
     def get(self, key):
@@ -315,6 +324,20 @@ _KEEPERS = {}    # Value class -> its subclass whose handles keep a _backward
 def _keep_backward(v, fn):
     state = _side.ensure(v._h, "_backward")
     state.pop("_backward", None)
+    # The closure's hold on the op's inputs (the lecture's self, other):
+    # the node keeps its inputs alive, so a view that does not own them
+    # serves, and stays valid when the collector finalizes the handles
+    # (with the closure's cycle) that the node outlives.
+    inputs = set(_lib_inputs(v._h))
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            held = cell.cell_contents
+        except ValueError:   # a cell not yet filled
+            continue
+        if isinstance(held, Value) and not isinstance(held, _View) and held is not v \
+                and held._h in inputs:
+            key = _lib.pg_side_key(_A, held._h) or _side_key(held._h)
+            cell.cell_contents = _View(held._h, key)
     if isinstance(v, _View):   # owns nothing: the node keeps fn itself
         state["_backward"] = fn
         return
@@ -328,6 +351,20 @@ def _keep_backward(v, fn):
                 "__slots__": (), "__del__": _keeper_del,
                 "__module__": cls.__module__, "__qualname__": cls.__qualname__})
         v.__class__ = keeper
+
+
+def _lib_inputs(i):
+    """Node i's input indices (no references taken)."""
+    n = _check(_lib.pg_ninputs(_A, i), "_backward")
+    buf = _ffi.new("pg_index[]", max(n, 1))
+    _check(_lib.pg_inputs(_A, i, buf, n), "_backward")
+    return [buf[j] for j in range(n)]
+
+
+def _side_key(i):
+    """Node i's side key, made if it has none."""
+    _side.ensure(i, "_backward")
+    return _lib.pg_side_key(_A, i)
 
 
 def _python_backward(i):
@@ -409,6 +446,9 @@ class Value:
             raise
         if r < 0:
             raise _error(r, "Value")
+        # The Value the user made is the one _prev finds (a parameter's
+        # attributes, an identity-based walk), while it lives.
+        _handles.add(r, self)
         if _op:
             _side.ensure(r, "_op")["_op"] = _op
         if label:

@@ -68,7 +68,7 @@ def test_hash_and_equality_are_identity_of_the_node():
     assert len({a, b, a}) == 2
     d = {a: "a"}
     (p,) = (a + 1)._prev
-    assert d[p] == "a" and p is not a
+    assert d[p] == "a" and p is a   # the Value itself, as micrograd's _prev (issue 11)
     assert (a == 1.0) is False
 
 

@@ -134,10 +134,12 @@ SIGINT_SCRIPT = """
     base = pygrad.live_nodes()
     state = {"caught": 0, "sent": 0, "lost": 0}
     done = threading.Event()
+    ready = threading.Event()      # the main thread is inside its try
     main_thread = threading.main_thread().ident
 
     def send_ctrl_c():
         rnd = random.Random(15)
+        ready.wait()
         for k in range(300):
             time.sleep(rnd.uniform(0.0005, 0.003))
             before = state["caught"]
@@ -156,6 +158,7 @@ SIGINT_SCRIPT = """
         kept = None
         while True:
             try:
+                ready.set()
                 while not done.is_set():
                     kept = work()
                 return

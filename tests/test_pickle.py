@@ -90,9 +90,17 @@ def test_shared_values_stay_shared(protocol):
     assert (la.data, lb.data) == (1.0, 2.0)
 
 
+def second_handle(v):
+    """Another handle of v's node (_prev hands out v itself now)."""
+    from pygrad._core import ARENA, lib
+    from pygrad.engine import _wrap
+    assert lib.pg_incref(ARENA, v._i) == 0
+    return _wrap(v._i)
+
+
 def test_handles_of_one_node_load_as_one_value():
     w, x = Value(0.5, label="w"), Value(3.0, label="x")
-    prev = list((w * x)._prev)            # fresh handles of w and x
+    prev = [second_handle(w), second_handle(x)]
     assert w in prev and all(p is not w for p in prev)
     loaded = pickle.loads(pickle.dumps([w, x] + prev))
     lw, lx = loaded[:2]

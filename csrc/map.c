@@ -1,0 +1,647 @@
+/* map.c -- one tape replayed over many rows of inputs (pg_tape_map), as
+ * CasADi's Function.map and JAX's vmap: the forward and backward sweeps of
+ * the tape, each instruction over a block of rows at once (a plain loop
+ * the compiler vectorises), blocks shared among worker threads (pool.c).
+ *
+ * The program.  The tape's instructions are renumbered for rows: the
+ * inputs (the leaves each row feeds) are row arrays 0..nin-1, instruction
+ * j's output is row array nin + j, and every other leaf of the tape is a
+ * parameter, one number for all rows (operand code -1 - p).  A block holds
+ * R rows of every row array, row-contiguous: values V[a][r] and, for
+ * backward, adjoints A[a][r]; a parameter's adjoint is one number per
+ * block, the sum over its rows.
+ *
+ * Determinism.  Blocks of R rows are fixed by the tape alone, not by the
+ * thread count; each block's sums (root values, parameter gradients) run
+ * over its rows in order, and the blocks' sums are added in block order,
+ * after each wave of blocks: so the result is the same, bit for bit, with
+ * any number of threads.  Per row, values are eager mode's to the bit (the
+ * table's formulas, the same libm calls).
+ *
+ * All or nothing.  Parameter gradients are summed apart and added to the
+ * nodes' grads only when every row succeeded; a math error reports the
+ * lowest row that has one (a block that fails is replayed row by row to
+ * find it) and the op.  No value of any node changes.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "pool.h"
+#include "tape.h"
+
+#define WAVE 32   /* blocks between two reductions */
+
+struct pg_prog {
+    uint32_t nin, npar, ncode, nroots, R;
+    pg_index *in_node;    /* nin: the inputs, in the caller's order */
+    pg_index *par_node;   /* npar */
+    uint8_t *op;          /* ncode */
+    int32_t *a0, *a1;     /* operands (n-ary: a1 the start, or INT32_MIN) */
+    double *k;            /* CONST ops' k, n-ary constant start */
+    uint32_t *lo, *ln;    /* n-ary: operands lst[lo .. lo+ln) */
+    int32_t *lst;
+    int32_t *root;        /* nroots */
+};
+
+#define NOSTART INT32_MIN
+
+void pg__prog_free(pg_prog *p)
+{
+    if (!p)
+        return;
+    free(p->in_node);
+    free(p->par_node);
+    free(p->op);
+    free(p->a0);
+    free(p->a1);
+    free(p->k);
+    free(p->lo);
+    free(p->ln);
+    free(p->lst);
+    free(p->root);
+    free(p);
+}
+
+/* -- building the program ------------------------------------------------ */
+
+/* node index -> operand code, open addressing, for building only */
+typedef struct codemap {
+    pg_index *key;
+    int32_t *code;
+    size_t cap;
+} codemap;
+
+static size_t cm_slot(const codemap *m, pg_index i)
+{
+    size_t s = ((uint32_t)i * 2654435761u) & (m->cap - 1);
+    while (m->key[s] != PG_NONE && m->key[s] != i)
+        s = (s + 1) & (m->cap - 1);
+    return s;
+}
+
+static int32_t cm_get(const codemap *m, pg_index i)
+{
+    size_t s = cm_slot(m, i);
+    return m->key[s] == i ? m->code[s] : NOSTART;
+}
+
+static void cm_put(codemap *m, pg_index i, int32_t code)
+{
+    size_t s = cm_slot(m, i);
+    m->key[s] = i;
+    m->code[s] = code;
+}
+
+/* The program of tape t for inputs ins[0..nin) (nodes of the tape that are
+ * leaves, each once): NULL with *rc PG_EINVAL if they are not, or
+ * PG_ENOMEM.  Under the lock. */
+static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
+{
+    size_t n = t->ncode, nl = t->nleaf;
+    pg_prog *p = calloc(1, sizeof *p);
+    codemap m = {NULL, NULL, 64};
+    while (m.cap < 2 * (n + nl + nin + 1))
+        m.cap *= 2;
+    m.key = malloc(m.cap * sizeof *m.key);
+    m.code = malloc(m.cap * sizeof *m.code);
+    size_t nlst = 0;
+    for (size_t j = 0, q = 0; j < n; j++)
+        if (pg_is_nary(t->op[j] & PG_OPMASK))
+            nlst += t->list[q++] ? t->fwd[j].in0 : 0;
+    if (p) {
+        p->in_node = malloc((nin + 1) * sizeof *p->in_node);
+        p->par_node = malloc((nl + 1) * sizeof *p->par_node);
+        p->op = malloc(n + 1);
+        p->a0 = malloc((n + 1) * sizeof *p->a0);
+        p->a1 = malloc((n + 1) * sizeof *p->a1);
+        p->k = malloc((n + 1) * sizeof *p->k);
+        p->lo = malloc((n + 1) * sizeof *p->lo);
+        p->ln = malloc((n + 1) * sizeof *p->ln);
+        p->lst = malloc((nlst + 1) * sizeof *p->lst);
+        p->root = malloc((t->nroots + 1) * sizeof *p->root);
+    }
+    if (!p || !m.key || !m.code || !p->in_node || !p->par_node || !p->op || !p->a0 ||
+        !p->a1 || !p->k || !p->lo || !p->ln || !p->lst || !p->root) {
+        *rc = PG_ENOMEM;
+        goto fail;
+    }
+    for (size_t s = 0; s < m.cap; s++)
+        m.key[s] = PG_NONE;
+    p->nin = (uint32_t)nin;
+    p->ncode = (uint32_t)n;
+    p->nroots = (uint32_t)t->nroots;
+    /* the tape's leaves: inputs or parameters */
+    for (size_t j = 0; j < nl; j++)
+        cm_put(&m, t->leaf[j], -2);   /* "a leaf, not yet numbered" */
+    for (size_t i = 0; i < nin; i++) {
+        if (cm_get(&m, ins[i]) != -2) {   /* not a leaf of the tape, or twice */
+            *rc = PG_EINVAL;
+            goto fail;
+        }
+        cm_put(&m, ins[i], (int32_t)i);
+        p->in_node[i] = ins[i];
+    }
+    for (size_t j = 0; j < nl; j++)
+        if (cm_get(&m, t->leaf[j]) == -2) {
+            cm_put(&m, t->leaf[j], -1 - (int32_t)p->npar);
+            p->par_node[p->npar++] = t->leaf[j];
+        }
+    for (size_t j = 0; j < n; j++)
+        cm_put(&m, t->fwd[j].out, (int32_t)(nin + j));
+    /* the instructions */
+    const double *kp = t->k;
+    pg_list *const *lp = t->list;
+    nlst = 0;
+    for (size_t j = 0; j < n; j++) {
+        int op = t->op[j] & PG_OPMASK;
+        pg_step e = t->fwd[j];
+        p->op[j] = (uint8_t)op;
+        p->k[j] = pg_has_k(op) ? *kp++ : 0.0;
+        if (pg_is_nary(op)) {
+            const pg_list *l = *lp++;
+            p->lo[j] = (uint32_t)nlst;
+            p->ln[j] = e.in0;
+            for (uint32_t q = 0; q < e.in0; q++)
+                p->lst[nlst++] = cm_get(&m, l->item[q]);
+            p->a0[j] = 0;
+            p->a1[j] = e.in1 == PG_NONE ? NOSTART : cm_get(&m, e.in1);
+            p->k[j] = l->k;
+        } else {
+            p->a0[j] = cm_get(&m, e.in0);
+            p->a1[j] = pg_arity(op) == 2 ? cm_get(&m, e.in1) : p->a0[j];
+        }
+    }
+    for (size_t r = 0; r < t->nroots; r++)
+        p->root[r] = cm_get(&m, t->root[r]);
+    /* rows per block: 64, fewer for a big tape (a block's values and
+     * adjoints stay within a few MiB) */
+    size_t per_row = ((size_t)nin + n) * 2 * sizeof(double);
+    p->R = 64;
+    while (p->R > 8 && per_row * p->R > ((size_t)4 << 20))
+        p->R /= 2;
+    free(m.key);
+    free(m.code);
+    return p;
+fail:
+    free(m.key);
+    free(m.code);
+    pg__prog_free(p);
+    return NULL;
+}
+
+/* -- one block ------------------------------------------------------------ */
+
+typedef struct job {
+    const pg_prog *p;
+    const double *rows;
+    size_t nrows, nblocks;
+    const double *par;        /* the parameters' values, a snapshot */
+    int broot;                /* root to differentiate, -1: none */
+    double seed;              /* d(reduced)/d(root of a row): 1 or 1/nrows */
+    double *values;           /* nrows * nroots, or NULL */
+    double *in_grads;         /* nrows * nin, or NULL */
+    size_t wave0, wave_n;     /* the wave: blocks wave0 .. wave0+wave_n */
+    atomic_size_t next;
+    double *blk_par;          /* wave_n * npar */
+    double *blk_val;          /* wave_n * nroots */
+    double *scratch[PG_MAX_THREADS];
+    atomic_int failed;        /* some block of the wave failed */
+    size_t bad_row;           /* the lowest failing row of the wave, ... */
+    int bad_op, bad_rc;       /* ... its op and error (under err_m) */
+    pthread_mutex_t err_m;
+} job;
+
+/* Row array a of a block (V or A), or the parameter's number. */
+#define ROWS(base, a, R) ((base) + (size_t)(a) * (R))
+
+/* The loops over the rows of one instruction, specialised (by inlining
+ * with constant arguments) on the op and on which operands are parameters
+ * (xa, ya: 1 for a row array, 0 for one number). */
+#if defined(__GNUC__)
+#define PG_INLINE static inline __attribute__((always_inline))
+#else
+#define PG_INLINE static inline
+#endif
+
+/* Forward: o[r] = op(x, y; k) for r < nb; the row of the first math error
+ * (and *rc), or nb. */
+PG_INLINE size_t fwd_rows(int op, const double *xs, int xa, const double *ys, int ya,
+                          double k, double *o, size_t nb, int *rc)
+{
+    for (size_t r = 0; r < nb; r++) {
+        double x = xa ? xs[r] : xs[0], y = ya ? ys[r] : ys[0], v = 0.0;
+        int err = PG_OK;
+        (void)y; (void)k;
+        switch (op) {
+#define PG_MAP_FWD(op_, kind_, part_, v_, dx_, dy_, err_, ...)               \
+        PG_IF_FORMULA(kind_, case op_: v = (v_); err = (err_); break;)
+        PG_OP_TABLE(PG_MAP_FWD)
+#undef PG_MAP_FWD
+        default:
+            break;
+        }
+        if (err != PG_OK) {
+            *rc = err;
+            return r;
+        }
+        o[r] = v;
+    }
+    return nb;
+}
+
+/* Backward: input 0 gets dx * g, input 1 dy * g (two: a two-input op),
+ * into row arrays tx, ty, or summed over the rows into one number. */
+PG_INLINE void bwd_rows(int op, const double *xs, int xa, const double *ys, int ya,
+                        const double *vs, double k, const double *g, double *tx,
+                        double *ty, int two, size_t nb)
+{
+    double sx = 0.0, sy = 0.0;
+    for (size_t r = 0; r < nb; r++) {
+        double x = xa ? xs[r] : xs[0], y = ya ? ys[r] : ys[0], v = vs[r];
+        double dx = 0.0, dy = 0.0;
+        (void)x; (void)y; (void)k; (void)v;
+        switch (op) {
+#define PG_MAP_BWD(op_, kind_, part_, v_, dx_, dy_, err_, ...)               \
+        PG_IF_FORMULA(kind_, case op_: dx = (dx_); dy = (dy_); break;)
+        PG_OP_TABLE(PG_MAP_BWD)
+#undef PG_MAP_BWD
+        default:
+            break;
+        }
+        if (xa)
+            tx[r] += dx * g[r];
+        else
+            sx += dx * g[r];
+        if (two) {
+            if (ya)
+                ty[r] += dy * g[r];
+            else
+                sy += dy * g[r];
+        }
+    }
+    if (!xa)
+        *tx += sx;
+    if (two && !ya)
+        *ty += sy;
+}
+
+/* The operand's values (a row array of V, or the parameter's number) and
+ * its adjoint target (a row array of A, or the parameter's sum). */
+static const double *val_of(const job *J, const double *V, int32_t a)
+{
+    return a >= 0 ? ROWS(V, a, J->p->R) : &J->par[-1 - a];
+}
+
+static double *adj_of(const job *J, double *A, double *gpar, int32_t a)
+{
+    return a >= 0 ? ROWS(A, a, J->p->R) : &gpar[-1 - a];
+}
+
+/* t (a row array, ta, or one number: the sum over rows) += 1.0 * g. */
+static void add_rows(double *t, int ta, const double *g, size_t nb)
+{
+    if (ta) {
+        for (size_t r = 0; r < nb; r++)
+            t[r] += 1.0 * g[r];
+    } else {
+        double acc = 0.0;
+        for (size_t r = 0; r < nb; r++)
+            acc += 1.0 * g[r];
+        *t += acc;
+    }
+}
+
+/* Forward over nb rows of block V; the instruction and row of the first
+ * error (rows in [0, nb)), or instruction ncode. */
+static size_t forward(const job *J, double *V, size_t nb, size_t *row, int *rc)
+{
+    const pg_prog *p = J->p;
+    size_t R = p->R;
+    for (size_t j = 0; j < p->ncode; j++) {
+        int op = p->op[j];
+        double *o = ROWS(V, p->nin + j, R);
+        if (pg_is_nary(op)) {
+            int32_t s = p->a1[j];
+            for (size_t r = 0; r < nb; r++)
+                o[r] = s == NOSTART ? p->k[j] : s >= 0 ? ROWS(V, s, R)[r] : J->par[-1 - s];
+            const int32_t *l = p->lst + p->lo[j];
+            uint32_t m = p->ln[j];
+            if (op == PG_SUM) {
+                for (uint32_t q = 0; q < m; q++) {
+                    const double *x = val_of(J, V, l[q]);
+                    int xa = l[q] >= 0;
+                    for (size_t r = 0; r < nb; r++)
+                        o[r] = o[r] + (xa ? x[r] : x[0]);
+                }
+            } else {
+                for (uint32_t q = 0; q < m / 2; q++) {
+                    const double *w = val_of(J, V, l[q]), *x = val_of(J, V, l[m / 2 + q]);
+                    int wa = l[q] >= 0, xa = l[m / 2 + q] >= 0;
+                    if (!wa && xa)   /* the usual neuron: a weight, an input */
+                        for (size_t r = 0; r < nb; r++)
+                            o[r] = o[r] + w[0] * x[r];
+                    else
+                        for (size_t r = 0; r < nb; r++)
+                            o[r] = o[r] + (wa ? w[r] : w[0]) * (xa ? x[r] : x[0]);
+                }
+            }
+            continue;
+        }
+        const double *x = val_of(J, V, p->a0[j]), *y = val_of(J, V, p->a1[j]);
+        int xa = p->a0[j] >= 0, ya = p->a1[j] >= 0, err = PG_OK;
+        double k = p->k[j];
+        size_t got = nb;
+        switch (op) {
+#define PG_MAP_FWD_CASE(op_, kind_, ...)                                     \
+        PG_IF_FORMULA(kind_, case op_:                                       \
+            got = xa ? (ya ? fwd_rows(op_, x, 1, y, 1, k, o, nb, &err)       \
+                           : fwd_rows(op_, x, 1, y, 0, k, o, nb, &err))      \
+                     : (ya ? fwd_rows(op_, x, 0, y, 1, k, o, nb, &err)       \
+                           : fwd_rows(op_, x, 0, y, 0, k, o, nb, &err));     \
+            break;)
+        PG_OP_TABLE(PG_MAP_FWD_CASE)
+#undef PG_MAP_FWD_CASE
+        default:
+            break;
+        }
+        if (got < nb) {
+            *row = got;
+            *rc = err;
+            return j;
+        }
+    }
+    return p->ncode;
+}
+
+/* Backward over nb rows: A zeroed but for the seed; parameter sums into
+ * gpar. */
+static void backward(const job *J, const double *V, double *A, double *gpar, size_t nb)
+{
+    const pg_prog *p = J->p;
+    size_t R = p->R;
+    for (size_t j = p->ncode; j-- > 0;) {
+        int op = p->op[j];
+        const double *g = ROWS(A, p->nin + j, R), *v = ROWS(V, p->nin + j, R);
+        if (pg_is_nary(op)) {   /* the start, then the list, as sweep.h */
+            int32_t s = p->a1[j];
+            const int32_t *l = p->lst + p->lo[j];
+            uint32_t m = p->ln[j];
+            (void)v;
+            if (s != NOSTART)
+                add_rows(adj_of(J, A, gpar, s), s >= 0, g, nb);
+            if (op == PG_SUM) {
+                for (uint32_t q = 0; q < m; q++)
+                    add_rows(adj_of(J, A, gpar, l[q]), l[q] >= 0, g, nb);
+            } else {
+                for (uint32_t q = 0; q < m / 2; q++) {
+                    int32_t wi = l[q], xi = l[m / 2 + q];
+                    const double *w = val_of(J, V, wi), *x = val_of(J, V, xi);
+                    double *tw = adj_of(J, A, gpar, wi), *tx = adj_of(J, A, gpar, xi);
+                    int wa = wi >= 0, xa = xi >= 0;
+                    double sw = 0.0, sx = 0.0;
+                    for (size_t r = 0; r < nb; r++) {   /* w gets x*g, then x gets w*g */
+                        double cw = (xa ? x[r] : x[0]) * g[r];
+                        double cx = (wa ? w[r] : w[0]) * g[r];
+                        if (wa)
+                            tw[r] += cw;
+                        else
+                            sw += cw;
+                        if (xa)
+                            tx[r] += cx;
+                        else
+                            sx += cx;
+                    }
+                    if (!wa)
+                        *tw += sw;
+                    if (!xa)
+                        *tx += sx;
+                }
+            }
+            continue;
+        }
+        int32_t ia = p->a0[j], ib = p->a1[j];
+        const double *x = val_of(J, V, ia), *y = val_of(J, V, ib);
+        double *tx = adj_of(J, A, gpar, ia), *ty = adj_of(J, A, gpar, ib);
+        int xa = ia >= 0, ya = ib >= 0;
+        double k = p->k[j];
+        switch (op) {
+#define PG_MAP_BWD_CASE(op_, kind_, ...)                                     \
+        PG_IF_FORMULA(kind_, case op_:                                       \
+            if (pg_arity(op_) == 1)                                          \
+                xa ? bwd_rows(op_, x, 1, x, 1, v, k, g, tx, NULL, 0, nb)     \
+                   : bwd_rows(op_, x, 0, x, 0, v, k, g, tx, NULL, 0, nb);    \
+            else if (xa)                                                     \
+                ya ? bwd_rows(op_, x, 1, y, 1, v, k, g, tx, ty, 1, nb)       \
+                   : bwd_rows(op_, x, 1, y, 0, v, k, g, tx, ty, 1, nb);      \
+            else                                                             \
+                ya ? bwd_rows(op_, x, 0, y, 1, v, k, g, tx, ty, 1, nb)       \
+                   : bwd_rows(op_, x, 0, y, 0, v, k, g, tx, ty, 1, nb);      \
+            break;)
+        PG_OP_TABLE(PG_MAP_BWD_CASE)
+#undef PG_MAP_BWD_CASE
+        default:
+            break;
+        }
+    }
+}
+
+/* Records a failure at row `row`, op `op`, if it is the lowest so far. */
+static void fail_at(job *J, size_t row, int op, int rc)
+{
+    pthread_mutex_lock(&J->err_m);
+    if (!atomic_load(&J->failed) || row < J->bad_row) {
+        J->bad_row = row;
+        J->bad_op = op;
+        J->bad_rc = rc;
+    }
+    atomic_store(&J->failed, 1);
+    pthread_mutex_unlock(&J->err_m);
+}
+
+/* Block b (its slot w in the wave) with scratch V, A. */
+static void run_block(job *J, size_t b, size_t w, double *V, double *A)
+{
+    const pg_prog *p = J->p;
+    size_t R = p->R, r0 = b * R, nb = J->nrows - r0 < R ? J->nrows - r0 : R;
+    for (uint32_t i = 0; i < p->nin; i++) {
+        double *in = ROWS(V, i, R);
+        for (size_t r = 0; r < nb; r++)
+            in[r] = J->rows[(r0 + r) * p->nin + i];
+    }
+    size_t row = 0;
+    int rc = PG_OK;
+    size_t j = forward(J, V, nb, &row, &rc);
+    if (j < p->ncode) {
+        /* the lowest failing row may fail at a later op: replay the rows
+         * one by one, in order, to find it (in A, free until backward) */
+        for (size_t r = 0; r < nb; r++) {
+            for (uint32_t i = 0; i < p->nin; i++)
+                ROWS(A, i, R)[0] = J->rows[(r0 + r) * p->nin + i];
+            size_t one = 0;
+            int rc1 = PG_OK;
+            size_t jj = forward(J, A, 1, &one, &rc1);
+            if (jj < p->ncode) {
+                fail_at(J, r0 + r, p->op[jj], rc1);
+                return;
+            }
+        }
+        fail_at(J, r0 + row, p->op[j], rc);   /* (a row failed above) */
+        return;
+    }
+    double *vsum = J->blk_val + w * p->nroots;
+    for (uint32_t q = 0; q < p->nroots; q++) {
+        const double *rv = val_of(J, V, p->root[q]);
+        int ra = p->root[q] >= 0;
+        double s = 0.0;
+        for (size_t r = 0; r < nb; r++)
+            s += ra ? rv[r] : rv[0];
+        vsum[q] = s;
+        if (J->values)
+            for (size_t r = 0; r < nb; r++)
+                J->values[(r0 + r) * p->nroots + q] = ra ? rv[r] : rv[0];
+    }
+    if (J->broot < 0)
+        return;
+    double *gpar = J->blk_par + w * p->npar;
+    memset(A, 0, ((size_t)p->nin + p->ncode) * R * sizeof *A);
+    memset(gpar, 0, p->npar * sizeof *gpar);
+    int32_t root = p->root[J->broot];
+    double *seed = adj_of(J, A, gpar, root);
+    if (root >= 0)
+        for (size_t r = 0; r < nb; r++)
+            seed[r] = J->seed;
+    else
+        *seed += J->seed * (double)nb;
+    backward(J, V, A, gpar, nb);
+    if (J->in_grads)
+        for (uint32_t i = 0; i < p->nin; i++) {
+            const double *gi = ROWS(A, i, R);
+            for (size_t r = 0; r < nb; r++)
+                J->in_grads[(r0 + r) * p->nin + i] = gi[r];
+        }
+}
+
+static void work(void *ctx, int worker)
+{
+    job *J = ctx;
+    const pg_prog *p = J->p;
+    double *V = J->scratch[worker];
+    double *A = V + ((size_t)p->nin + p->ncode) * p->R;
+    for (;;) {
+        size_t w = atomic_fetch_add(&J->next, 1);
+        if (w >= J->wave_n || atomic_load(&J->failed))
+            return;
+        run_block(J, J->wave0 + w, w, V, A);
+    }
+}
+
+/* -- the call ------------------------------------------------------------- */
+
+int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
+                size_t nrows, int broot, int reduce, double *values, double *reduced,
+                double *in_grads, int threads, int64_t *bad_row, int *bad_op)
+{
+    pg_arena *a = t->a;
+    if (broot >= (int)t->nroots || reduce < 0 || reduce > 2)
+        return PG_EINVAL;
+    LOCK(a);
+    int rc = PG_OK;
+    /* the program, kept while the inputs stay the same */
+    pg_prog *p = t->prog;
+    if (p && (p->nin != nin || memcmp(p->in_node, ins, nin * sizeof *ins) != 0)) {
+        pg__prog_free(p);
+        p = t->prog = NULL;
+    }
+    if (!p)
+        p = t->prog = build(t, ins, nin, &rc);
+    double *par = p ? malloc((p->npar + 1) * sizeof *par) : NULL;
+    if (p && !par)
+        rc = PG_ENOMEM;
+    if (par)   /* the parameters, as they are now */
+        for (uint32_t q = 0; q < p->npar; q++)
+            par[q] = a->val[p->par_node[q]];
+    if (rc == PG_OK && !a->pool && !(a->pool = pg__pool_new()))
+        rc = PG_ENOMEM;
+    UNLOCK(a);
+    if (rc != PG_OK) {
+        free(par);
+        return rc;
+    }
+
+    /* The sweeps, with no lock held: they read only the program, the
+     * snapshot and the rows, and write only their own memory. */
+    job *J = calloc(1, sizeof *J);
+    double *gtot = calloc(p->npar + 1, sizeof *gtot);
+    double *vtot = calloc(p->nroots + 1, sizeof *vtot);
+    if (!J || !gtot || !vtot) {
+        free(J);
+        free(gtot);
+        free(vtot);
+        free(par);
+        return PG_ENOMEM;
+    }
+    pthread_mutex_init(&J->err_m, NULL);
+    J->p = p;
+    J->rows = rows;
+    J->nrows = nrows;
+    J->nblocks = (nrows + p->R - 1) / p->R;
+    J->par = par;
+    J->broot = broot;
+    J->seed = reduce == 2 ? 1.0 / (double)nrows : 1.0;
+    J->values = values;
+    J->in_grads = in_grads;
+    J->blk_par = malloc((WAVE * (size_t)p->npar + 1) * sizeof(double));
+    J->blk_val = malloc((WAVE * (size_t)p->nroots + 1) * sizeof(double));
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = threads > 0 ? threads : (int)(cores > 0 ? cores : 1);
+    if (nt > PG_MAX_THREADS)
+        nt = PG_MAX_THREADS;
+    if ((size_t)nt > J->nblocks)
+        nt = J->nblocks ? (int)J->nblocks : 1;
+    size_t block_doubles = ((size_t)p->nin + p->ncode) * p->R * 2;
+    rc = J->blk_par && J->blk_val ? PG_OK : PG_ENOMEM;
+    for (int w = 0; w < nt && rc == PG_OK; w++)
+        if (!(J->scratch[w] = malloc((block_doubles + 1) * sizeof(double))))
+            rc = PG_ENOMEM;
+    for (size_t b0 = 0; b0 < J->nblocks && rc == PG_OK; b0 += WAVE) {
+        J->wave0 = b0;
+        J->wave_n = J->nblocks - b0 < WAVE ? J->nblocks - b0 : WAVE;
+        atomic_store(&J->next, 0);
+        pg__pool_run(a->pool, nt, work, J);
+        if (atomic_load(&J->failed)) {
+            rc = J->bad_rc;
+            *bad_row = (int64_t)J->bad_row;
+            *bad_op = J->bad_op;
+            break;
+        }
+        for (size_t w = 0; w < J->wave_n; w++) {   /* in block order */
+            for (uint32_t q = 0; q < p->nroots; q++)
+                vtot[q] += J->blk_val[w * p->nroots + q];
+            if (broot >= 0)
+                for (uint32_t q = 0; q < p->npar; q++)
+                    gtot[q] += J->blk_par[w * p->npar + q];
+        }
+    }
+    if (rc == PG_OK && reduced)
+        for (uint32_t q = 0; q < p->nroots; q++)
+            reduced[q] = reduce == 2 ? vtot[q] / (double)nrows : vtot[q];
+    if (rc == PG_OK && broot >= 0) {
+        LOCK(a);   /* all or nothing: only now, and only when all rows ran */
+        for (uint32_t q = 0; q < p->npar; q++)
+            if (pg__is_live(a, p->par_node[q]))
+                a->grad[p->par_node[q]] += gtot[q];
+        UNLOCK(a);
+    }
+    for (int w = 0; w < nt; w++)
+        free(J->scratch[w]);
+    free(J->blk_par);
+    free(J->blk_val);
+    pthread_mutex_destroy(&J->err_m);
+    free(J);
+    free(gtot);
+    free(vtot);
+    free(par);
+    return rc;
+}
