@@ -34,6 +34,7 @@
 #define WAVE 32   /* blocks between two reductions */
 
 struct pg_prog {
+    uint32_t refs;        /* the tape's, and each map running it (arena lock) */
     uint32_t nin, npar, ncode, nroots, R;
     pg_index *in_node;    /* nin: the inputs, in the caller's order */
     pg_index *par_node;   /* npar */
@@ -47,9 +48,12 @@ struct pg_prog {
 
 #define NOSTART INT32_MIN
 
-void pg__prog_free(pg_prog *p)
+/* Two threads may map one tape at once with different inputs: the second
+ * replaces the tape's program while the first still runs it, so each map
+ * holds a reference, and the last one out frees it. */
+void pg__prog_unref(pg_prog *p)
 {
-    if (!p)
+    if (!p || --p->refs > 0)
         return;
     free(p->in_node);
     free(p->par_node);
@@ -101,6 +105,8 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
 {
     size_t n = t->ncode, nl = t->nleaf;
     pg_prog *p = calloc(1, sizeof *p);
+    if (p)
+        p->refs = 1;   /* the tape's */
     codemap m = {NULL, NULL, 64};
     while (m.cap < 2 * (n + nl + nin + 1))
         m.cap *= 2;
@@ -187,7 +193,7 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
 fail:
     free(m.key);
     free(m.code);
-    pg__prog_free(p);
+    pg__prog_unref(p);
     return NULL;
 }
 
@@ -539,8 +545,15 @@ static void work(void *ctx, int worker)
 
 /* -- the call ------------------------------------------------------------- */
 
+static void drop(pg_arena *a, pg_prog *p)
+{
+    LOCK(a);
+    pg__prog_unref(p);
+    UNLOCK(a);
+}
+
 int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
-                size_t nrows, int broot, int reduce, double *values, double *reduced,
+                size_t nrows, int broot, int reduce, int add_grads, double *values, double *reduced,
                 double *in_grads, int threads, int64_t *bad_row, int *bad_op)
 {
     pg_arena *a = t->a;
@@ -551,11 +564,13 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     /* the program, kept while the inputs stay the same */
     pg_prog *p = t->prog;
     if (p && (p->nin != nin || memcmp(p->in_node, ins, nin * sizeof *ins) != 0)) {
-        pg__prog_free(p);
+        pg__prog_unref(p);
         p = t->prog = NULL;
     }
     if (!p)
         p = t->prog = build(t, ins, nin, &rc);
+    if (p)
+        p->refs++;     /* this call's, dropped at the end */
     double *par = p ? malloc((p->npar + 1) * sizeof *par) : NULL;
     if (p && !par)
         rc = PG_ENOMEM;
@@ -567,6 +582,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     UNLOCK(a);
     if (rc != PG_OK) {
         free(par);
+        drop(a, p);
         return rc;
     }
 
@@ -580,6 +596,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         free(gtot);
         free(vtot);
         free(par);
+        drop(a, p);
         return PG_ENOMEM;
     }
     pthread_mutex_init(&J->err_m, NULL);
@@ -627,7 +644,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     if (rc == PG_OK && reduced)
         for (uint32_t q = 0; q < p->nroots; q++)
             reduced[q] = reduce == 2 ? vtot[q] / (double)nrows : vtot[q];
-    if (rc == PG_OK && broot >= 0) {
+    if (rc == PG_OK && broot >= 0 && add_grads) {
         LOCK(a);   /* all or nothing: only now, and only when all rows ran */
         for (uint32_t q = 0; q < p->npar; q++)
             if (pg__is_live(a, p->par_node[q]))
@@ -643,5 +660,6 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     free(gtot);
     free(vtot);
     free(par);
+    drop(a, p);
     return rc;
 }

@@ -235,14 +235,14 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
  * value of root q for row b; reduced[q] its sum over the rows (reduce 1)
  * or mean (reduce 2); in_grads[b * nin + i] the derivative of the reduced
  * root broot (of its sum for reduce 0) with respect to input i of row b.
- * With broot >= 0 that derivative with respect to every parameter is
- * added into its grad.  threads: how many (0: every core).  The results
+ * With broot >= 0 and add_grads, that derivative with respect to every
+ * parameter is added into its grad (broot < 0: no backward sweep).  threads: how many (0: every core).  The results
  * are the same, bit for bit, whatever the number of threads; no value
  * changes, no other grad.  A math error: its status, *bad_row the lowest
  * row with one and *bad_op its op, and nothing changed.  PG_EINVAL if an
  * input is not a leaf of the tape (or is given twice), PG_ENOMEM. */
 int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
-                size_t nrows, int broot, int reduce, double *values, double *reduced,
+                size_t nrows, int broot, int reduce, int add_grads, double *values, double *reduced,
                 double *in_grads, int threads, int64_t *bad_row, int *bad_op);
 
 size_t pg_tape_size(pg_tape *t);    /* nodes covered, leaves included */

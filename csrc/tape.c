@@ -51,7 +51,7 @@ static void take_references(pg_tape *t)
 
 static void tape_release(pg_tape *t)
 {
-    pg__prog_free(t->prog);
+    pg__prog_unref(t->prog);
     free(t->op);
     free(t->back);
     free(t->fwd ? t->fwd - PG_AHEAD : NULL);

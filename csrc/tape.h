@@ -57,7 +57,7 @@ typedef struct pg_step {
 
 /* map.c: a tape's program for maps over rows (built on first use). */
 typedef struct pg_prog pg_prog;
-void pg__prog_free(pg_prog *p);
+void pg__prog_unref(pg_prog *p);   /* frees it with the last reference; lock held */
 
 struct pg_tape {
     pg_arena *a;

@@ -13,6 +13,8 @@ so Python-level decisions taken on ``.data`` while recording (``if x.data >
 0: ...``, a max picked in Python) are frozen.  Ops evaluated in C, relu
 included, are recomputed at each replay.
 """
+from array import array
+
 from . import _core
 from ._core import ARENA as _A
 from ._core import check as _check
@@ -108,8 +110,140 @@ class Tape:
         _check(rc, "jvp")
         return out[0] if self.single else list(out)
 
+    def map(self, rows, *, backward=False, reduce=None, input_grads=False, threads=None):
+        """Replay the tape once per row of a dataset, in C, on every core
+        (CasADi's ``map``, JAX's ``vmap``): row b feeds the tape's `inputs`
+        (see compile()); every other leaf is a parameter, shared by all rows.
+
+        rows: a 2-D numpy array (float64, C order: read in place), a 2-D
+        buffer, or a sequence of rows of numbers; B rows of len(inputs).
+
+        Returns each root's value per row (an array of B floats; a list of
+        them for a tape of several roots; numpy arrays when rows is one), or
+        with ``reduce="sum"``/``"mean"`` their sum/mean over the rows (a float,
+        or a list).  ``backward=True`` (or a root's number) also adds the
+        derivative of that root's reduced value (its sum for reduce=None)
+        with respect to each parameter into the parameter's grad, as
+        ``loss.backward()`` on the whole-batch graph would.  ``input_grads=
+        True``: returns ``(result, g)`` where g[b][i] is that derivative with
+        respect to input i of row b.
+
+        No node's data changes.  A math error raises what eager mode raises,
+        naming the row and op, and changes no grad.  The result is the same
+        to the bit whatever `threads` is (None: every core)."""
+        if self.inputs is None:
+            raise TypeError("tape.map(): name the inputs each row feeds: "
+                            "pygrad.compile(roots, inputs=[...])")
+        if reduce not in (None, "sum", "mean"):
+            raise ValueError(f"tape.map(): reduce must be None, 'sum' or 'mean', not {reduce!r}")
+        if backward is False or backward is None:
+            broot = -1
+        elif backward is True:
+            broot = 0
+        elif isinstance(backward, int) and 0 <= backward < len(self.roots):
+            broot = backward
+        else:
+            raise IndexError(f"tape.map(): backward= names a root: True or 0..{len(self.roots) - 1}, "
+                             f"not {backward!r}")
+        if input_grads and broot < 0:
+            broot = 0 if len(self.roots) == 1 else None
+            if broot is None:
+                raise ValueError("tape.map(input_grads=True) on a tape of several roots: "
+                                 "say which root with backward=k")
+            add_params = False
+        else:
+            add_params = broot >= 0
+        if threads is None:
+            threads = 0
+        elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"tape.map(): threads must be a positive int or None, not {threads!r}")
+        nin, nroots = len(self.inputs), len(self.roots)
+        if nin == 0:
+            raise ValueError("tape.map(): the tape was compiled with no inputs")
+        buf, nrows, np = _rows(rows, nin)
+        values = None if reduce else _ffi.new("double[]", nrows * nroots + 1)
+        reduced = _ffi.new("double[]", nroots) if reduce else _ffi.NULL
+        ig = _ffi.new("double[]", nrows * nin + 1) if input_grads else _ffi.NULL
+        bad_row, bad_op = _ffi.new("int64_t *", -1), _ffi.new("int *", -1)
+        rc = _lib.pg_tape_map(self._tape, self._inputs, nin, buf, nrows, broot,
+                              {None: 0, "sum": 1, "mean": 2}[reduce], add_params,
+                              values if values is not None else _ffi.NULL, reduced, ig,
+                              threads, bad_row, bad_op)
+        if rc == _lib.PG_EINVAL:
+            raise ValueError("tape.map(): an input is not a leaf of this tape (or is given twice)")
+        if rc < 0 and bad_row[0] >= 0:
+            name = _core.op_symbol(bad_op[0])
+            exc = _core.error(rc, name)
+            exc.args = (f"{exc.args[0]} (in op '{name}' at row {bad_row[0]} of tape.map)",)
+            raise exc
+        _check(rc, "map")
+        if reduce:
+            out = list(reduced)
+            result = out[0] if self.single else out
+        else:
+            per_root = [_column(values, nrows, nroots, q, np) for q in range(nroots)]
+            result = per_root[0] if self.single else per_root
+        if not input_grads:
+            return result
+        return result, _matrix(ig, nrows, nin, np)
+
     def __repr__(self):
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"
+
+
+def _rows(rows, nin):
+    """(C view of the rows' numbers, how many rows, numpy or None): numpy
+    is returned when rows is a numpy array, so the results can be too."""
+    from .bulk import _doubles
+    np = None
+    if type(rows).__module__ == "numpy" and hasattr(rows, "shape"):
+        import numpy as np   # already imported: rows is numpy's
+        shape = rows.shape
+    else:
+        try:
+            shape = memoryview(rows).shape
+        except TypeError:
+            shape = None
+    if shape is not None:
+        if len(shape) == 1 and nin == 1:
+            shape = (shape[0], 1)
+        if len(shape) != 2 or shape[1] != nin:
+            raise ValueError(f"tape.map(): rows of {nin} numbers expected (one per input), "
+                             f"got an array of shape {tuple(shape)}")
+        return _doubles(rows, shape[0] * nin), shape[0], np
+    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__len__"):
+        raise TypeError(f"tape.map(): rows must be a 2-D array or a sequence of rows, "
+                        f"not {type(rows).__name__}")
+    flat = []
+    for b, row in enumerate(rows):
+        if nin == 1 and not hasattr(row, "__len__"):
+            row = (row,)
+        elif isinstance(row, (str, bytes)) or not hasattr(row, "__len__"):
+            raise TypeError(f"tape.map(): row {b} is a {type(row).__name__}, "
+                            f"not a sequence of {nin} numbers")
+        if len(row) != nin:
+            raise ValueError(f"tape.map(): row {b} has {len(row)} numbers, the tape "
+                             f"has {nin} inputs")
+        flat.extend(row)
+    return _doubles(flat, len(flat)), len(flat) // nin if nin else 0, np
+
+
+def _column(values, nrows, nroots, q, np):
+    """Root q's value per row, out of the row-major values."""
+    if np is not None:
+        mat = np.frombuffer(_ffi.buffer(values, nrows * nroots * 8), dtype=np.float64)
+        return mat.reshape(nrows, nroots)[:, q].copy()
+    out = array("d", bytes(_ffi.buffer(values, nrows * nroots * 8)))
+    return out if nroots == 1 else out[q::nroots]
+
+
+def _matrix(ig, nrows, nin, np):
+    """g[b][i]: a (B, nin) numpy array, or a list of B array('d') rows."""
+    if np is not None:
+        mat = np.frombuffer(_ffi.buffer(ig, nrows * nin * 8), dtype=np.float64)
+        return mat.reshape(nrows, nin).copy()
+    flat = array("d", bytes(_ffi.buffer(ig, nrows * nin * 8)))
+    return [flat[b * nin:(b + 1) * nin] for b in range(nrows)]
 
 
 def _python_op(roots):
