@@ -7,7 +7,7 @@ CSRC = $(filter-out csrc/test_%,$(wildcard csrc/*.c))
 CHDR = $(wildcard csrc/*.h)
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency clean
+.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency dist check-dist clean
 
 # Editable install: compiles csrc/ through cffi into pygrad/_pygrad_c*.so.
 build:
@@ -70,6 +70,17 @@ bench: build
 
 bench-quick: build
 	$(PYTHON) -m pygrad.bench --quick
+
+# The sdist and the wheel, in dist/ (pip install build).
+dist:
+	$(PYTHON) -m build
+
+# The packaging checks alone (make test runs them too): the sdist is complete
+# and installs into a fresh venv, the wheel's tag matches its extension, the
+# stubs match the code and mypy --strict passes a user's script.  Needs the
+# package registry, and build and mypy installed.
+check-dist:
+	$(PYTHON) -m pytest -q tests/test_packaging.py tests/test_typing.py
 
 clean:
 	rm -rf build dist *.egg-info pygrad/*.so pygrad/_pygrad_c.c pygrad/_pygrad_c.o \

@@ -4,7 +4,19 @@ the mapping from C status codes to the exceptions pure Python would raise.
 import os
 
 from . import _optable
-from ._pygrad_c import ffi, lib
+
+try:
+    from ._pygrad_c import ffi, lib
+except ModuleNotFoundError as e:
+    if e.name != __name__.rpartition(".")[0] + "._pygrad_c":
+        raise   # something the extension itself imports (cffi's backend)
+    # A source checkout that was never built: say how to build it.
+    raise ModuleNotFoundError(
+        f"pygrad's C extension ({e.name}) is not built in {os.path.dirname(__file__)}.  "
+        "In a source checkout, run `pip install -e .` (or `make build`) in its root: "
+        "that builds the extension in place (it needs a C compiler and the Python "
+        "headers).  Or, to use a pygrad installed elsewhere, run Python from another "
+        "directory than the checkout's root.", name=e.name) from None
 
 # One arena for the process, owned by the extension module (see _build.py's
 # fast path).  It is never freed: Values may still be released while the
