@@ -195,9 +195,12 @@ def _operators():
     made = {}
     for name, symbol, (plain, reflected) in _optable.rows("binary"):
         made[plain] = _operator(entry[name], folded[plain], symbol)
+        made[plain].__doc__ = f"self {symbol} other, a new node (other: a Value or a number)."
         made[reflected] = _operator(entry[name], folded[reflected], symbol, reflected=True)
+        made[reflected].__doc__ = f"other {symbol} self, a new node (other: a number)."
     for name, text, (method,) in _optable.rows("unary"):
         made[method] = _unary(entry[name], method.strip("_"))
+        made[method].__doc__ = ("-self" if text == "neg" else f"{text}(self)") + ", a new node."
     return made
 
 
@@ -472,6 +475,7 @@ class Value:
     # -- the node's state, read from and written to C ---------------------
     @property
     def data(self):
+        """The node's value (a float); assign to change a leaf's (or any node's)."""
         x = _lib.py_data(self._h)
         return x if x == x else _live(self, x)
 
@@ -482,6 +486,8 @@ class Value:
 
     @property
     def grad(self):
+        """d root / d this node after root.backward() (0.0 before): sums over
+        backward() calls, as micrograd's does; assign 0 to reset."""
         x = _lib.py_grad(self._h)
         return x if x == x else _live(self, x)
 
@@ -492,6 +498,7 @@ class Value:
 
     @property
     def label(self):
+        """A name for drawing (draw_dot), '' by default; kept by the node."""
         state = _side.get(self._h)
         return state.get("label", "") if state else ""
 

@@ -60,16 +60,20 @@ _ACTIVATIONS = {
 
 
 class Module:
+    """micrograd's base class: parameters() lists the Values to train."""
 
     def zero_grad(self):
+        """Every parameter's grad = 0 (micrograd's zero_grad)."""
         for p in self.parameters():
             p.grad = 0
 
     def parameters(self):
+        """The Values this module trains (none for the base class)."""
         return []
 
 
 class Neuron(Module):
+    """activation(w . x + b), weights uniform in [-1, 1], bias 0 (micrograd's)."""
 
     value_class = Value
     dot = staticmethod(_dot)    # dot(ws, xs, start) as one node; None: micrograd's sum
@@ -84,6 +88,7 @@ class Neuron(Module):
         self.activation = activation
 
     def __call__(self, x):
+        """The neuron's output for inputs x (Values or numbers)."""
         dot = self.dot
         if dot is not None and x.__class__ in (list, tuple) and len(x) == len(self.w):
             act = dot(self.w, x, self.b)     # micrograd's sum below, as one node
@@ -95,6 +100,7 @@ class Neuron(Module):
         return getattr(act, method)() if method else act
 
     def parameters(self):
+        """The weights, then the bias."""
         return self.w + [self.b]
 
     def __repr__(self):
@@ -103,6 +109,7 @@ class Neuron(Module):
 
 
 class Layer(Module):
+    """nout Neurons over the same inputs."""
 
     neuron_class = Neuron
 
@@ -110,10 +117,12 @@ class Layer(Module):
         self.neurons = [self.neuron_class(nin, **kwargs) for _ in range(nout)]
 
     def __call__(self, x):
+        """The neurons' outputs: a list, or one Value for a layer of one neuron."""
         out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
     def parameters(self):
+        """Every neuron's parameters, neuron by neuron."""
         return [p for n in self.neurons for p in n.parameters()]
 
     def __repr__(self):
@@ -121,6 +130,7 @@ class Layer(Module):
 
 
 class MLP(Module):
+    """Layers of sizes nouts after nin inputs; every layer but the last is nonlinear."""
 
     layer_class = Layer
 
@@ -130,11 +140,13 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x):
+        """The network's output for inputs x."""
         for layer in self.layers:
             x = layer(x)
         return x
 
     def parameters(self):
+        """Every layer's parameters, layer by layer."""
         return [p for layer in self.layers for p in layer.parameters()]
 
     def __repr__(self):

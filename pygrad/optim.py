@@ -21,6 +21,8 @@ def _at_least_zero(x, what):
 
 
 class Optimizer:
+    """What SGD and Adam share: the parameters (distinct Values, kept alive
+    and indexed once for the C calls) and the learning rate."""
     def __init__(self, params, lr):
         params = list(params)
         seen = {}
@@ -51,6 +53,7 @@ class SGD(Optimizer):
         self._velocity = self._state()
 
     def step(self):
+        """One update of every parameter from its grad, in one C call."""
         _check(_lib.pg_sgd_step(_A, self.params.idx, len(self.params), self.lr,
                                 self.momentum, self.weight_decay, self._velocity), "SGD.step")
 
@@ -74,6 +77,7 @@ class Adam(Optimizer):
         self._v = self._state()
 
     def step(self):
+        """One update of every parameter from its grad, in one C call."""
         self.t += 1
         rc = _lib.pg_adam_step(_A, self.params.idx, len(self.params), self.lr,
                                self.betas[0], self.betas[1], self.eps,

@@ -70,17 +70,11 @@ _OPERATORS = [m for _, _, methods in _optable.rows("binary") + _optable.rows("un
               for m in methods]
 
 
-# The modules these classes live in are not this change's to edit: each case
-# fails (xfail, strict) until its docstrings are written, then passes, and
-# its mark must go.
 @pytest.mark.parametrize("classes, methods", [
-    pytest.param([pygrad.Value], _OPERATORS, id="Value (engine.py)", marks=pytest.mark.xfail(
-        reason="engine.py makes the operators without docstrings; data/grad/label have none")),
+    pytest.param([pygrad.Value], _OPERATORS, id="Value (engine.py)"),
     pytest.param([pygrad.Tape, pygrad.Indexed], None, id="Tape, Indexed"),
-    pytest.param([nn.Module, nn.Neuron, nn.Layer, nn.MLP], None, id="nn", marks=pytest.mark.xfail(
-        reason="nn.py's classes and methods have no docstrings (micrograd's have none)")),
-    pytest.param([optim.Optimizer, optim.SGD, optim.Adam], None, id="optim",
-                 marks=pytest.mark.xfail(reason="Optimizer, SGD.step, Adam.step lack one")),
+    pytest.param([nn.Module, nn.Neuron, nn.Layer, nn.MLP], None, id="nn"),
+    pytest.param([optim.Optimizer, optim.SGD, optim.Adam], None, id="optim"),
     pytest.param([pygrad.GradcheckResult, pygrad.GradcheckError], None, id="gradcheck"),
 ])
 def test_public_methods_have_docstrings(classes, methods):
