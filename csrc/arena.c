@@ -51,6 +51,9 @@ void pg_arena_free(pg_arena *a)
     free(a->free_chunks);
     pg__side_free(&a->side);
     pg__pool_free(a->pool);
+    while (a->nstash > 0)
+        free(a->stash[--a->nstash].marked);
+    free(a->stash);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }

@@ -176,6 +176,16 @@ struct pg_arena {
         uint32_t top;        /* ... below this slot */
         size_t pending;      /* marked nodes not yet visited */
     } sweep;
+    /* Paused sweeps set aside while the Python code of one of them runs
+     * sweeps of its own (pg_sweep_stash): a stack, the newest last. */
+    struct pg_stashed *stash;
+    size_t nstash, stash_cap;
+};
+
+struct pg_stashed {
+    uint32_t chunk, top;     /* the paused sweep's place ... */
+    size_t pending;          /* ... and its marked nodes: */
+    pg_index *marked;        /* pending of them, marks cleared meanwhile */
 };
 
 /* Naming: a function or macro whose name starts with pg__ (two

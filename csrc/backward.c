@@ -11,6 +11,7 @@
  * the unrelated nodes between its nodes (arena.h).  Flags are cleared as
  * nodes are visited, so nothing is left to reset.
  */
+#include <stdlib.h>
 #include "sweep.h"
 
 /* The sweep itself, from walk w with *pending marked nodes.  With
@@ -102,18 +103,98 @@ int pg_sweep(pg_arena *a, pg_index root, pg_index *node)
     return rc;
 }
 
+/* Clears the paused sweep's marks, each node's index into out[] when out
+ * is not NULL (room for sweep.pending), and unpauses it. */
+static void unmark_paused(pg_arena *a, pg_index *out)
+{
+    size_t pending = a->sweep.pending, n = 0;
+    pg_walk w = {PG_NONE, 0, a->sweep.top, a->sweep.chunk, 1};
+    while (pending && pg__walk_chunk(a, &w))
+        for (uint32_t o = w.top; o-- > 0 && pending;)
+            if (a->flags[w.base + o] & PG_MARK) {
+                pg__unmark(a, w.base + o, &pending);
+                if (out)
+                    out[n++] = w.base + o;
+            }
+    a->sweep.paused = 0;
+}
+
 void pg_sweep_abort(pg_arena *a)
 {
     LOCK(a);
-    if (a->sweep.paused) {
-        size_t pending = a->sweep.pending;
-        pg_walk w = {PG_NONE, 0, a->sweep.top, a->sweep.chunk, 1};
-        while (pending && pg__walk_chunk(a, &w))
-            for (uint32_t o = w.top; o-- > 0 && pending;)
-                if (a->flags[w.base + o] & PG_MARK)
-                    pg__unmark(a, w.base + o, &pending);
-        a->sweep.paused = 0;
+    if (a->sweep.paused)
+        unmark_paused(a, NULL);
+    UNLOCK(a);
+}
+
+/* Room for one more stashed sweep; 0, or -1 when out of memory. */
+static int stash_room(pg_arena *a)
+{
+    if (a->nstash < a->stash_cap)
+        return 0;
+    size_t cap = a->stash_cap ? 2 * a->stash_cap : 4;
+    struct pg_stashed *grown = realloc(a->stash, cap * sizeof *grown);
+    if (!grown)
+        return -1;
+    a->stash = grown;
+    a->stash_cap = cap;
+    return 0;
+}
+
+int pg_sweep_stash(pg_arena *a)
+{
+    LOCK(a);
+    int rc = PG_OK;
+    pg_index *marked = NULL;
+    if (!a->sweep.paused) {
+        rc = PG_EINVAL;
+    } else if (stash_room(a) != 0 ||
+               !(marked = malloc((a->sweep.pending + 1) * sizeof *marked))) {
+        rc = PG_ENOMEM;
+    } else {
+        struct pg_stashed *st = &a->stash[a->nstash++];
+        st->chunk = a->sweep.chunk;
+        st->top = a->sweep.top;
+        st->pending = a->sweep.pending;
+        st->marked = marked;
+        unmark_paused(a, marked);
     }
+    UNLOCK(a);
+    return rc;
+}
+
+int pg_sweep_unstash(pg_arena *a)
+{
+    LOCK(a);
+    int rc = PG_OK;
+    if (a->sweep.paused) {
+        rc = PG_EBUSY;
+    } else if (a->nstash == 0) {
+        rc = PG_EINVAL;
+    } else {
+        /* Its nodes are alive: the root of the stashed sweep is held by
+         * whoever runs it, and every node it marked is under that root. */
+        struct pg_stashed *st = &a->stash[--a->nstash];
+        size_t pending = 0;
+        for (size_t j = 0; j < st->pending; j++)
+            pg__mark(a, st->marked[j], &pending);
+        free(st->marked);
+        a->sweep.paused = 1;
+        a->sweep.chunk = st->chunk;
+        a->sweep.top = st->top;
+        a->sweep.pending = pending;
+    }
+    UNLOCK(a);
+    return rc;
+}
+
+void pg_sweep_reset(pg_arena *a)
+{
+    LOCK(a);
+    if (a->sweep.paused)
+        unmark_paused(a, NULL);
+    while (a->nstash > 0)
+        free(a->stash[--a->nstash].marked);
     UNLOCK(a);
 }
 

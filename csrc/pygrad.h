@@ -167,6 +167,21 @@ int pg_set_grad_mode(int enabled);
 int pg_sweep(pg_arena *a, pg_index root, pg_index *node);
 void pg_sweep_abort(pg_arena *a);
 
+/* The Python code run at a paused sweep may itself differentiate (backward
+ * of a little graph of its own, grad(), compile(): autograd inside a
+ * custom op, which micrograd allows).  pg_sweep_stash sets the paused
+ * sweep aside: its marked nodes are listed and unmarked, its place saved,
+ * and no sweep is paused; pg_sweep_unstash puts the newest stashed sweep
+ * back, paused as it was.  Stashes nest.  pg_sweep_stash: PG_EINVAL if
+ * none is paused, PG_ENOMEM (nothing changed).  pg_sweep_unstash: PG_EBUSY
+ * if a sweep is paused (the inner one was neither finished nor aborted),
+ * PG_EINVAL if nothing is stashed.  pg_sweep_reset(a) aborts the paused
+ * sweep and drops every stash: for a caller that knows no sweep of its
+ * own is in progress (one left by an interrupted caller is stale). */
+int pg_sweep_stash(pg_arena *a);
+int pg_sweep_unstash(pg_arena *a);
+void pg_sweep_reset(pg_arena *a);
+
 /* Node i's local backward step alone, micrograd's _backward(): each input
  * gets (local derivative, from the current values) * i's grad added, once.
  * PG_OK (a leaf: nothing), PG_PYTHON for a Python-defined node (its

@@ -859,6 +859,45 @@ static void test_python_ops(void)
     pg_set_grad(a, h, pg_grad(a, h) + 5.0 * pg_grad(a, (pg_index)c2));   /* "Python" */
     CHECK(pg_sweep(a, PG_NONE, &node) == PG_OK);
     CLOSE(pg_grad(a, x), 10.0, 0);
+    /* nested: while paused at c2, its "Python" runs a sweep of its own over
+     * a graph that shares h (marked, pending in the outer sweep) */
+    pg_set_grad(a, x, 0.0);
+    pg_set_grad(a, h, 0.0);
+    CHECK(pg_sweep_stash(a) == PG_EINVAL);           /* nothing paused */
+    CHECK(pg_sweep_unstash(a) == PG_EINVAL);         /* nothing stashed */
+    CHECK(pg_sweep(a, (pg_index)c2, &node) == PG_PYTHON);
+    pg_index three = L(a, 3.0);
+    pg_index tt = O2(a, PG_MUL, three, h);               /* d tt/d h = 3, d/dx = 6 */
+    CHECK(pg_backward(a, tt) == PG_EBUSY);
+    CHECK(pg_sweep_stash(a) == PG_OK);
+    for (uint32_t ch = 0; ch < a->nchunks; ch++)
+        CHECK(!pg__chunk_marked(a, ch));
+    CHECK(pg_sweep(a, tt, &node) == PG_OK);          /* the inner sweep */
+    CLOSE(pg_grad(a, x), 6.0, 0);
+    CLOSE(pg_grad(a, three), pg_data(a, h), 0);
+    CHECK(pg_sweep(a, tt, &node) == PG_OK);          /* the inner may pause too: */
+    CHECK(pg_sweep(a, (pg_index)c2, &node) == PG_PYTHON);
+    CHECK(pg_sweep_unstash(a) == PG_EBUSY);          /* inner still paused */
+    pg_sweep_abort(a);
+    pg_set_grad(a, x, 0.0);
+    pg_set_grad(a, h, 0.0);
+    CHECK(pg_sweep_unstash(a) == PG_OK);             /* the outer, as it was */
+    CHECK(pg_backward(a, tt) == PG_EBUSY);
+    pg_set_grad(a, h, pg_grad(a, h) + 5.0 * pg_grad(a, (pg_index)c2));
+    CHECK(pg_sweep(a, PG_NONE, &node) == PG_OK);     /* h visited: x gets 2*5 */
+    CLOSE(pg_grad(a, x), 10.0, 0);
+    for (uint32_t ch = 0; ch < a->nchunks; ch++)
+        CHECK(!pg__chunk_marked(a, ch));
+    /* reset: a stale stash and a stale paused sweep go, marks cleared */
+    CHECK(pg_sweep(a, (pg_index)c2, &node) == PG_PYTHON);
+    CHECK(pg_sweep_stash(a) == PG_OK);
+    CHECK(pg_sweep(a, (pg_index)c2, &node) == PG_PYTHON);
+    pg_sweep_reset(a);
+    CHECK(a->nstash == 0 && !a->sweep.paused);
+    for (uint32_t ch = 0; ch < a->nchunks; ch++)
+        CHECK(!pg__chunk_marked(a, ch));
+    CHECK(pg_sweep(a, (pg_index)c2, &node) == PG_PYTHON);
+    CHECK(pg_sweep_stash(a) == PG_OK);               /* freed by pg_arena_free */
     pg_arena_free(a);
 }
 

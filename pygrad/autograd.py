@@ -49,7 +49,7 @@ def _python_op_error(roots, what):
 def _numbers(outs, ins, seeds, what):
     """pg_gradient: d(sum seeds * outs)/d ins as floats."""
     result = _ffi.new("double[]", max(len(ins), 1))
-    with engine._sweeps:
+    with engine._sweep_scope():
         rc = _lib.pg_gradient(_A, [o._h for o in outs], seeds, len(outs),
                               [x._h for x in ins], len(ins), result)
     if rc == _lib.PG_ETYPE:
@@ -75,7 +75,7 @@ def _graph(outs, ins, seeds, what):
             keep.append(Value(s))
             idx.append(keep[-1]._h)
     try:
-        with engine._sweeps:
+        with engine._sweep_scope():
             rc = _lib.pg_gradient_graph(_A, [o._h for o in outs], idx, len(outs),
                                         [x._h for x in ins], len(ins), buf)
         if rc == _lib.PG_ETYPE:
@@ -175,7 +175,7 @@ def jvp(outputs, inputs, tangents):
     if len(tangents) != len(ins):
         raise ValueError(f"jvp(): {len(ins)} inputs but {len(tangents)} tangents")
     result = _ffi.new("double[]", max(len(outs), 1))
-    with engine._sweeps:
+    with engine._sweep_scope():
         rc = _lib.pg_jvp(_A, [o._h for o in outs], len(outs), [x._h for x in ins],
                          [float(t) for t in tangents], len(ins), result)
     if rc == _lib.PG_ETYPE:

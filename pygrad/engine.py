@@ -257,26 +257,55 @@ def _local_backward(v):
 
 
 # A sweep that reaches an op written in Python pauses in C while Python
-# runs it; meanwhile no other sweep may start (their marks would mix).
-# `_sweeps` lets one thread at a time start a sweep, and `_paused_on` names
-# the thread whose sweep is paused, so that code it runs inside (the op's
-# own backward, a finalizer, a signal handler) calling backward() gets an
-# error instead of waiting for itself.
+# runs it; meanwhile no other thread's sweep may start (their marks would
+# mix).  `_sweeps` lets one thread at a time into the code that sweeps
+# (backward, grad, compile, ...); `_depth` counts how deep that thread is.
+# The Python code of a paused sweep may itself differentiate (autograd
+# inside a custom op, which micrograd allows): entering again, the thread
+# sets the paused sweep aside in C (pg_sweep_stash) and puts it back on
+# leaving.  Entering afresh, anything paused or stashed is stale (left by a
+# caller interrupted at the wrong moment) and goes.
 _sweeps = threading.RLock()
-_paused_on = [None]
+_depth = [0, None]    # how deep, and which thread (for a fork()ed child)
+
+
+class _sweep_scope:
+    """``with _sweep_scope():`` around any C call that marks nodes."""
+
+    __slots__ = ("stashed",)
+
+    def __enter__(self):
+        _sweeps.acquire()
+        try:
+            self.stashed = False
+            if _depth[0] == 0:
+                _lib.pg_sweep_reset(_A)
+                _depth[1] = threading.get_ident()
+            else:
+                rc = _lib.pg_sweep_stash(_A)   # PG_EINVAL: nothing paused, fine
+                if rc == _lib.PG_ENOMEM:
+                    raise MemoryError("pygrad: out of memory setting a paused backward aside")
+                self.stashed = rc == _lib.PG_OK
+            _depth[0] += 1
+        except BaseException:
+            _sweeps.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            _depth[0] -= 1
+            if self.stashed:
+                _lib.pg_sweep_abort(_A)     # an inner sweep an error left paused
+                _lib.pg_sweep_unstash(_A)
+        finally:
+            _sweeps.release()
+        return False
 
 
 def _start_sweep(v, node):
-    """pg_sweep from v, under _sweeps: PG_OK or PG_PYTHON, or raises."""
-    if _paused_on[0] == threading.get_ident():
-        raise RuntimeError(
-            "pygrad: backward() (or compile(), grad()) called while this thread runs "
-            "the _backward of an op written in Python, from inside it (a finalizer or "
-            "signal handler that ran there counts): finish that backward first")
+    """pg_sweep from v (in a _sweep_scope): PG_OK or PG_PYTHON, or raises."""
     rc = _lib.pg_sweep(_A, v._h, node)
-    if rc == _lib.PG_EBUSY:    # paused by a thread interrupted before it could
-        _lib.pg_sweep_abort(_A)    # abort it (we hold _sweeps: it is not running)
-        rc = _lib.pg_sweep(_A, v._h, node)
     if rc < 0:
         raise _released(v) if v._h == DEAD else _error(rc, "backward")
     return rc
@@ -287,7 +316,6 @@ def _python_sweep(node):
     _backward, then C again.  Any exception ends the sweep (its marks
     cleared, so every graph stays usable) and propagates, with a note
     naming the op."""
-    _paused_on[0] = threading.get_ident()
     try:
         while True:
             i = node[0]
@@ -302,13 +330,15 @@ def _python_sweep(node):
                         exc.add_note(f"(raised by the _backward of the op written in "
                                      f"Python {op!r}, during backward())")
                     raise
-            if _lib.pg_sweep(_A, DEAD, node) != _lib.PG_PYTHON:
+            rc = _lib.pg_sweep(_A, DEAD, node)
+            if rc == _lib.PG_OK:
                 return
+            if rc != _lib.PG_PYTHON:   # cannot happen: say so rather than stop short
+                raise RuntimeError(f"pygrad: a paused backward sweep was lost (status {rc}); "
+                                   "the grads of this backward() are incomplete")
     except BaseException:
         _lib.pg_sweep_abort(_A)
         raise
-    finally:
-        _paused_on[0] = None
 
 
 # Where an op written in Python keeps its _backward.  The lecture's closure
@@ -578,7 +608,7 @@ class Value:
         self.grad = 1, the others accumulate (they are never zeroed).  Ops
         written in Python run their _backward at their place in the order."""
         node = _ffi.new("pg_index *")
-        with _sweeps:
+        with _sweep_scope():
             rc = _start_sweep(self, node)
             if rc == _lib.PG_PYTHON:
                 _python_sweep(node)
@@ -625,9 +655,11 @@ def _fork_child():
     had a sweep paused are gone."""
     global _sweeps
     _sweeps = threading.RLock()
-    if _paused_on[0] is not None and _paused_on[0] != threading.get_ident():
-        _lib.pg_sweep_abort(_A)
-    _paused_on[0] = None
+    if _depth[0] and _depth[1] != threading.get_ident():
+        _lib.pg_sweep_reset(_A)   # another thread's sweeps: gone with it
+        _depth[0] = 0
+    for _ in range(_depth[0]):    # this thread's own: it will release the lock
+        _sweeps.acquire()
 
 
 if hasattr(os, "register_at_fork"):

@@ -39,7 +39,7 @@ class Tape:
         # destructor (C, run by cffi) frees it: no moment exists where a
         # Ctrl-C could leave a compiled tape with no owner.
         self._slot = _ffi.gc(_ffi.new("pg_tape **"), _lib.pg_tape_free_at)
-        with engine._sweeps:   # no sweep may be paused at a Python op meanwhile
+        with engine._sweep_scope():   # no sweep may be paused at a Python op meanwhile
             rc = _lib.pg_compile(_A, idx, len(self.roots), self._slot)
         if rc == _lib.PG_ETYPE:
             raise TypeError(
@@ -83,7 +83,7 @@ class Tape:
             raise RuntimeError("the last forward() of this tape failed half-way, so its "
                                "local derivatives are a mix of two points; call forward() "
                                "again (successfully) before backward()")
-        with engine._sweeps:   # (a multi-root tape marks nodes, as sweeps do)
+        with engine._sweep_scope():   # (a multi-root tape marks nodes, as sweeps do)
             _check(_lib.pg_tape_backward(self._tape, root), "backward")
 
     def jvp(self, tangents, inputs=None):
