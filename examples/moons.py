@@ -2,7 +2,8 @@
 """micrograd's demo (its demo.ipynb), on pygrad: an MLP learns the two moons.
 
     python examples/moons.py [--steps 100] [--seed 1337] [--points 100]
-                             [--engine pygrad|reference] [--data auto|sklearn|builtin]
+                             [--engine pygrad|reference] [--compiled | --map]
+                             [--data auto|sklearn|builtin]
                              [--png moons.png | --no-png] [--quiet]
 
 The notebook, step for step: 100 points of the two-moons data set with noise
@@ -19,11 +20,15 @@ are the notebook's too.  Either way the run is deterministic, and with the
 defaults it reaches 100% training accuracy.
 
 --engine reference runs the same code on pygrad.reference, the pure-Python
-engine (here about 1 step a second, against about 60 on pygrad).  The
+engine (here about 1 step a second, against about 60 on pygrad).  --compiled
+records the whole-data-set graph once and replays it (CompiledTraining);
+--map records the graph of ONE point and replays it over the rows of the
+data set with Tape.map (MappedTraining).  Same maths, same accuracy.  The
 functions here (load_moons, loss, train_step, train) are what tests and
 benchmarks import.
 """
 import argparse
+from array import array
 import math
 import os
 import random
@@ -171,14 +176,61 @@ class CompiledTraining:
         return step_loss, acc
 
 
-def train(model, X, y, steps=100, value_class=Value, progress=None, compiled=False):
+class MappedTraining:
+    """The same training with the graph of ONE point recorded once: its
+    inputs x0, x1 and label y are the tape's inputs, and each step replays it
+    over the rows (x0, x1, y) of the data set with Tape.map, in C.  The map
+    gives the mean max-margin loss and adds its gradient to the parameters'
+    grads; the L2 term, which involves the parameters only, is a second
+    small tape over them, whose backward() adds its gradient on top: the
+    eager total loss, data + regularisation, split in two.  pygrad's engine
+    only.  The sums run in another order than eager's (per block of rows),
+    so losses and weights agree with eager training to rounding, not to
+    the bit."""
+
+    def __init__(self, model, X, y, alpha=1e-4):
+        x = [Value(0.0), Value(0.0)]
+        yv = Value(0.0)
+        score = model(x)
+        sample_loss = (1 + -yv*score).relu()      # the max-margin loss of one point
+        # roots: the loss (map's backward root), and the score for the accuracy
+        self.tape = pygrad.compile([sample_loss, score], inputs=x + [yv])
+        # the rows as one 2-D buffer of doubles (n, 3), read by map in place
+        flat = array("d", [v for (x0, x1), yi in zip(X, y) for v in (x0, x1, yi)])
+        self.rows = memoryview(flat).cast("B").cast("d", (len(y), 3))
+        self.y = y
+        params = model.parameters()
+        self.reg = pygrad.compile(alpha * pygrad.sum([p*p for p in params]))
+        self.opt = pygrad.optim.SGD(params, lr=1.0)
+
+    def step(self, k, steps=100):
+        """Like train_step: (loss before the update, accuracy before it)."""
+        # reduce="mean" returns only means, so the scores of each point come
+        # from a forward-only map (no gradients), before the update
+        _, scores = self.tape.map(self.rows)
+        acc = accuracy(self.y, scores)
+        self.opt.zero_grad()
+        data_loss, _ = self.tape.map(self.rows, backward=0, reduce="mean")
+        reg_loss = self.reg.forward()
+        self.reg.backward()            # adds d reg/dp to the grads map left
+        self.opt.lr = learning_rate(k, steps)
+        self.opt.step()
+        return data_loss + reg_loss, acc
+
+
+def train(model, X, y, steps=100, value_class=Value, progress=None, compiled=False,
+          mapped=False):
     """`steps` training steps; progress(k, loss, accuracy) after each.
     Returns the list of (loss, accuracy) before each update.  compiled:
-    record the graph once and replay it (CompiledTraining)."""
-    if compiled:
+    record the graph once and replay it (CompiledTraining); mapped: record
+    one point's graph and map it over the data set (MappedTraining)."""
+    if compiled and mapped:
+        raise ValueError("train(): compiled or mapped, not both")
+    if compiled or mapped:
         if value_class is not Value:
-            raise ValueError("compiled training runs on pygrad's engine only")
-        run = CompiledTraining(model, X, y)
+            raise ValueError(f"{'compiled' if compiled else 'mapped'} training runs on "
+                             "pygrad's engine only")
+        run = (CompiledTraining if compiled else MappedTraining)(model, X, y)
         step = run.step
     else:
         def step(k, steps):
@@ -272,6 +324,9 @@ def main(argv=None, stream=None):
     ap.add_argument("--engine", choices=sorted(ENGINES), default="pygrad")
     ap.add_argument("--compiled", action="store_true",
                     help="record the loss graph once, replay it in C (pygrad engine)")
+    ap.add_argument("--map", action="store_true",
+                    help="record one point's loss graph, replay it over the data set "
+                         "with Tape.map (pygrad engine)")
     ap.add_argument("--data", choices=("auto", "sklearn", "builtin"), default="auto",
                     help="auto: scikit-learn's make_moons if installed, else the built-in one")
     ap.add_argument("--png", default="moons.png", metavar="PATH",
@@ -281,20 +336,23 @@ def main(argv=None, stream=None):
     args = ap.parse_args(argv)
     if args.steps < 1 or args.points < 2:
         ap.error("--steps must be >= 1 and --points >= 2")
-    if args.compiled and args.engine != "pygrad":
-        ap.error("--compiled needs --engine pygrad")
+    if args.compiled and args.map:
+        ap.error("--compiled and --map exclude each other")
+    if (args.compiled or args.map) and args.engine != "pygrad":
+        ap.error(f"--{'compiled' if args.compiled else 'map'} needs --engine pygrad")
 
     V = ENGINES[args.engine]
     X, y, source = load_moons(args.points, 0.1, args.seed, args.data)
     model = make_model(args.seed, V)
-    print(f"{args.engine} engine{' (compiled tape)' if args.compiled else ''}; {len(X)} points ({source} make_moons, noise 0.1, "
+    mode = " (compiled tape)" if args.compiled else " (per-point tape + map)" if args.map else ""
+    print(f"{args.engine} engine{mode}; {len(X)} points ({source} make_moons, noise 0.1, "
           f"seed {args.seed}); MLP(2, [16, 16, 1]), {len(model.parameters())} parameters",
           file=out)
 
     progress = None if args.quiet else Progress(args.steps, out)
     start = time.perf_counter()
     try:
-        train(model, X, y, args.steps, V, progress, compiled=args.compiled)
+        train(model, X, y, args.steps, V, progress, compiled=args.compiled, mapped=args.map)
     finally:
         if progress is not None:
             progress.close()
