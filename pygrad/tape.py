@@ -194,8 +194,11 @@ class Tape:
 def _rows(rows, nin):
     """(C view of the rows' numbers, how many rows, numpy or None): numpy
     is returned when rows is a numpy array, so the results can be too."""
-    from .bulk import _doubles
+    from .bulk import _NOT_NUMBERS, _doubles
     np = None
+    if isinstance(rows, _NOT_NUMBERS):   # text, or no order (a set, a dict)
+        raise TypeError(f"tape.map(): rows must be a 2-D array or a sequence of rows, "
+                        f"not {type(rows).__name__}")
     if type(rows).__module__ == "numpy" and hasattr(rows, "shape"):
         import numpy as np   # already imported: rows is numpy's
         shape = rows.shape
@@ -211,14 +214,14 @@ def _rows(rows, nin):
             raise ValueError(f"tape.map(): rows of {nin} numbers expected (one per input), "
                              f"got an array of shape {tuple(shape)}")
         return _doubles(rows, shape[0] * nin), shape[0], np
-    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__len__"):
+    if not hasattr(rows, "__len__"):
         raise TypeError(f"tape.map(): rows must be a 2-D array or a sequence of rows, "
                         f"not {type(rows).__name__}")
     flat = []
     for b, row in enumerate(rows):
         if nin == 1 and not hasattr(row, "__len__"):
             row = (row,)
-        elif isinstance(row, (str, bytes)) or not hasattr(row, "__len__"):
+        elif isinstance(row, _NOT_NUMBERS) or not hasattr(row, "__len__"):
             raise TypeError(f"tape.map(): row {b} is a {type(row).__name__}, "
                             f"not a sequence of {nin} numbers")
         if len(row) != nin:
