@@ -98,9 +98,9 @@ static void cm_put(codemap *m, pg_index i, int32_t code)
     m->code[s] = code;
 }
 
-/* The program of tape t for inputs ins[0..nin) (nodes of the tape that are
- * leaves, each once): NULL with *rc PG_EINVAL if they are not, or
- * PG_ENOMEM.  Under the lock. */
+/* The program of tape t for inputs ins[0..nin) (each once, none computed
+ * by the tape): NULL with *rc PG_EINVAL if they are not, or PG_ENOMEM.
+ * Under the lock. */
 static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
 {
     size_t n = t->ncode, nl = t->nleaf;
@@ -138,11 +138,15 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
     p->nin = (uint32_t)nin;
     p->ncode = (uint32_t)n;
     p->nroots = (uint32_t)t->nroots;
-    /* the tape's leaves: inputs or parameters */
+    /* the tape's leaves: inputs or parameters; an input the roots do not
+     * depend on is a row array that nothing reads (its derivatives: 0) */
+    for (size_t j = 0; j < n; j++)
+        cm_put(&m, t->fwd[j].out, -3);   /* "computed by the tape" */
     for (size_t j = 0; j < nl; j++)
-        cm_put(&m, t->leaf[j], -2);   /* "a leaf, not yet numbered" */
+        cm_put(&m, t->leaf[j], -2);      /* "a leaf, not yet numbered" */
     for (size_t i = 0; i < nin; i++) {
-        if (cm_get(&m, ins[i]) != -2) {   /* not a leaf of the tape, or twice */
+        int32_t code = cm_get(&m, ins[i]);
+        if (code != -2 && code != NOSTART) {   /* computed, or given twice */
             *rc = PG_EINVAL;
             goto fail;
         }

@@ -254,8 +254,9 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
  * parameter is added into its grad (broot < 0: no backward sweep).  threads: how many (0: every core).  The results
  * are the same, bit for bit, whatever the number of threads; no value
  * changes, no other grad.  A math error: its status, *bad_row the lowest
- * row with one and *bad_op its op, and nothing changed.  PG_EINVAL if an
- * input is not a leaf of the tape (or is given twice), PG_ENOMEM. */
+ * row with one and *bad_op its op, and nothing changed.  An input the
+ * roots do not depend on is read by nothing (its in_grads: 0).  PG_EINVAL
+ * if an input is a node the tape computes, or is given twice; PG_ENOMEM. */
 int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
                 size_t nrows, int broot, int reduce, int add_grads, double *values, double *reduced,
                 double *in_grads, int threads, int64_t *bad_row, int *bad_op);

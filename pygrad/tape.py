@@ -13,6 +13,7 @@ so Python-level decisions taken on ``.data`` while recording (``if x.data >
 0: ...``, a max picked in Python) are frozen.  Ops evaluated in C, relu
 included, are recomputed at each replay.
 """
+import operator
 from array import array
 
 from . import _core
@@ -140,11 +141,11 @@ class Tape:
             broot = -1
         elif backward is True:
             broot = 0
-        elif isinstance(backward, int) and 0 <= backward < len(self.roots):
-            broot = backward
         else:
-            raise IndexError(f"tape.map(): backward= names a root: True or 0..{len(self.roots) - 1}, "
-                             f"not {backward!r}")
+            broot = _index(backward, "backward")
+            if not 0 <= broot < len(self.roots):
+                raise IndexError(f"tape.map(): backward= names a root: True or "
+                                 f"0..{len(self.roots) - 1}, not {backward!r}")
         if input_grads and broot < 0:
             broot = 0 if len(self.roots) == 1 else None
             if broot is None:
@@ -155,8 +156,11 @@ class Tape:
             add_params = broot >= 0
         if threads is None:
             threads = 0
-        elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        elif isinstance(threads, bool) or not hasattr(threads, "__index__") or \
+                operator.index(threads) < 1:
             raise ValueError(f"tape.map(): threads must be a positive int or None, not {threads!r}")
+        else:
+            threads = operator.index(threads)
         nin, nroots = len(self.inputs), len(self.roots)
         if nin == 0:
             raise ValueError("tape.map(): the tape was compiled with no inputs")
@@ -170,7 +174,8 @@ class Tape:
                               values if values is not None else _ffi.NULL, reduced, ig,
                               threads, bad_row, bad_op)
         if rc == _lib.PG_EINVAL:
-            raise ValueError("tape.map(): an input is not a leaf of this tape (or is given twice)")
+            raise ValueError("tape.map(): an input is a node the tape computes (or is given "
+                             "twice): inputs are leaves")
         if rc < 0 and bad_row[0] >= 0:
             name = _core.op_symbol(bad_op[0])
             exc = _core.error(rc, name)
@@ -189,6 +194,13 @@ class Tape:
 
     def __repr__(self):
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"
+
+
+def _index(x, what):
+    """x as an int (numpy's ints too); TypeError for a float or a bool."""
+    if isinstance(x, bool) or not hasattr(x, "__index__"):
+        raise TypeError(f"tape.map(): {what}= takes True or a root's number, not {x!r}")
+    return operator.index(x)
 
 
 def _rows(rows, nin):

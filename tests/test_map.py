@@ -814,7 +814,8 @@ def test_bad_numpy_rows(np):
     ({"reduce": "max"}, ValueError), ({"reduce": "SUM"}, ValueError),
     ({"reduce": ""}, ValueError), ({"reduce": True}, ValueError),
     ({"backward": 5}, IndexError), ({"backward": 1}, IndexError),
-    ({"backward": -1}, IndexError),
+    ({"backward": -1}, IndexError), ({"backward": 1.0}, TypeError),
+    ({"backward": "0"}, TypeError),
     ({"threads": 0}, ValueError), ({"threads": -1}, ValueError),
     ({"threads": True}, ValueError), ({"threads": False}, ValueError),
     ({"threads": "2"}, ValueError), ({"threads": 2.0}, ValueError),
@@ -828,6 +829,18 @@ def test_bad_arguments(kwargs, exc):
     assert p.grad == 0.75
 
 
+def test_numpy_integers_name_roots_and_threads(np):
+    """numpy's integers are integers (operator.index), as for a list index."""
+    tape, p = small_tape()
+    rows = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    p.grad = 0.0
+    tape.map(rows, backward=np.int64(0), threads=np.int32(2), reduce="sum")
+    got = p.grad
+    p.grad = 0.0
+    tape.map(rows, backward=0, threads=2, reduce="sum")
+    assert got == p.grad != 0.0
+
+
 def test_tape_without_inputs_is_a_type_error():
     """compile() without inputs: map does not know what rows feed."""
     a = Value(1.0)
@@ -836,16 +849,32 @@ def test_tape_without_inputs_is_a_type_error():
 
 
 def test_inputs_that_are_not_leaves_of_the_tape():
-    """An interior node, a leaf given twice, a leaf outside the tape as an
-    input: ValueError at map (compile accepts them)."""
-    a, b, other = Value(1.0), Value(2.0), Value(3.0)
+    """An interior node or a leaf given twice as an input: ValueError at map
+    (compile accepts them)."""
+    a, b = Value(1.0), Value(2.0)
     mid = a * b
     root = mid.exp() + b
-    for inputs in ([mid], [a, a], [a, other]):
+    for inputs in ([mid], [a, a]):
         tape = pygrad.compile(root, inputs=inputs)
         with pytest.raises(ValueError):
             tape.map([[1.0] * len(inputs)])
     assert mid.data == 2.0
+
+
+def test_an_input_the_roots_do_not_use():
+    """An input outside the tape (as vmap allows): read by nothing, its
+    derivatives 0; the other numbers as from the loop over rows."""
+    a, b, other = Value(1.0), Value(2.0), Value(3.0)
+    root = (a * b).exp() + b
+    tape = pygrad.compile(root, inputs=[a, other])
+    rows = [[0.5, 9.0], [-0.25, -4.0]]
+    vals, g = tape.map(rows, input_grads=True)
+    for (x, _), v, gr in zip(rows, vals, g):
+        xa = Value(x)
+        r = (xa * b).exp() + b
+        r.backward()
+        assert v == r.data and gr[0] == pytest.approx(xa.grad, rel=1e-15) and gr[1] == 0.0
+    assert (a.data, other.data) == (1.0, 3.0)
 
 
 def test_zero_rows(np):
