@@ -117,6 +117,7 @@ int pg_gradient(pg_arena *a, const pg_index *outs, const double *seeds, size_t n
 typedef struct builder {
     pg_arena *a;
     int rc;
+    int bad_op;          /* the op that could not be made, for the message */
     pg_index *made;
     size_t nmade, cap;
 } builder;
@@ -162,7 +163,10 @@ static pg_index make(builder *b, int op, pg_index p, pg_index q, double k)
         q = node_of(b, q);
     if (p == BAD || q == BAD)
         return BAD;
-    return keep(b, pg__op(b->a, op, p, q, k));
+    int64_t r = pg__op(b->a, op, p, q, k);
+    if (r < 0 && b->rc == PG_OK)
+        b->bad_op = op;
+    return keep(b, r);
 }
 
 /* The table's graph columns (ops.h) speak these. */
@@ -186,7 +190,12 @@ static pg_index make(builder *b, int op, pg_index p, pg_index q, double k)
 #define G_RSUBC(c, p)    make(b, PG_RSUBC, (p), PG_NONE, (c))
 #define G_RDIVC(c, p)    make(b, PG_RDIVC, (p), PG_NONE, (c))
 
-/* The adjoint term of a node in the sweep, kept in its grad for the call. */
+/* The adjoint term of a node in the sweep, kept in its grad for the call:
+ * a node index, or NONE_YET, or AWAY for a node that no input asked for
+ * lies under (nothing it would receive could reach an input). */
+#define NONE_YET (-1.0)
+#define AWAY     (-2.0)
+
 static pg_index adjoint(const pg_arena *a, pg_index i)
 {
     double g = a->grad[i];
@@ -194,7 +203,10 @@ static pg_index adjoint(const pg_arena *a, pg_index i)
 }
 
 /* Adds term t to node i's adjoint: the first term is the adjoint, the next
- * ones are summed in order, as the backward sweep sums grads. */
+ * ones are summed in order, as the backward sweep sums grads.  A term for
+ * a node AWAY is not even made: the derivative of sqrt(x) * y with respect
+ * to y must not build d/dx, which does not exist at x = 0 (torch builds
+ * only what leads to the inputs asked for, too). */
 static void add_to(builder *b, pg_index i, pg_index t)
 {
     if (t == ZERO || t == BAD)
@@ -205,7 +217,14 @@ static void add_to(builder *b, pg_index i, pg_index t)
         b->a->grad[i] = (double)sum;
 }
 
-/* What node i, whose adjoint is g, gives its inputs. */
+/* Whether node i's term is to be made: not AWAY. */
+static int wanted(const pg_arena *a, pg_index i)
+{
+    return a->grad[i] != AWAY;
+}
+
+/* What node i, whose adjoint is g, gives its inputs (only those with an
+ * asked-for input under them: the terms are made lazily, per input). */
 static void step_back(builder *b, pg_index i, pg_index g)
 {
     pg_arena *a = b->a;
@@ -214,15 +233,18 @@ static void step_back(builder *b, pg_index i, pg_index g)
     if (pg_has_list(op)) {   /* n-ary: the start, then the list, as sweep.h */
         const pg_index *list = a->aux[i].list->item;
         uint32_t m = in0;
-        if (in1 != PG_NONE)
+        if (in1 != PG_NONE && wanted(a, in1))
             add_to(b, in1, g);
         if (op == PG_SUM) {
             for (uint32_t j = 0; j < m; j++)
-                add_to(b, list[j], g);
+                if (wanted(a, list[j]))
+                    add_to(b, list[j], g);
         } else {
             for (uint32_t j = 0; j < m / 2; j++) {
-                add_to(b, list[j], make(b, PG_MUL, list[m / 2 + j], g, 0.0));
-                add_to(b, list[m / 2 + j], make(b, PG_MUL, list[j], g, 0.0));
+                if (wanted(a, list[j]))
+                    add_to(b, list[j], make(b, PG_MUL, list[m / 2 + j], g, 0.0));
+                if (wanted(a, list[m / 2 + j]))
+                    add_to(b, list[m / 2 + j], make(b, PG_MUL, list[j], g, 0.0));
             }
         }
         return;
@@ -230,13 +252,15 @@ static void step_back(builder *b, pg_index i, pg_index g)
     double x = a->val[in0], v = a->val[i];
     double y = in1 != PG_NONE ? a->val[in1] : 0.0, k = a->aux[i].k;
     pg_index cx = ZERO, cy = ZERO;
+    int want0 = wanted(a, in0), want1 = in1 != PG_NONE && wanted(a, in1);
     (void)x; (void)y; (void)k; (void)v;
     switch (op) {
 #define PG_GRAPH_CASE(op_, kind_, part_, v_, dx_, dy_, err_, gdx_, gdy_)      \
     PG_IF_FORMULA(kind_,                                                     \
     case op_:                                                                \
-        cx = (gdx_);                                                         \
-        if (pg_arity(op_) == 2)                                              \
+        if (want0)                                                           \
+            cx = (gdx_);                                                     \
+        if (pg_arity(op_) == 2 && want1)                                     \
             cy = (gdy_);                                                     \
         break;)
     PG_OP_TABLE(PG_GRAPH_CASE)
@@ -257,24 +281,59 @@ static int is_seed(const pg_index *seeds, size_t n, pg_index i)
     return 0;
 }
 
-int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
-                  size_t nout, const pg_index *ins, size_t nin, pg_index *result)
+/* Which nodes of the sweep an input lies under: the others are AWAY
+ * (their grads, this call's, say so), oldest first so that a node's inputs
+ * are settled before it. */
+static void find_wanted(sweep *s, const pg_index *ins, size_t nin)
 {
+    pg_arena *a = s->a;
+    size_t total = s->set.n + s->set.nleaf;
+    for (size_t j = 0; j < total; j++)
+        a->grad[nth(s, j)] = AWAY;
+    for (size_t j = 0; j < nin; j++)
+        if (a->flags[ins[j]] & PG_MARK)   /* (outside the sweep: it gets 0) */
+            a->grad[ins[j]] = NONE_YET;
+    for (size_t j = s->set.n; j-- > 0;) {
+        pg_index i = s->set.node[j];
+        if (a->grad[i] != AWAY)
+            continue;
+        int any = a->in1[i] != PG_NONE && wanted(a, a->in1[i]);
+        if (pg_has_list(a->op[i])) {
+            for (uint32_t q = 0; q < a->in0[i] && !any; q++)
+                any = wanted(a, a->aux[i].list->item[q]);
+        } else {
+            any = any || wanted(a, a->in0[i]);
+        }
+        if (any)
+            a->grad[i] = NONE_YET;
+    }
+}
+
+int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
+                  size_t nout, const pg_index *ins, size_t nin, pg_index *result,
+                  int *bad_op)
+{
+    /* The derivative is a graph even inside no_grad (torch's
+     * create_graph=True asks for one there too). */
+    int was = pg_set_grad_mode(1);
     LOCK(a);
     sweep s;
-    builder b = {a, PG_OK, NULL, 0, 0};
+    builder b = {a, PG_OK, -1, NULL, 0, 0};
     int rc = pg__all_live(a, ins, nin);
     for (size_t r = 0; rc == PG_OK && r < nout; r++)
         if (seeds[r] != PG_NONE && !pg__is_live(a, seeds[r]))
             rc = PG_EINVAL;
     if (rc == PG_OK)
-        rc = sweep_begin(&s, a, outs, nout, -1.0);   /* -1: no adjoint yet */
+        rc = sweep_begin(&s, a, outs, nout, NONE_YET);
     if (rc != PG_OK) {
         UNLOCK(a);
+        pg_set_grad_mode(was);
         return rc;
     }
+    find_wanted(&s, ins, nin);
     for (size_t r = 0; r < nout; r++)
-        add_to(&b, outs[r], seeds[r] == PG_NONE ? ONE : seeds[r]);
+        if (wanted(a, outs[r]))
+            add_to(&b, outs[r], seeds[r] == PG_NONE ? ONE : seeds[r]);
     for (size_t j = 0; j < s.set.n && b.rc == PG_OK; j++) {
         pg_index i = s.set.node[j];
         pg_index g = adjoint(a, i);
@@ -305,6 +364,9 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
         pg__decref(a, b.made[j]);
     free(b.made);
     UNLOCK(a);
+    pg_set_grad_mode(was);
+    if (rc != PG_OK && bad_op)
+        *bad_op = b.bad_op;
     return rc;
 }
 

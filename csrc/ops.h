@@ -99,6 +99,14 @@ static inline double pg_dpow_dexp(double b, double v)
     return b == 0.0 ? 0.0 : v * log(b);
 }
 
+/* d(b ** e)/db = e * b ** (e - 1), except for an exponent 0: b ** 0 is 1
+ * for every b, so its derivative is 0, also at base 0, where the formula
+ * would be 0 * inf (torch's convention too; micrograd raises there). */
+static inline double pg_dpow_dbase(double b, double e)
+{
+    return e == 0.0 ? 0.0 : e * pow(b, e - 1.0);
+}
+
 /* The error checks: PG_OK, or what Python's float arithmetic / math module
  * raises for the same operands. */
 static inline int pg_zerodiv(double divisor)
@@ -143,11 +151,18 @@ static inline int pg_check_pow(double b, double e, double r)
  * the node's adjoint, a node too.  G_X, G_Y, G_V name the nodes of x, y, v;
  * G_MUL(p, q), G_NEG(p), G_MULC(p, c) ... make a node of that op; x, y, k,
  * v are the numbers, for choices made where the formula has a branch
- * (G_IF: at base 0, the exponent's derivative is 0, as in pg_dpow_dexp);
- * G_ZERO: nothing.  Each term has at most one node-making argument, so
- * nodes are made in one order (C leaves the order of arguments open), and
- * each multiplies in the same order as the column before, so a gradient
- * graph's values are the backward sweep's, bit for bit. */
+ * (G_IF: at base 0, the exponent's derivative is 0, as in pg_dpow_dexp;
+ * for an exponent 0 the base's is 0, as in pg_dpow_dbase, but a term is
+ * dropped only where its graph cannot be made, 0 ** -1: elsewhere it is
+ * 0 * x ** -1, whose derivative in the exponent, 1/x, the mixed second
+ * derivative needs, which torch's masking loses); G_ZERO: nothing.
+ * Each term has at most one node-making argument, so nodes are made in one
+ * order (C leaves the order of arguments open), and each multiplies in the
+ * same order as the column before, so a gradient graph's values are the
+ * backward sweep's, bit for bit, with one exception: where the sweep
+ * multiplies a partial that is 0 by an infinite adjoint (0 * inf = NaN, as
+ * micrograd's closures do), the graph has no term at all (0, as torch's
+ * relu and pow backward give). */
 /*    op          kind    partials value v          dv/dx                 dv/dy               error, else PG_OK                 (dv/dx)*G as a graph                                 (dv/dy)*G as a graph */
 #define PG_OP_TABLE(X)                                                                                              \
     X(PG_LEAF,    LEAF,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
@@ -155,7 +170,7 @@ static inline int pg_check_pow(double b, double e, double r)
     X(PG_SUB,     BINARY, FIXED,   x - y,           1.0,                 -1.0,                PG_OK,                           G_ADJ,                                               G_NEG(G_ADJ)) \
     X(PG_MUL,     BINARY, VARY,    x * y,           y,                    x,                  PG_OK,                           G_MUL(G_Y, G_ADJ),                                   G_MUL(G_X, G_ADJ)) \
     X(PG_DIV,     BINARY, VARY,    x / y,           1.0 / y,             -v / y,              pg_zerodiv(y),                   G_MUL(G_RDIVC(1.0, G_Y), G_ADJ),                     G_MUL(G_DIV(G_NEG(G_V), G_Y), G_ADJ)) \
-    X(PG_POW,     BINARY, VARY,    pow(x, y),       y * pow(x, y - 1.0),  pg_dpow_dexp(x, v), pg_check_pow(x, y, v),           G_MUL(G_MUL(G_Y, G_POW(G_X, G_SUBC(G_Y, 1.0))), G_ADJ), \
+    X(PG_POW,     BINARY, VARY,    pow(x, y),       pg_dpow_dbase(x, y),  pg_dpow_dexp(x, v), pg_check_pow(x, y, v),           G_IF(y == 0.0 && x == 0.0, G_ZERO, G_MUL(G_MUL(G_Y, G_POW(G_X, G_SUBC(G_Y, 1.0))), G_ADJ)), \
                                                                                                                                    G_IF(x == 0.0, G_ZERO, G_IF(x < 0.0, G_MULC(G_ADJ, NAN), G_MUL(G_MUL(G_V, G_LOG(G_X)), G_ADJ)))) \
     X(PG_ADDC,    CONST,  FIXED,   x + k,           1.0,                  0.0,                PG_OK,                           G_ADJ,                                               G_ZERO) \
     X(PG_MULC,    CONST,  FIXED,   x * k,           k,                    0.0,                PG_OK,                           G_MULC(G_ADJ, k),                                    G_ZERO) \
@@ -163,7 +178,7 @@ static inline int pg_check_pow(double b, double e, double r)
     X(PG_RSUBC,   CONST,  FIXED,   k - x,          -1.0,                  0.0,                PG_OK,                           G_NEG(G_ADJ),                                        G_ZERO) \
     X(PG_DIVC,    CONST,  FIXED,   x / k,           1.0 / k,              0.0,                pg_zerodiv(k),                   G_MULC(G_ADJ, 1.0 / k),                              G_ZERO) \
     X(PG_RDIVC,   CONST,  VARY,    k / x,          -v / x,                0.0,                pg_zerodiv(x),                   G_MUL(G_DIV(G_NEG(G_V), G_X), G_ADJ),                G_ZERO) \
-    X(PG_POWC,    CONST,  VARY,    pow(x, k),       k * pow(x, k - 1.0),  0.0,                pg_check_pow(x, k, v),           G_MUL(G_MULC(G_POWC(G_X, k - 1.0), k), G_ADJ),       G_ZERO) \
+    X(PG_POWC,    CONST,  VARY,    pow(x, k),       pg_dpow_dbase(x, k),  0.0,                pg_check_pow(x, k, v),           G_IF(k == 0.0, G_ZERO, G_MUL(G_MULC(G_POWC(G_X, k - 1.0), k), G_ADJ)), G_ZERO) \
     X(PG_RPOWC,   CONST,  VARY,    pow(k, x),       pg_dpow_dexp(k, v),   0.0,                pg_check_pow(k, x, v),           G_IF(k == 0.0, G_ZERO, G_MUL(G_MULC(G_V, log(k)), G_ADJ)), G_ZERO) \
     X(PG_NEG,     UNARY,  FIXED,   -x,             -1.0,                  0.0,                PG_OK,                           G_NEG(G_ADJ),                                        G_ZERO) \
     X(PG_EXP,     UNARY,  VARY,    exp(x),          v,                    0.0,                pg_check_math(x, v, PG_ERANGE),  G_MUL(G_V, G_ADJ),                                   G_ZERO) \

@@ -137,12 +137,16 @@ int pg_backward(pg_arena *a, pg_index root);
  * 0.0).  Errors: PG_EINVAL (a dead index), PG_ETYPE (an op written in
  * Python under the outputs: its backward is Python's), PG_EBUSY (a sweep
  * is paused), PG_ENOMEM; pg_gradient_graph also the math errors of the nodes
- * it makes (say a derivative 0 ** -0.5); on an error nothing is made or
- * changed. */
+ * it makes (say a derivative 0 ** -0.5; then *bad_op, if not NULL, gets
+ * the op that failed); on an error nothing is made or changed.
+ * pg_gradient_graph builds only the terms that lead to an input asked for
+ * (the derivative of sqrt(x) * y by y makes nothing of d/dx), and makes
+ * nodes even where pg_set_grad_mode turned graphs off for the thread. */
 int pg_gradient(pg_arena *a, const pg_index *outs, const double *seeds, size_t nout,
             const pg_index *ins, size_t nin, double *result);
 int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
-                  size_t nout, const pg_index *ins, size_t nin, pg_index *result);
+                  size_t nout, const pg_index *ins, size_t nin, pg_index *result,
+                  int *bad_op);
 int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
            const double *tangents, size_t nin, double *result);
 

@@ -656,7 +656,7 @@ static void test_gradients(void)
     /* as nodes: equal to the numbers, to the bit */
     pg_index gn[3], none = PG_NONE;
     size_t before = pg_live_nodes(a);
-    CHECK(pg_gradient_graph(a, &f, &none, 1, in, 3, gn) == PG_OK);
+    CHECK(pg_gradient_graph(a, &f, &none, 1, in, 3, gn, NULL) == PG_OK);
     for (int j = 0; j < 3; j++)
         CHECK(pg_data(a, gn[j]) == g[j]);
     CHECK(pg_grad(a, in[0]) == 7.0);
@@ -673,7 +673,7 @@ static void test_gradients(void)
     /* third derivative through the graph of the graph: d3f/da3 =
      * -6 - 0.375 a^-2.5 */
     pg_index g2[1];
-    CHECK(pg_gradient_graph(a, &gn[0], &none, 1, in, 1, g2) == PG_OK);
+    CHECK(pg_gradient_graph(a, &gn[0], &none, 1, in, 1, g2, NULL) == PG_OK);
     double t3;
     CHECK(pg_gradient(a, g2, &one, 1, in, 1, &t3) == PG_OK);
     CLOSE(t3, -6.0 - 0.375 * pow(2.0, -2.5), 1e-12);
@@ -681,7 +681,7 @@ static void test_gradients(void)
     pg_index other = L(a, 5.0), z;
     double zero = -1;
     CHECK(pg_gradient(a, &f, &one, 1, &other, 1, &zero) == PG_OK && zero == 0.0);
-    CHECK(pg_gradient_graph(a, &f, &none, 1, &other, 1, &z) == PG_OK && pg_data(a, z) == 0.0);
+    CHECK(pg_gradient_graph(a, &f, &none, 1, &other, 1, &z, NULL) == PG_OK && pg_data(a, z) == 0.0);
     /* forward mode: the directional derivative along (1, 2, 3) */
     double tan[3] = {1, 2, 3}, jv;
     CHECK(pg_jvp(a, &f, 1, in, tan, 3, &jv) == PG_OK);
@@ -696,18 +696,36 @@ static void test_gradients(void)
     CHECK(pg_grad(a, in[0]) == 7.0 && pg_grad(a, f) == 0.0);
     /* d(x*y)/dx is a node of its own, equal to y, not y */
     pg_index prod = O2(a, PG_MUL, in[0], in[1]), dp;
-    CHECK(pg_gradient_graph(a, &prod, &none, 1, in, 1, &dp) == PG_OK);
+    CHECK(pg_gradient_graph(a, &prod, &none, 1, in, 1, &dp, NULL) == PG_OK);
     CHECK(dp != in[1] && pg_data(a, dp) == 3.0);
     /* a math error while making the derivative: nothing is made */
     pg_index zero_leaf = L(a, 0.0), r = O1(a, PG_POWC, zero_leaf, 0.5), dr;
     size_t live = pg_live_nodes(a);
-    CHECK(pg_gradient_graph(a, &r, &none, 1, &zero_leaf, 1, &dr) == PG_EZERODIV);
-    CHECK(pg_live_nodes(a) == live);
+    int bad_op = -1;
+    CHECK(pg_gradient_graph(a, &r, &none, 1, &zero_leaf, 1, &dr, &bad_op) == PG_EZERODIV);
+    CHECK(pg_live_nodes(a) == live && bad_op == PG_POWC);
+    /* only what leads to the input asked for: d(sqrt(z) * y)/dy at z = 0
+     * is sqrt(z), and d/dz (0 ** -0.5) is never made */
+    pg_index ry = O2(a, PG_MUL, r, in[1]), dy;
+    CHECK(pg_gradient_graph(a, &ry, &none, 1, &in[1], 1, &dy, NULL) == PG_OK);
+    CHECK(pg_data(a, dy) == 0.0);
+    pg_decref(a, dy);
+    /* x ** 0: derivative 0, also at 0 (not 0 * inf) */
+    pg_index p0 = O1(a, PG_POWC, zero_leaf, 0.0), d0;
+    CHECK(pg_backward(a, p0) == PG_OK && pg_grad(a, zero_leaf) == 0.0);
+    CHECK(pg_gradient_graph(a, &p0, &none, 1, &zero_leaf, 1, &d0, NULL) == PG_OK);
+    CHECK(pg_data(a, d0) == 0.0);
+    pg_decref(a, d0);
     /* without gradients: a leaf */
     int was = pg_set_grad_mode(0);
     pg_index q = O2(a, PG_MUL, in[0], in[1]);
     CHECK(was == 1 && pg_opcode(a, q) == PG_LEAF && pg_data(a, q) == 6.0);
     CHECK(pg_ninputs(a, q) == 0);
+    /* ... but a gradient graph is a graph (create_graph asks for one) */
+    pg_index dq;
+    CHECK(pg_gradient_graph(a, &prod, &none, 1, in, 1, &dq, NULL) == PG_OK);
+    CHECK(pg_opcode(a, dq) != PG_LEAF && pg_set_grad_mode(0) == 0);
+    pg_decref(a, dq);
     pg_set_grad_mode(was);
     CHECK(pg_opcode(a, O2(a, PG_MUL, in[0], in[1])) == PG_MUL);
     (void)before;

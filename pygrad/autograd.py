@@ -18,7 +18,7 @@ differentiated again, to any order, compiled, drawn.  An op written in
 Python (micrograd's way) has its backward in Python, so these functions
 refuse it (TypeError naming the op); ``backward()`` runs it.
 """
-from . import engine
+from . import _core, engine
 from ._core import ARENA as _A
 from ._core import check as _check
 from ._core import ffi as _ffi
@@ -74,12 +74,19 @@ def _graph(outs, ins, seeds, what):
         else:
             keep.append(Value(s))
             idx.append(keep[-1]._h)
+    bad_op = _ffi.new("int *", -1)
     try:
         with engine._sweep_scope():
             rc = _lib.pg_gradient_graph(_A, [o._h for o in outs], idx, len(outs),
-                                        [x._h for x in ins], len(ins), buf)
+                                        [x._h for x in ins], len(ins), buf, bad_op)
         if rc == _lib.PG_ETYPE:
             raise _python_op_error(outs, what)
+        if rc < 0 and bad_op[0] >= 0:   # a derivative that does not exist there
+            name = _core.op_symbol(bad_op[0])
+            exc = _core.error(rc, name)
+            exc.args = (f"{exc.args[0]} (in op '{name}' of the derivative graph "
+                        f"{what}() was building)",)
+            raise exc
         _check(rc, what)
         for j in range(len(ins)):
             handles[j]._h = buf[j]

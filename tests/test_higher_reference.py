@@ -44,7 +44,7 @@ reference and test_third_derivative_bit_exact_with_reference;
 JVP_DOT_ORDER test_jvp_through_dot_bit_exact_with_reference;
 REFERENCE_RAISES test_reference_numbers_do_not_raise; JVP_CONSTANT
 test_reference_jvp_through_a_number_operand (all below); ZERO_TIMES_INF
-test_higher_order.py's test_bug_zero_partial_times_infinite_adjoint.
+test_higher_order.py's test_zero_partial_times_infinite_adjoint.
 
 PYGRAD_FUZZ_EXAMPLES sets the number of programs.
 """
