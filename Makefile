@@ -7,7 +7,7 @@ CSRC = $(filter-out csrc/test_%,$(wildcard csrc/*.c))
 CHDR = $(wildcard csrc/*.h)
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency dist check-dist clean
+.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency peak dist check-dist clean
 
 # Editable install: compiles csrc/ through cffi into pygrad/_pygrad_c*.so.
 build:
@@ -57,6 +57,18 @@ fuzz: build
 latency:
 	mkdir -p build && $(CC) -O2 -Wall -Wextra -Werror pygrad/bench/latency.c -o build/latency
 	./build/latency
+
+# The machine's peak double-precision multiply-add rate on one core (FMA
+# chains over registers), next to which the benchmark's training steps (ns
+# per multiply-add) are read: the widest vectors the CPU has, and the target
+# pygrad's extension is compiled for (no -march, no FMA contraction).  The
+# benchmark runs the same (pygrad/bench/peak.py).
+peak:
+	mkdir -p build
+	$(CC) -O2 -march=native -ffp-contract=fast -Wall -Wextra -Werror pygrad/bench/peak.c -o build/peak-native
+	$(CC) -O2 -ffp-contract=off -Wall -Wextra -Werror pygrad/bench/peak.c -o build/peak-as-built
+	@echo "native:   $$(./build/peak-native)"
+	@echo "as built: $$(./build/peak-as-built)"
 
 # The C tests under valgrind memcheck: no errors, no leaks.
 valgrind: csrc/test_pygrad

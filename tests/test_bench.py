@@ -5,6 +5,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,17 +13,22 @@ import sys
 import pytest
 
 from pygrad.bench import __main__ as cli
-from pygrad.bench import engines, progress, report, runner, targets, worker
-from pygrad.bench.workloads import FAR_INPUTS, FAR_OPS, WORKLOADS
+from pygrad.bench import engines, peak, progress, report, runner, targets, tasks, worker
+from pygrad.bench.workloads import FAR_INPUTS, FAR_OPS, GRAPHS, WORKLOADS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROGRAD = importlib.util.find_spec("micrograd") is not None
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_NUMPY = importlib.util.find_spec("numpy") is not None
 
 OK_FIELDS = {"engine", "workload", "size", "status", "ops", "repeats", "build_s",
              "backward_s", "build_ns_per_op", "backward_ns_per_node",
              "peak_bytes_per_node", "result", "grad_abs_sum", "grad_weighted_sum",
              "leaves", "wall_s"}
+TASK_FIELDS = {"engine", "workload", "size", "status", "repeats", "phases", "time_s",
+               "headline", "unit", "result", "grad_abs_sum", "grad_weighted_sum", "vector_len",
+               "meta", "wall_s"}
 
 
 def bench(tmp_path, *args):
@@ -56,7 +62,14 @@ def test_one_record_per_engine_workload_size(quick):
     keys = [(r["workload"], r["engine"], r["size"]) for r in records]
     assert len(keys) == len(set(keys))
     assert {w for w, _, _ in keys} == set(WORKLOADS)
-    assert {n for _, _, n in keys} == {1000}
+    # --sizes are ops, for the graphs; a task workload runs at its own sizes
+    assert {n for w, _, n in keys if w in GRAPHS} == {1000}
+    for name, w in WORKLOADS.items():
+        if w.kind == "task":
+            assert {n for ww, _, n in keys if ww == name} == set(w.quick_sizes)
+    # an engine never has a record for a workload it excludes by design
+    assert not [k for k in keys if engines.ENGINES[k[1]].excluded(k[0])]
+    assert {e for w, e, _ in keys if w not in GRAPHS} == {"pygrad"}
 
 
 def test_ok_records_have_the_schema(quick):
@@ -64,6 +77,11 @@ def test_ok_records_have_the_schema(quick):
     oks = [r for r in records if r["status"] == "ok"]
     assert {r["engine"] for r in oks} >= {"pygrad", "reference"}
     for r in oks:
+        if r["workload"] not in GRAPHS:
+            assert TASK_FIELDS <= set(r), TASK_FIELDS - set(r)
+            assert r["time_s"] == pytest.approx(sum(r["phases"][p] for p in r["headline"]))
+            assert r["time_s"] > 0 and math.isfinite(r["result"]) and r["vector_len"] > 0
+            continue
         assert OK_FIELDS <= set(r), OK_FIELDS - set(r)
         assert r["repeats"] >= 1
         # ops ~ the size, but farparams' graph is FAR_OPS at every size
@@ -75,7 +93,7 @@ def test_ok_records_have_the_schema(quick):
 def test_pygrad_creates_exactly_the_ops_counted_and_reports_its_arena(quick):
     _, records, _, _ = quick
     for r in records:
-        if r["engine"] == "pygrad":
+        if r["engine"] == "pygrad" and r["workload"] in GRAPHS:
             assert r["status"] == "ok"
             assert r["nodes"] == r["ops"], r["workload"]
             assert 0 < r["c_bytes_per_slot"] <= 64
@@ -94,6 +112,8 @@ def test_engines_agree_on_results_and_gradients(quick, other):
         mine = recs[(w, "pygrad")]
         for field in ("result", "grad_abs_sum", "grad_weighted_sum"):
             assert r[field] == pytest.approx(mine[field], rel=1e-9, abs=1e-300), (w, field)
+        # and the runner compared every gradient, not only their sums
+        assert r["agree_with"] == "pygrad" and r["agree_rel"] <= 1e-9, w
         compared += 1
     assert compared >= 3
 
@@ -238,7 +258,7 @@ def test_farparams_makes_the_parameters_first_and_differentiates_them(value_clas
 def test_the_floor_builds_below_pygrad_and_keeps_no_graph(quick):
     _, records, stdout, _ = quick
     recs = by_key(records)
-    for w in WORKLOADS:
+    for w in GRAPHS:
         floor, mine = recs[(w, "floor")], recs[(w, "pygrad")]
         assert floor["status"] == "ok", floor
         # the same forward values, nothing backward: no grads, no time
@@ -338,3 +358,132 @@ def test_a_crashed_worker_is_a_record(monkeypatch):
 ])
 def test_failures_are_classified(exc, status):
     assert worker.classify(exc) == status
+
+
+# -- the task workloads (issues 12 and 13): steps, Hessians, HVPs -------------
+TASK_ENGINES = ["pygrad", "pygrad-tape", "pygrad-map", "pygrad-map-1t", "pygrad-create-graph"]
+
+
+@pytest.fixture(scope="module")
+def tasks_run(tmp_path_factory):
+    """--quick on the task workloads (and dag, for the gradient built as a
+    graph) with pygrad's engines, and torch-tensor when torch is installed."""
+    tmp = tmp_path_factory.mktemp("bench-tasks")
+    names = TASK_ENGINES + (["torch-tensor"] if HAVE_TORCH else [])
+    records, stdout, stderr = bench(
+        tmp, "--quick", "--sizes", "1e3", "--engines", ",".join(names), "--no-png",
+        "--workloads", "dag,moons-step,digits-step,hessian-rosen,hvp-rosen")
+    return records, stdout, stderr
+
+
+def test_task_engines_run_their_workloads_only(tasks_run):
+    records, stdout, stderr = tasks_run
+    ran = {(r["workload"], r["engine"]) for r in records if r["status"] == "ok"}
+    assert len(ran) == len(records), [r["status"] for r in records if r["status"] != "ok"]
+    for w in ("moons-step", "digits-step"):
+        assert {(w, "pygrad-map"), (w, "pygrad-map-1t"), (w, "pygrad-tape")} <= ran
+    assert ("dag", "pygrad-create-graph") in ran
+    assert not {e for w, e in ran if w == "dag"} - {"pygrad", "pygrad-tape",
+                                                   "pygrad-create-graph"}
+    assert not {w for w, e in ran if e in ("pygrad-map", "pygrad-map-1t")} - \
+        {"moons-step", "digits-step"}
+    # one progress line per workload and engine, a task's in its own unit
+    assert "] moons-step pygrad-map (" in stderr and ", time per run by rows: 100 " in stderr
+
+
+def test_task_engines_agree_with_eager_pygrad(tasks_run):
+    records, _, _ = tasks_run
+    compared = set()
+    for r in records:
+        if r["workload"] != "dag" and r["engine"] != "pygrad":
+            assert r["agree_with"] == "pygrad", r
+            assert r["agree_rel"] <= 1e-9, (r["workload"], r["engine"], r["agree_rel"])
+            compared.add(r["engine"])
+    assert compared >= {"pygrad-tape", "pygrad-map", "pygrad-map-1t"} | \
+        ({"torch-tensor"} if HAVE_TORCH else set())
+    maps = [r for r in records if r["engine"].startswith("pygrad-map")]
+    assert all(r["meta"]["macs"] in (304, 2368) and r["meta"]["rows"] == r["size"]
+               for r in maps)
+
+
+def test_the_gradient_graph_is_timed_per_node_it_creates(tasks_run):
+    records, stdout, _ = tasks_run
+    r = by_key(records)[("dag", "pygrad-create-graph")]
+    assert r["nodes"] == r["ops"] and r["new_nodes"] > r["ops"]
+    assert r["backward_ns_per_new_node"] == pytest.approx(r["backward_s"] * 1e9 / r["new_nodes"])
+    assert r["agree_rel"] <= 1e-12        # its gradient Values hold backward()'s numbers
+    assert "the gradient as a graph, pygrad.grad(root, leaves, create_graph=True)" in stdout
+
+
+def test_task_tables_and_target_rows_print(tasks_run):
+    _, stdout, _ = tasks_run
+    for title in ("one training step: forward + backward", "ns per forward multiply-add",
+                  "dense Hessian at the point", "one gradient / one Hessian-vector product",
+                  "pygrad-tape's three HVPs", "agreement: max |difference|"):
+        assert title in stdout, title
+    table = stdout.split("== pygrad against its targets")[1]
+    for name in ("moons step: map vs torch-tensor (1 thread)", "moons step: map vs whole-graph "
+                 "tape", "map speed-up, 1 thread -> all", "Hessian: compiled gradient tape vs "
+                 "torch", "HVP via compiled gradient tape", "engines agree with pygrad"):
+        line = next(line for line in table.splitlines() if name in line)
+        assert line.rstrip().endswith(targets.QUICK_VERDICT) or line.rstrip().endswith("-")
+    hvp = next(line for line in table.splitlines() if "HVP via compiled" in line)
+    assert "no data" not in hvp
+    if HAVE_TORCH:
+        moons = next(line for line in table.splitlines() if "map vs torch-tensor (1" in line)
+        assert "no data" not in moons
+
+
+def test_the_report_names_the_cpu_and_the_peak(tasks_run):
+    _, stdout, stderr = tasks_run
+    assert cli._cpu() in stdout
+    line = next(line for line in stdout.splitlines() if line.startswith("peak multiply-add"))
+    assert line == peak.describe(None) or "G FMA/s" in line or "not measured" in line
+    assert "digits-step data: " in stdout
+
+
+def test_peak_is_measured_or_says_why():
+    why = peak.measure(cc="no-such-compiler-here")
+    assert "no C compiler" in why["error"] and "not measured" in peak.describe(why)
+    if shutil.which("cc"):
+        got = peak.measure(seconds=0.02)
+        assert got["native"]["fma_per_s"] > 1e8, got
+        assert got["as built"]["fused"] == 0 and "GFLOP/s" in peak.describe(got)
+
+
+def _in_process(workload, size, style, **options):
+    w = WORKLOADS[workload]
+    task = tasks.make(w, style, w.plan(size, 0), **options)
+    for _, fn in task.phases:
+        fn()
+    result, vector = task.check()
+    return result, list(vector), task
+
+
+@pytest.mark.parametrize("workload, size, styles", [
+    ("moons-step", 100, ["tape", ("map", {"threads": 1}), ("map", {"threads": 2})]),
+    ("digits-step", 32, ["tape", ("map", {"threads": 2})]),
+    ("hessian-rosen", 10, ["tape"]),
+    ("hvp-rosen", 40, ["tape"]),
+])
+def test_tasks_agree_in_process(workload, size, styles):
+    if "step" in workload and not HAVE_NUMPY:
+        pytest.skip("the map engine feeds its rows as a numpy array")
+    ref_result, ref, _ = _in_process(workload, size, "eager")
+    if HAVE_TORCH:
+        styles = styles + ["torch"]
+    for style in styles:
+        style, options = style if isinstance(style, tuple) else (style, {})
+        result, vector, task = _in_process(workload, size, style, **options)
+        assert result == pytest.approx(ref_result, rel=1e-12), style
+        assert runner.max_rel_diff(vector, ref) <= 1e-12, style
+        if workload == "hvp-rosen" and style == "tape":
+            assert task.info["variants_max_rel"] <= 1e-12
+
+
+def test_max_rel_diff_is_normwise():
+    assert runner.max_rel_diff([1.0, 0.0], [1.0, 1e-30]) == pytest.approx(1e-30)
+    assert runner.max_rel_diff([2.0, 4.0], [1.0, 4.0]) == 0.25
+    assert runner.max_rel_diff([1.0], [1.0, 2.0]) == math.inf
+    assert runner.max_rel_diff([math.nan], [1.0]) == math.inf
+    assert runner.max_rel_diff([0.0], [0.0]) == 0.0

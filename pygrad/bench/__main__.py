@@ -12,6 +12,7 @@ import shlex
 import sys
 import time
 
+from . import data, peak
 from .engines import ENGINES
 from .progress import Progress, not_run_notice
 from .report import text_report, write_all
@@ -85,15 +86,18 @@ def parse_args(argv):
                    default=None, help="comma-separated (default: all: "
                    f"{','.join(ENGINES)}; --quick skips torch unless named here)")
     p.add_argument("--sizes", type=_sizes, default=None,
-                   help=f"comma-separated op counts (default {DEFAULT_SIZES}; "
-                        f"--quick: {QUICK_SIZES})")
+                   help=f"comma-separated op counts of the graph workloads (default "
+                        f"{DEFAULT_SIZES}; --quick: {QUICK_SIZES}); the task workloads "
+                        "(steps, Hessians, HVPs) have their own sizes, in rows or "
+                        "variables (--list)")
     p.add_argument("--pure-max-size", type=_max_size, default=None,
                    help="largest size run by the slow engines (all but pygrad's and "
                         "the floor) "
                         f"(default {DEFAULT_PURE_MAX} with the default sizes, "
                         "otherwise no limit ('inf'): the budget decides)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="runs per job, the min time kept (default 5; --quick: 3)")
+                   help="runs per job, the min time kept (default 5; --quick: 3; a task "
+                        "repeats for --repeat-time, up to 100 runs)")
     p.add_argument("--repeat-time", type=float, default=None,
                    help="a job stops repeating once it has run this long "
                         "(s; default 1; --quick: 0.3)")
@@ -110,6 +114,8 @@ def parse_args(argv):
     p.add_argument("--out", default="bench-results.json",
                    help="JSON output; the .md and .png go next to it (default %(default)s)")
     p.add_argument("--no-png", action="store_true", help="do not draw the PNG")
+    p.add_argument("--no-peak", action="store_true",
+                   help="do not measure the machine's peak multiply-add rate (peak.c)")
     p.add_argument("--list", action="store_true", help="list workloads and engines, and exit")
     return p.parse_args(argv)
 
@@ -117,11 +123,14 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
+        width = max(map(len, list(WORKLOADS) + list(ENGINES)))
         for name, w in WORKLOADS.items():
-            print(f"workload {name:16} {w.description}")
+            sizes = "" if w.kind == "graph" else \
+                f"  [{w.unit}: {', '.join(map(str, w.sizes))}]"
+            print(f"workload {name:{width}} {w.description}{sizes}")
         for name, e in ENGINES.items():
             why = e.missing()
-            print(f"engine   {name:16} {e.description}{f'  [{why}]' if why else ''}")
+            print(f"engine   {name:{width}} {e.description}{f'  [{why}]' if why else ''}")
         return 0
 
     default_sizes = args.sizes is None
@@ -140,11 +149,17 @@ def main(argv=None):
         skip_slow_start=args.quick and args.engines is None)
 
     engines = args.engines or list(ENGINES)
-    jobs = plan_jobs(args.workloads, engines, sizes)
+    jobs = plan_jobs(args.workloads, engines, sizes, quick=args.quick)
     planned = [(job, planned_skip(job, settings)) for job in jobs]
     progress = Progress([job for job, why in planned if not why], sys.stderr)
     progress.say(not_run_notice(planned))
     started = time.perf_counter()
+    steps = any(WORKLOADS[j.workload].kind == "task" and WORKLOADS[j.workload].family == "step"
+                for j, why in planned if not why)
+    machine_peak = None
+    if steps and not args.no_peak:   # before the jobs: the machine is quieter
+        machine_peak = peak.measure(seconds=0.3 if args.quick else 1.0)
+        progress.say([peak.describe(machine_peak)])
     records = run_all(jobs, settings, progress)
     meta = {
         "command": " ".join(["python -m pygrad.bench"]
@@ -153,7 +168,8 @@ def main(argv=None):
         "python": platform.python_version(), "platform": platform.platform(),
         "cpu": _cpu(), "cores": os.cpu_count(), "mem_total": _mem_total(),
         "workloads": args.workloads, "engines": engines, "sizes": sizes,
-        "quick": args.quick,
+        "quick": args.quick, "peak": machine_peak,
+        "digits": data.load_digits_description(),
         "settings": {k: (None if v == float("inf") else v) for k, v in vars(settings).items()},
         "elapsed_s": time.perf_counter() - started,
     }

@@ -1,7 +1,10 @@
 """The engines the benchmark compares, as a registry: name -> adapter.
 
 An adapter tells the worker process how to load one engine and how to read
-its results; the workloads themselves only ever call the engine's ``Value``.
+its results; the graph workloads themselves only ever call the engine's
+``Value``.  The task workloads (tasks.py: training steps, Hessians, HVPs)
+are done each engine its own way: an engine that runs them names its
+``style`` (eager, tape, map, torch) and the task families it takes.
 Adding an engine is one entry in ENGINES (a new adapter class only when none
 of these fits).  ``missing()`` runs in the parent and must stay cheap (no
 imports of heavy packages); ``load()`` runs in the worker.
@@ -9,6 +12,11 @@ imports of heavy packages); ``load()`` runs in the worker.
 import gc
 import importlib
 import importlib.util
+import os
+
+from .workloads import WORKLOADS
+
+ALL_FAMILIES = ("step", "hessian", "hvp")
 
 
 def micrograd_nn(value_class):
@@ -26,17 +34,22 @@ class Engine:
     capped = True        # stops at --pure-max-size (a slow engine per op)
     keeps_graph = True   # backward does work (False: the floor)
     slow_start = False   # too slow to start for --quick (unless asked for)
-    workloads = None     # the workloads it runs (None: all)
+    workloads = None     # the graph workloads it runs (None: all)
     replays = False      # build() replays a graph recorded by prepare()
+    creates_nodes = False  # backward() makes nodes (counted: new_nodes)
+    graphs = True        # runs the graph workloads (workloads.py)
+    style = None         # the task workloads: tasks.py's implementation ...
+    families = ()        # ... of these task families
 
     def __init__(self, name, module, description, gc_enabled=True, nn_module=None,
-                 install=None):
+                 install=None, **options):
         self.name = name
         self.module = module
         self.description = description
         self.install = install          # the command that installs it, if optional
         self.gc_enabled = gc_enabled
         self.nn_module = nn_module
+        self.options = options          # for tasks.make (threads, vectorize)
         self.Value = None
         self.nn = None
 
@@ -50,7 +63,14 @@ class Engine:
 
     def excluded(self, workload):
         """Why this engine does not run `workload` by design (None when it
-        does)."""
+        does).  Such jobs are not planned at all (runner.plan_jobs)."""
+        w = WORKLOADS[workload]
+        if w.kind == "task":
+            if w.family not in self.families:
+                return f"{self.name} runs no {w.family} task"
+            return None
+        if not self.graphs:
+            return f"{self.name} runs the task workloads only"
         if self.workloads is not None and workload not in self.workloads:
             return f"{self.name} runs {', '.join(self.workloads)} only"
         return None
@@ -114,6 +134,20 @@ class Engine:
         """Nodes alive in the engine, when it can tell (None otherwise)."""
         return None
 
+    def release(self):
+        """Untimed, before each repeat: drop what the engine holds of the
+        last repeat's graph."""
+
+    def grad_vector(self, graph):
+        """The gradients the engines must agree on (None: nothing to
+        compare, as the floor's)."""
+        return [self.grad(leaf) for leaf in graph.leaves] if self.keeps_graph else None
+
+    def task(self, workload, plan):
+        """A task workload's Task (tasks.py), done this engine's way."""
+        from . import tasks
+        return tasks.make(workload, self.style, plan, **self.options)
+
     def arena_stats(self):
         """The engine's own accounting of its graph memory (None if none)."""
         return None
@@ -124,6 +158,8 @@ class Pygrad(Engine):
 
     native = True
     capped = False
+    style = "eager"
+    families = ALL_FAMILIES
 
     def missing(self):
         return None
@@ -146,6 +182,7 @@ class PygradDot(Pygrad):
     count stays micrograd's graph's, so ns/op compare per neuron."""
 
     workloads = ("moons",)
+    families = ()
 
     def _load_nn(self):
         import pygrad.nn
@@ -159,6 +196,8 @@ class PygradTape(PygradDot):
 
     workloads = None
     replays = True
+    style = "tape"
+    families = ALL_FAMILIES
 
     def prepare(self, workload, plan, state):
         import pygrad
@@ -187,6 +226,64 @@ class PygradTape(PygradDot):
         return None      # replay makes no nodes
 
     def arena_stats(self):
+        return None
+
+
+class PygradCreateGraph(Pygrad):
+    """pygrad eager, its backward being pygrad.grad(root, leaves,
+    create_graph=True): the gradient built as new nodes (issue 13), timed
+    per node of the original graph and, in its own table, per node it
+    creates.  No .grad changes, so zeroing and SGD do nothing."""
+
+    families = ()
+    creates_nodes = True
+
+    _grads = None
+
+    def release(self):
+        self._grads = None          # the last repeat's gradient graph
+
+    def backward(self, graph):
+        import pygrad
+        self._grads = dict(zip(graph.leaves, pygrad.grad(graph.root, graph.leaves,
+                                                         create_graph=True)))
+
+    def grad(self, v):
+        return self._grads[v].data
+
+    def zero_grad(self, params):
+        pass
+
+    def sgd(self, params, lr):
+        pass
+
+
+class PygradMap(Pygrad):
+    """pygrad, one sample's loss recorded as a tape (compile(loss,
+    inputs=...)), a step being tape.map(rows, backward=True,
+    reduce='mean') + SGD in C."""
+
+    graphs = False
+    style = "map"
+    families = ("step",)
+
+
+class TorchTensor(Engine):
+    """torch, batched float64 tensors (the task workloads)."""
+
+    graphs = False
+    slow_start = True
+    style = "torch"
+
+    def __init__(self, name, description, families, **options):
+        super().__init__(name, "torch", description, install="pip install torch==2.13.0",
+                         **options)
+        self.families = families
+
+    def load(self):
+        import torch  # noqa: F401 - the import is the engine's start-up, untimed
+
+    def _load_nn(self):
         return None
 
 
@@ -263,6 +360,22 @@ ENGINES = {
                              nn_module="micrograd.nn", install=MICROGRAD_INSTALL),
     "torch": Torch("torch", "torch", "torch float64 scalar tensors",
                    install="pip install torch==2.13.0"),
+    "pygrad-create-graph": PygradCreateGraph(
+        "pygrad-create-graph", "pygrad",
+        "pygrad eager, backward = pygrad.grad(..., create_graph=True): the gradient as a graph"),
+    "pygrad-map": PygradMap("pygrad-map", "pygrad",
+                            "pygrad, one sample's tape mapped over the rows "
+                            "(Tape.map, every core)", threads=None),
+    "pygrad-map-1t": PygradMap("pygrad-map-1t", "pygrad",
+                               "pygrad, Tape.map on one thread", threads=1),
+    "torch-tensor": TorchTensor("torch-tensor", "torch batched float64 tensors, 1 thread",
+                                ALL_FAMILIES, threads=1),
+    "torch-tensor-mt": TorchTensor("torch-tensor-mt", "torch batched float64 tensors, "
+                                   f"all threads ({os.cpu_count()})", ("step",),
+                                   threads=os.cpu_count() or 1),
+    "torch-tensor-vec": TorchTensor("torch-tensor-vec", "torch, 1 thread, "
+                                    "functional.hessian(vectorize=True)", ("hessian",),
+                                    threads=1, vectorize=True),
 }
 
 # The engine the benchmark is about, the floor its build is read against,

@@ -5,7 +5,7 @@ per workload and engine once its sizes are done."""
 import shutil
 
 from .engines import ENGINES
-from .records import fmt_num, ok, short_status
+from .records import fmt_num, fmt_time, ok, short_status
 from .runner import fmt_size
 
 
@@ -91,6 +91,12 @@ def group_line(i, total, key, records):
     statuses = {r["status"] for r in records}
     if len(statuses) == 1 and not ok(records[0]):
         return f"{head}: {records[0]['status']}"
+    first = next((r for r in records if ok(r)), {})
+    if "time_s" in first:       # a task workload: its time per run
+        cells = ", ".join(f"{fmt_size(r['size'])} "
+                          + (fmt_time(r["time_s"]) if ok(r) else short_status(r["status"]))
+                          for r in records)
+        return f"{head}, time per run by {first['unit']}: {cells}"
     graph = ENGINES[engine].keeps_graph
 
     def cell(r):

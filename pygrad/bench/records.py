@@ -23,6 +23,15 @@ def ratio(recs, workload, other, size, field):
     return b[field] / a[field]
 
 
+def faster(recs, workload, slow, fast, size):
+    """How many times engine `fast` ran task `workload` at `size` faster
+    than engine `slow` (their headline times; None if either did not run)."""
+    a, b = recs.get((workload, fast, size)), recs.get((workload, slow, size))
+    if not (ok(a) and ok(b)) or not a.get("time_s") or b.get("time_s") is None:
+        return None
+    return b["time_s"] / a["time_s"]
+
+
 def floor_multiple(recs, workload, size):
     """pygrad's eager build time as a multiple of the floor's (1.0: no
     cost above what any Python facade pays; None if either did not run)."""
@@ -53,4 +62,21 @@ def fmt_num(x):
 
 
 def fmt_ratio(x):
-    return "-" if x is None else (f"{x:,.0f}x" if x >= 10 else f"{x:.1f}x")
+    if x is None:
+        return "-"
+    if x < 0.1:     # many times slower: two digits, not "0.0x"
+        return f"{x:.2g}x"
+    return f"{x:,.0f}x" if x >= 10 else f"{x:.1f}x"
+
+
+def fmt_time(s):
+    """Seconds as us, ms or s, three significant digits."""
+    if s is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale or unit == "us":
+            return f"{fmt_num(s / scale)} {unit}"
+
+
+def fmt_rel(x):
+    return "-" if x is None else ("inf" if x == float("inf") else f"{x:.0e}" if x else "0")

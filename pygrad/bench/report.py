@@ -2,13 +2,17 @@
 PNG (when matplotlib is installed), all from one list of records."""
 import json
 import math
+import textwrap
 
-from . import targets
+from . import peak, targets
 from .engines import ENGINES, FLOOR, SUBJECT
-from .records import (MEMORY_MIN_OPS, floor_multiple, fmt_num, fmt_ratio, index, ok, ratio,
-                      short_status)
+from .records import (MEMORY_MIN_OPS, faster, floor_multiple, fmt_num, fmt_ratio, fmt_rel,
+                      fmt_time, index, ok, ratio, short_status)
 from .runner import fmt_size
 from .workloads import WORKLOADS
+
+CREATE_GRAPH = "pygrad-create-graph"
+TORCH_1T, TORCH_MT, TORCH_VEC = "torch-tensor", "torch-tensor-mt", "torch-tensor-vec"
 
 
 # -- tables -------------------------------------------------------------------
@@ -27,10 +31,14 @@ def _cell(r, field):
     return fmt_num(value)
 
 
-def workload_tables(records, workload, engines, sizes):
-    """[(title, header, rows)] for one workload: the three metrics with
-    columns per engine, then pygrad's ratios against each rival engine and
-    its build as a multiple of the floor's."""
+def workload_tables(records, workload, engines, sizes, meta=None):
+    """[(title, header, rows)] for one workload: for a graph workload the
+    three metrics with columns per engine, then pygrad's ratios against
+    each rival engine and its build as a multiple of the floor's, the
+    gradient built as a graph, and the engines' agreement; a task
+    workload's own (task_tables)."""
+    if WORKLOADS[workload].kind == "task":
+        return task_tables(records, workload, engines, sizes, meta or {})
     recs = index(records)
     blocks = []
     for title, field in (("build, ns per op", "build_ns_per_op"),
@@ -62,6 +70,140 @@ def workload_tables(records, workload, engines, sizes):
         blocks.append(("pygrad's advantage, times (same run): build speed / backward speed "
                        "/ memory against each rival; its build time, times the floor's",
                        ["size"] + rivals + (["build vs floor"] if floor else []), rows))
+    if CREATE_GRAPH in engines:
+        rows = []
+        for n in sizes:
+            r, eager = recs.get((workload, CREATE_GRAPH, n)), recs.get((workload, SUBJECT, n))
+            if not ok(r):
+                rows.append([fmt_size(n), short_status(r["status"]) if r else "", "", "", ""])
+                continue
+            rows.append([fmt_size(n), fmt_num(r.get("backward_ns_per_new_node")),
+                         f"{r.get('new_nodes', 0) / r['ops']:.2f}",
+                         fmt_num(eager["build_ns_per_op"]) if ok(eager) else "-",
+                         fmt_num(r["build_ns_per_op"])])
+        blocks.append(("the gradient as a graph, pygrad.grad(root, leaves, create_graph=True): "
+                       "ns per node it creates, and nodes created per node of the graph; next "
+                       "to the eager build of the graph itself, ns per op (pygrad's run, and "
+                       f"{CREATE_GRAPH}'s own)",
+                       ["size", "ns/new node", "new per node", "pygrad build ns/op",
+                        "own build ns/op"], rows))
+    blocks.append(agreement_block(recs, workload, engines, sizes))
+    return blocks
+
+
+def agreement_block(recs, workload, engines, sizes):
+    """Each engine's numbers against the reference engine's (runner.agreement)."""
+    def cell(r):
+        if r is None:
+            return ""
+        if not ok(r):
+            return short_status(r["status"])
+        if "agree_rel" in r:
+            return fmt_rel(r["agree_rel"])
+        return "(ref)" if r.get("vector_len") is not None else "-"
+    rows = [[fmt_size(n)] + [cell(recs.get((workload, e, n))) for e in engines] for n in sizes]
+    return ("agreement: max |difference| / max |reference| over the result and every "
+            "gradient (Hessian, HVP) entry, against (ref), pygrad's eager run",
+            ["size"] + list(engines), rows)
+
+
+def _threads(r, cores):
+    t = (r.get("meta") or {}).get("threads")
+    if ENGINES[r["engine"]].style in ("eager", "tape"):
+        return 1
+    return t or cores or 1
+
+
+def task_tables(records, workload, engines, sizes, meta):
+    """The tables of a task workload (tasks.py), by its family."""
+    recs = index(records)
+    w = WORKLOADS[workload]
+    unit = w.unit
+
+    def grid(cell, cols=engines):
+        return [[fmt_size(n)] + [cell(recs.get((workload, e, n)), e, n) for e in cols]
+                for n in sizes]
+
+    def status_or(fn):
+        def cell(r, e, n):
+            if r is None:
+                return ""
+            return fn(r, e, n) if ok(r) else short_status(r["status"])
+        return cell
+
+    time_cell = status_or(lambda r, e, n: fmt_time(r["time_s"]))
+    ours = [e for e in engines if ENGINES[e].native]
+    blocks = []
+    if w.family == "step":
+        blocks.append(("one training step: forward + backward + zeroing grads + SGD update "
+                       "(min of the runs)", [unit] + list(engines), grid(time_cell)))
+        rivals = [e for e in (TORCH_1T, TORCH_MT) if e in engines]
+        if rivals and ours:
+            blocks.append((f"pygrad's engines, times faster than {' / '.join(rivals)} "
+                           "(same run)", [unit] + ours, grid(lambda r, e, n: " / ".join(
+                               fmt_ratio(faster(recs, workload, t, e, n)) for t in rivals),
+                               ours)))
+        rate = ((meta.get("peak") or {}).get("native") or {}).get("fma_per_s")
+        cores = meta.get("cores")
+
+        def mac_cell(r, e, n):
+            m = r.get("meta") or {}
+            work = m.get("rows", n) * m.get("macs", 0)
+            if not work:
+                return "-"
+            ns = r["time_s"] * 1e9 / work
+            if not rate:
+                return fmt_num(ns)
+            frac = 3 * work / r["time_s"] / (rate * _threads(r, cores))
+            return f"{fmt_num(ns)} / {100 * frac:.2g}%"
+        macs = next((r["meta"].get("macs") for r in records
+                     if r["workload"] == workload and ok(r) and r.get("meta")), None)
+        blocks.append((f"the step in ns per forward multiply-add per row (MACs of one row's "
+                       f"forward pass: sum of fan_in * fan_out = {macs}; the step's forward, "
+                       "backward and update are all in the time) / percent of the peak FMA "
+                       "rate of the cores it uses (peak.c; counting 3 FMAs per forward MAC: "
+                       "the forward's, and backward's two, for the weight and the input)",
+                       [unit] + list(engines), grid(status_or(mac_cell))))
+    elif w.family == "hessian":
+        blocks.append(("dense Hessian at the point: pygrad = the graph of f and "
+                       "pygrad.hessian; pygrad-tape = the compiled gradient (create_graph) "
+                       "replayed forward once, then backward from each gradient entry, one "
+                       "Hessian row per sweep; torch = autograd.functional.hessian",
+                       [unit] + list(engines), grid(time_cell)))
+        rivals = [e for e in (TORCH_1T, TORCH_VEC) if e in engines]
+        if rivals and ours:
+            blocks.append((f"pygrad's engines, times faster than {' / '.join(rivals)} "
+                           "(same run)", [unit] + ours, grid(lambda r, e, n: " / ".join(
+                               fmt_ratio(faster(recs, workload, t, e, n)) for t in rivals),
+                               ours)))
+        if "pygrad-tape" in engines:
+            blocks.append(("pygrad-tape, once before: the gradient graph and its compile "
+                           "(untimed above) / the tape's nodes", [unit, "pygrad-tape"],
+                           grid(status_or(lambda r, e, n: f"{fmt_time(r['meta']['prepare_s'])}"
+                                          f" / {r['meta']['tape_nodes']:,}"),
+                                ["pygrad-tape"])))
+    elif w.family == "hvp":
+        def hvp_cell(r, e, n):
+            p = r["phases"]
+            return f"{fmt_time(p['grad'])} / {fmt_time(p['hvp'])} / " \
+                   f"{fmt_ratio(p['hvp'] / p['grad'])}"
+        blocks.append(("one gradient / one Hessian-vector product / the HVP in gradients "
+                       "(pygrad-tape: f's tape replayed forward and backward / the tape of "
+                       "s = dot(grad(f, create_graph), v) replayed forward and backward; "
+                       "pygrad: pygrad.grad / pygrad.hvp on the graph; torch: autograd.grad "
+                       "/ functional.vhp)", [unit] + list(engines), grid(status_or(hvp_cell))))
+        if "pygrad-tape" in engines:
+            variants = ("hvp", "hvp h-tape", "hvp jvp")
+
+            def var_cell(r, e, n):
+                p = r["phases"]
+                return " / ".join(f"{fmt_ratio(p[v] / p['grad'])}" for v in variants)
+            blocks.append(("pygrad-tape's three HVPs, in gradient replays: reverse over "
+                           "reverse (s's tape, forward + backward) / the tape of h = grad(s, "
+                           "create_graph) forward / forward over reverse (the gradient's "
+                           "tape forward, then Tape.jvp along v)", [unit, "pygrad-tape"],
+                           grid(status_or(var_cell), ["pygrad-tape"])))
+    blocks.append(agreement_block(recs, workload, engines, sizes))
     return blocks
 
 
@@ -80,14 +222,35 @@ def _text_table(header, rows):
     return [line(header)] + [line(r) for r in rows]
 
 
+def _ran(records, w, engines):
+    """(the engines, the sizes) of workload w's records, in order."""
+    mine = [r for r in records if r["workload"] == w]
+    return ([e for e in engines if any(r["engine"] == e for r in mine)],
+            sorted({r["size"] for r in mine}))
+
+
+def machine_lines(meta):
+    """What the numbers were measured on (the CPU named), the machine's peak
+    multiply-add rate, the digits' source."""
+    lines = [f"{meta.get('cpu', '?')} ({meta.get('cores', '?')} cores), Python "
+             f"{meta.get('python', '?')}, {meta.get('date', '')}"]
+    if "peak" in meta:
+        lines.append(peak.describe(meta["peak"]))
+    if meta.get("digits") and "digits-step" in meta.get("workloads", ()):
+        lines.append(f"digits-step data: {meta['digits']}")
+    return lines
+
+
 def text_report(records, meta):
     engines = meta["engines"]
-    sizes = sorted({r["size"] for r in records})
-    out = []
+    out = [""] + machine_lines(meta)
     for w in meta["workloads"]:
+        es, sizes = _ran(records, w, engines)
+        if not es:
+            continue
         out.append("")
         out.append(f"== {w}: {WORKLOADS[w].description} ==")
-        for title, header, rows in workload_tables(records, w, engines, sizes):
+        for title, header, rows in workload_tables(records, w, es, sizes, meta):
             out.append(f"-- {title}")
             out.extend("   " + line for line in _text_table(header, rows))
     out.append("")
@@ -136,21 +299,26 @@ def _md_table(header, rows):
 
 def markdown_report(records, meta):
     engines = meta["engines"]
-    sizes = sorted({r["size"] for r in records})
     out = ["# pygrad stress benchmark", "",
            f"{meta['date']} · Python {meta['python']} · {meta['cpu']} "
-           f"({meta['cores']} cores) · `{meta['command']}`", "",
-           "Engines: " + "; ".join(f"`{e}`: {ENGINES[e].description}" for e in engines), "",
-           "Build is ns per op (an op: a leaf made from a number or an operator call, "
-           "the nodes pygrad creates); backward is ns per node; memory is the peak "
-           "growth of the process's resident set per node (all-in: Python handles "
-           "the script keeps count too), with pygrad's C arena alone after `C`.", ""]
+           f"({meta['cores']} cores) · `{meta['command']}`", ""]
+    out += [line + "  " for line in machine_lines(meta)[1:]] + [""]
+    out += ["Engines: " + "; ".join(f"`{e}`: {ENGINES[e].description}" for e in engines), "",
+            "Build is ns per op (an op: a leaf made from a number or an operator call, "
+            "the nodes pygrad creates); backward is ns per node; memory is the peak "
+            "growth of the process's resident set per node (all-in: Python handles "
+            "the script keeps count too), with pygrad's C arena alone after `C`.  The task "
+            "workloads (training steps, Hessians, HVPs) are timed as a whole, min of the "
+            "runs, at their own sizes (rows, variables, parameters).", ""]
     out += ["## Targets", ""]
     out += _md_table(["target", "wanted", "measured", "verdict"],
                      target_summary(records, judge=not meta.get("quick")))
     for w in meta["workloads"]:
+        es, sizes = _ran(records, w, engines)
+        if not es:
+            continue
         out += ["", f"## {w}: {WORKLOADS[w].description}"]
-        for title, header, rows in workload_tables(records, w, engines, sizes):
+        for title, header, rows in workload_tables(records, w, es, sizes, meta):
             out += ["", f"**{title}**", ""] + _md_table(header, rows)
     notes = failure_notes(records)
     if notes:
@@ -183,13 +351,16 @@ def write_png(path, records, meta):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, w in zip(axes.flat, workloads):
         lo, hi = math.inf, 0
-        for i, e in enumerate(meta["engines"]):
+        drawn = [e for e in meta["engines"]
+                 if any(r["workload"] == w and r["engine"] == e and ok(r) for r in records)]
+        for i, e in enumerate(drawn):    # colours counted per panel: fewer repeats
             rs = sorted((r for r in records if r["workload"] == w and r["engine"] == e and ok(r)),
                         key=lambda r: r["size"])
-            if not rs:
-                continue
             c = colors[i % len(colors)]
             xs = [r["size"] for r in rs]
+            if WORKLOADS[w].kind == "task":
+                ax.plot(xs, [r["time_s"] for r in rs], "o-", color=c, label=e)
+                continue
             ax.plot(xs, [r["build_s"] for r in rs], "o-", color=c, label=f"{e} build")
             if ENGINES[e].keeps_graph:
                 ax.plot(xs, [r["backward_s"] for r in rs], "s--", color=c,
@@ -198,11 +369,12 @@ def write_png(path, records, meta):
             hi = max([hi] + [r["build_s"] for r in rs])
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{w}: {WORKLOADS[w].description}", fontsize=8)
-        ax.set_xlabel("N (the workload's size)")
+        ax.set_title(textwrap.fill(f"{w}: {WORKLOADS[w].description}", 90), fontsize=7)
+        ax.set_xlabel("N (the workload's size)" if WORKLOADS[w].kind == "graph"
+                      else f"{WORKLOADS[w].unit}")
         ax.set_ylabel("seconds")
         ax.grid(True, which="both", alpha=0.3)
-        if hi > 0:   # a guide with slope 1: linear cost
+        if hi > 0 and WORKLOADS[w].kind == "graph":   # a guide with slope 1: linear cost
             x0, x1 = ax.get_xlim()
             ax.plot([x0, x1], [lo, lo * x1 / x0], ":", color="grey", label="slope 1 (linear)")
             ax.set_ylim(lo / 2, hi * 2)
@@ -210,7 +382,7 @@ def write_png(path, records, meta):
     for ax in list(axes.flat)[len(workloads):]:
         ax.axis("off")
     fig.suptitle(f"pygrad stress benchmark, {meta['date']} ({meta['cpu']})", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))   # room for the suptitle
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

@@ -11,13 +11,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from array import array
 from dataclasses import dataclass
 
 import pygrad
 
-from .engines import ENGINES
-from .worker import PREFIX
+from .engines import ENGINES, SUBJECT
+from .worker import PREFIX, vector_path
+from .workloads import WORKLOADS
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Settings:
     pure_max_size: float = float("inf")   # largest size for the capped engines
     skip_slow_start: bool = False         # --quick: no engine with a slow import
     seed: int = 0
+    vector_dir: str = None       # where the workers leave the numbers to compare
 
 
 def fmt_size(n):
@@ -67,7 +71,8 @@ def worker_command(job, settings):
             "--engine", job.engine, "--workload", job.workload, "--size", str(job.size),
             "--seed", str(settings.seed), "--repeats", str(settings.repeats),
             "--repeat-time", str(settings.repeat_time),
-            "--mem-limit", str(int(settings.mem_limit))]
+            "--mem-limit", str(int(settings.mem_limit))] + \
+        (["--vector-dir", settings.vector_dir] if settings.vector_dir else [])
 
 
 def run_job(job, settings):
@@ -111,10 +116,22 @@ def run_job(job, settings):
     return dict(base, status=status, wall_s=wall, detail=" | ".join(tail)[-400:])
 
 
-def plan_jobs(workloads, engines, sizes):
+def workload_sizes(workload, sizes, quick=False):
+    """The sizes a workload runs at: the command's (numbers of ops) for a
+    graph workload; a task workload's own (rows, n: tasks.py)."""
+    w = WORKLOADS[workload]
+    if w.kind == "task":
+        return sorted(w.quick_sizes if quick else w.sizes)
+    return sorted(sizes)
+
+
+def plan_jobs(workloads, engines, sizes, quick=False):
     """Every job in running order: per workload, per engine, sizes ascending
-    (so the budget can stop an engine before the sizes it cannot afford)."""
-    return [Job(w, e, n) for w in workloads for e in engines for n in sorted(sizes)]
+    (so the budget can stop an engine before the sizes it cannot afford).
+    An engine never runs a workload it excludes by design (a task it has no
+    way of doing, pygrad-dot's graphs but moons): no job, no record."""
+    return [Job(w, e, n) for w in workloads for e in engines
+            if not ENGINES[e].excluded(w) for n in workload_sizes(w, sizes, quick)]
 
 
 def predict(history, size):
@@ -151,6 +168,14 @@ def planned_skip(job, settings):
     return None
 
 
+def run_seconds(record):
+    """What one run of a job took: a graph's build, backward and update; a
+    task's timed phases."""
+    if "time_s" in record:
+        return sum(record["phases"].values())
+    return record["build_s"] + record["backward_s"] + record.get("update_s", 0.0)
+
+
 def run_all(jobs, settings, progress=None):
     """Runs (or skips, with a reason) every job; returns their records.
 
@@ -159,7 +184,15 @@ def run_all(jobs, settings, progress=None):
     budget, or its memory per node would pass the memory limit, the
     remaining sizes are skipped ("skipped (over budget ...)").  A failure
     (timeout, recursion, memory, crash) skips the larger sizes too.
-    `progress` hears of every job but the planned skips (planned_skip())."""
+    `progress` hears of every job but the planned skips (planned_skip()).
+    Then the engines' gradients are compared (agreement())."""
+    if settings.vector_dir is None:
+        with tempfile.TemporaryDirectory(prefix="pygrad-bench-") as tmp:
+            settings.vector_dir = tmp
+            try:
+                return run_all(jobs, settings, progress)
+            finally:
+                settings.vector_dir = None
     records = []
     stop = {}       # (workload, engine) -> why the larger sizes are skipped
     runs = {}       # (workload, engine) -> [(size, seconds)] of the runs so far
@@ -191,9 +224,7 @@ def run_all(jobs, settings, progress=None):
             record = run_job(job, settings)
             status = record["status"]
             if status == "ok":
-                runs.setdefault(key, []).append(
-                    (job.size, record["build_s"] + record["backward_s"]
-                     + record.get("update_s", 0.0)))
+                runs.setdefault(key, []).append((job.size, run_seconds(record)))
                 peak[key] = record.get("peak_bytes_per_node") or 0.0
             elif status.startswith("unsupported"):
                 stop[key] = status              # at every size: not run again
@@ -206,4 +237,60 @@ def run_all(jobs, settings, progress=None):
         records.append(record)
         if progress and not planned:
             progress.done(job, record)
+    agreement(records, settings.vector_dir)
     return records
+
+
+def _read_vector(directory, r):
+    try:
+        data = array("d")
+        with open(vector_path(directory, r["workload"], r["engine"], r["size"]), "rb") as f:
+            data.frombytes(f.read())
+        return data
+    except OSError:
+        return None
+
+
+def max_rel_diff(a, b):
+    """max |a - b| / max |b| (normwise: an entry near 0 is measured against
+    the vector's scale, not its own); inf if the lengths differ or a number
+    is not finite where the other is."""
+    if len(a) != len(b):
+        return math.inf
+    scale = max((abs(y) for y in b), default=0.0)
+    worst = 0.0
+    for x, y in zip(a, b):
+        d = abs(x - y)
+        if d != d:                       # NaN on one side only
+            if x == x or y == y:
+                return math.inf
+            continue
+        worst = max(worst, d)
+    return worst / scale if scale > 0 else worst
+
+
+def agreement(records, directory):
+    """Each record that left numbers to compare gets `agree_rel`: the
+    larger of its result's relative difference and its vector's
+    max_rel_diff against the same workload and size done by the reference
+    engine (`agree_with`: pygrad when it ran, else the first engine that
+    did).  The numbers are read from the workers' files, not kept."""
+    groups = {}
+    for r in records:
+        if r.get("status") == "ok" and r.get("vector_len") is not None:
+            groups.setdefault((r["workload"], r["size"]), []).append(r)
+    for rs in groups.values():
+        ref = next((r for r in rs if r["engine"] == SUBJECT), rs[0])
+        ref_vec = _read_vector(directory, ref)
+        if ref_vec is None:
+            continue
+        for r in rs:
+            if r is ref:
+                continue
+            vec = _read_vector(directory, r)
+            if vec is None:
+                continue
+            a, b = r["result"], ref["result"]
+            res = abs(a - b) / abs(b) if b else abs(a - b)
+            r["agree_with"] = ref["engine"]
+            r["agree_rel"] = max(res if res == res else math.inf, max_rel_diff(vec, ref_vec))

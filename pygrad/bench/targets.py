@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .engines import FLOOR, PURE, SUBJECT
-from .records import MEMORY_MIN_OPS, floor_multiple, fmt_ratio, ok, ratio
+from .records import MEMORY_MIN_OPS, faster, floor_multiple, fmt_ratio, fmt_rel, ok, ratio
 from .runner import fmt_size
-from .workloads import WORKLOADS
+from .workloads import GRAPHS
 
 GC_ON = tuple(on for on, _ in PURE.values())
 GC_OFF = tuple(off for _, off in PURE.values())
@@ -164,13 +164,57 @@ def exponent(field):
     """The exponent of pygrad's time ~ N**k per workload, N its ops."""
     def cells(recs):
         out = []
-        for w in WORKLOADS:
+        for w in GRAPHS:
             k = slope([(r["ops"], r[field]) for (ww, e, n), r in recs.items()
                        if ww == w and e == SUBJECT and ok(r)])
             if k is not None:
                 out.append((k, w, None, None))
         return out
     return cells
+
+
+# -- the task workloads (tasks.py) --------------------------------------------
+MAPS = ("pygrad-map", "pygrad-map-1t")
+
+
+def task_speedup(workload, fasts, slow, sizes=None):
+    """How many times each engine of `fasts` ran `workload` faster than
+    `slow`, at every size (or those `sizes(n)` accepts) where both ran."""
+    def cells(recs):
+        out = []
+        for (w, e, n) in recs:
+            if w == workload and e in fasts and (sizes is None or sizes(n)):
+                x = faster(recs, w, slow, e, n)
+                if x is not None:   # the cell names both when fasts are several
+                    out.append((x, w, slow if len(fasts) == 1 else f"{slow} ({e})", n))
+        return out
+    return cells
+
+
+def hessians(recs):
+    """The compiled gradient tape's Hessian against torch's two ways."""
+    out = []
+    for (w, e, n) in recs:
+        if w.startswith("hessian") and e in ("torch-tensor", "torch-tensor-vec"):
+            x = faster(recs, w, e, "pygrad-tape", n)
+            if x is not None:
+                out.append((x, w, e, n))
+    return out
+
+
+def hvp_in_gradients(recs):
+    """pygrad-tape's HVP (reverse over reverse through the compiled
+    gradient) in replays of the first-order tape, same run."""
+    return [(r["phases"]["hvp"] / r["phases"]["grad"], w, None, n)
+            for (w, e, n), r in recs.items()
+            if e == "pygrad-tape" and w.startswith("hvp") and ok(r)]
+
+
+def agreements(recs):
+    """Every engine's result and gradients against the reference's
+    (runner.agreement): the largest normwise relative difference."""
+    return [(r["agree_rel"], w, e, n) for (w, e, n), r in recs.items()
+            if ok(r) and "agree_rel" in r]
 
 
 # -- the table ----------------------------------------------------------------
@@ -199,6 +243,25 @@ TARGETS = (
     Target("moons build: dot neurons vs op-by-op", at_least(3, "x"), dot_neurons),
     Target("pygrad build time ~ N**k", LINEAR, exponent("build_s"), fmt_k),
     Target("pygrad backward time ~ N**k", LINEAR, exponent("backward_s"), fmt_k),
+    # issue 12: Tape.map
+    Target("moons step: map vs torch-tensor (1 thread)", at_least(10, "x"),
+           task_speedup("moons-step", MAPS, "torch-tensor")),
+    Target("moons step: map vs whole-graph tape", at_least(10, "x"),
+           task_speedup("moons-step", MAPS, "pygrad-tape")),
+    Target("digits minibatch-32 step: map vs torch-tensor (1 thread)", at_least(5, "x"),
+           task_speedup("digits-step", MAPS, "torch-tensor", lambda n: n == 32)),
+    Target("digits full-batch step: map vs torch-tensor-mt (all threads)", at_least(1, "x"),
+           task_speedup("digits-step", ("pygrad-map",), "torch-tensor-mt",
+                        lambda n: n >= 1000)),
+    Target("map speed-up, 1 thread -> all, >= 1,000 rows", at_least(1.7, "x"),
+           task_speedup("digits-step", ("pygrad-map",), "pygrad-map-1t", lambda n: n >= 1000),
+           lambda x: f"{x:.2f}x"),
+    # issue 13: derivatives of derivatives
+    Target("Hessian: compiled gradient tape vs torch", at_least(10, "x"), hessians),
+    Target("HVP via compiled gradient tape, in gradient replays", at_most(5, "x"),
+           hvp_in_gradients, lambda x: f"{x:.2f}x"),
+    Target("engines agree with pygrad (results, gradients, Hessians)", at_most(1e-9, ""),
+           agreements, fmt_rel),
 )
 
 

@@ -2,9 +2,12 @@
 
     python -m pygrad.bench.worker --engine pygrad --workload dag --size 100000
 
-prints one line, ``BENCH-RECORD {json}``, and exits.  The runner starts it,
-with a timeout, so that a crash, a hang or a memory blow-up is reported as
-such and one engine's memory never counts against another's.
+prints one line, ``BENCH-RECORD {json}``, and exits; with --vector-dir it
+also writes there the numbers the engines must agree on (gradients, a
+Hessian), as raw doubles, for the runner to compare (runner.agreement).
+The runner starts it, with a timeout, so that a crash, a hang or a memory
+blow-up is reported as such and one engine's memory never counts against
+another's.
 
 Everything runs in a thread with a large stack and a raised recursion limit:
 micrograd-style engines recurse once per graph level in backward (and
@@ -19,6 +22,7 @@ import resource
 import sys
 import threading
 import time
+from array import array
 
 from .engines import ENGINES
 from .workloads import WORKLOADS
@@ -26,6 +30,7 @@ from .workloads import WORKLOADS
 PREFIX = "BENCH-RECORD "
 STACK_BYTES = 1 << 30
 WARMUP_OPS = 300
+TASK_REPEATS = 100
 
 
 def rss_bytes():
@@ -65,7 +70,22 @@ def checksums(grads):
     return sum(abs(g) for g in grads), weighted
 
 
-def measure(engine, workload, n, seed, repeats, repeat_time):
+def save_vector(directory, engine, workload, n, vector):
+    """The numbers to compare, as raw doubles in `directory` (read back by
+    runner.agreement); their count."""
+    if directory is None or vector is None:
+        return None
+    data = array("d", vector)
+    with open(vector_path(directory, workload, engine, n), "wb") as f:
+        data.tofile(f)
+    return len(data)
+
+
+def vector_path(directory, workload, engine, n):
+    return os.path.join(directory, f"{workload}.{engine}.{n}.f64")
+
+
+def measure(engine, workload, n, seed, repeats, repeat_time, vector_dir=None):
     """Build, backward (and, for moons, the SGD step) `repeats` times, or
     until `repeat_time` seconds have passed; min times, first-run memory."""
     V, nn = engine.Value, engine.nn
@@ -85,6 +105,7 @@ def measure(engine, workload, n, seed, repeats, repeat_time):
     g = None
     for r in range(repeats):
         g = None
+        engine.release()   # the engine's own hold on the last repeat's graph
         gc.collect()       # the last repeat's garbage, outside the timings
         if r == 0:
             rss0, peak0, nodes0 = rss_bytes(), max_rss_bytes(), engine.node_count()
@@ -104,14 +125,20 @@ def measure(engine, workload, n, seed, repeats, repeat_time):
             t = now()
             engine.zero_grad(g.params)
             update += now() - t
+        if r == 0 and engine.creates_nodes:
+            before = engine.node_count()
         t2 = now()
         engine.backward(g)
         t3 = now()
         if r == 0:
+            if engine.creates_nodes:
+                rec["new_nodes"] = engine.node_count() - before
             rss_back, peak1 = rss_bytes(), max_rss_bytes()
             rec["result"] = engine.scalar(g.root)
             grads = [engine.grad(leaf) for leaf in g.leaves]
             rec["grad_abs_sum"], rec["grad_weighted_sum"] = checksums(grads)
+            rec["vector_len"] = save_vector(vector_dir, engine.name, workload.name, n,
+                                            engine.grad_vector(g))
             rec["ops"], rec["leaves"] = g.ops, len(g.leaves)
             rec["meta"] = g.meta
             if rss0 is not None and not engine.replays:   # replay allocates nothing
@@ -139,6 +166,52 @@ def measure(engine, workload, n, seed, repeats, repeat_time):
         rec["update_s"] = min(rec["update_s_all"])
     else:
         del rec["update_s_all"]
+    if rec.get("new_nodes"):
+        rec["backward_ns_per_new_node"] = rec["backward_s"] * 1e9 / rec["new_nodes"]
+    return rec
+
+
+def measure_task(engine, workload, n, seed, repeats, repeat_time, vector_dir=None):
+    """A task workload (tasks.py): the engine's Task made untimed, its
+    phases run once (the warm-up, and the run whose numbers are checked:
+    a training step's loss and gradients before any update has changed
+    the weights), then repeated, each phase timed, for `repeat_time` s
+    (at least once, at most max(repeats, TASK_REPEATS) times: a step of
+    tens of microseconds needs many runs for its min to mean something on
+    a busy machine); the min per phase."""
+    now = time.perf_counter_ns
+    plan = workload.plan(n, seed)
+    t0 = now()
+    task = engine.task(workload, plan)
+    rec = {"setup_s": (now() - t0) / 1e9}
+    for _, fn in task.phases:
+        fn()
+    result, vector = task.check()
+    vector = list(vector)
+    rec["result"] = float(result)
+    rec["grad_abs_sum"], rec["grad_weighted_sum"] = checksums(vector)
+    rec["vector_len"] = save_vector(vector_dir, engine.name, workload.name, n, vector)
+    times = {name: [] for name, _ in task.phases}
+    gc.collect()     # once: a collection between the repeats would also
+    started = time.perf_counter()   # evict the caches a steady loop keeps warm
+    for _ in range(max(repeats, TASK_REPEATS)):
+        if task.reset:
+            task.reset()
+        for name, fn in task.phases:
+            t = now()
+            fn()
+            times[name].append((now() - t) / 1e9)
+        if time.perf_counter() - started > repeat_time:
+            break
+    rec["repeats"] = len(times[task.phases[0][0]])
+    rec["phases"] = {name: min(ts) for name, ts in times.items()}
+    headline = task.headline or list(times)
+    rec["time_s"] = sum(rec["phases"][name] for name in headline)
+    rec["headline"] = list(headline)
+    rec["unit"] = workload.unit
+    rec["meta"] = {k: plan[k] for k in ("rows", "macs", "data", "n") if k in plan}
+    rec["meta"].update(task.info)
+    rec["_graph"] = task       # the worker exits without freeing it
     return rec
 
 
@@ -163,11 +236,13 @@ def run(args):
               "seed": args.seed, "status": "ok"}
     engine = ENGINES[args.engine]
     record["gc"] = engine.gc_enabled
+    workload = WORKLOADS[args.workload]
     try:
         engine.load()
         record["version"] = engine.version()
-        why = engine.excluded(args.workload) or engine.unsupported(
-            WORKLOADS[args.workload].needs)
+        why = engine.excluded(args.workload)
+        if why is None and workload.kind == "graph":
+            why = engine.unsupported(workload.needs)
         if why is None and args.workload == "moons" and engine.nn is None:
             why = f"{args.engine} has no nn module"
         if why:
@@ -183,10 +258,12 @@ def run(args):
         limit_memory(args.mem_limit + STACK_BYTES)
     box = {}
 
+    how = measure if workload.kind == "graph" else measure_task
+
     def target():
         try:
-            box["rec"] = measure(engine, WORKLOADS[args.workload], args.size, args.seed,
-                                 args.repeats, args.repeat_time)
+            box["rec"] = how(engine, workload, args.size, args.seed, args.repeats,
+                             args.repeat_time, args.vector_dir)
         except BaseException as exc:     # noqa: B902 - reported, never lost
             box["exc"] = exc
 
@@ -219,6 +296,8 @@ def main(argv=None):
                    help="stop repeating once the job has run this long (s)")
     p.add_argument("--mem-limit", type=int, default=0,
                    help="bytes of address space the worker may add (0: no limit)")
+    p.add_argument("--vector-dir", default=None,
+                   help="write the gradients (Hessian...) to compare here")
     args = p.parse_args(argv)
     record = run(args)
     sys.stdout.write(PREFIX + json.dumps(record) + "\n")

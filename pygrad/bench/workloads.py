@@ -1,5 +1,6 @@
 """The stress graphs, each built through the public ``Value`` API only, as
-a user's script would build it, so that every engine runs the same code.
+a user's script would build it, so that every engine runs the same code
+(GRAPHS; WORKLOADS adds tasks.py's task workloads to them).
 
 A workload called as ``workload(Value, n, nn=None, seed=0)`` returns a
 ``Graph`` (root, leaves, op count): ``Value`` is the engine's class (anything
@@ -30,6 +31,9 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from .data import make_moons
+from .tasks import TASKS
+
 
 @dataclass
 class Graph:
@@ -50,6 +54,7 @@ class Workload:
     build: Callable                 # (Value, plan, nn, state) -> Graph: timed
     setup: Optional[Callable] = None  # (Value, plan, nn) -> state: untimed
     needs: tuple = ()               # Value methods used beyond + and *
+    kind: str = "graph"             # (tasks.py's workloads: "task")
 
     def __call__(self, Value, n, nn=None, seed=0):
         plan = self.plan(n, seed)
@@ -171,27 +176,6 @@ def _moons_ops(batch):
     return batch * (2 + forward + 3 + 1) + 1 + 2 * params + 1 + 1
 
 
-def make_moons(count, rng, noise=0.1):
-    """Two interleaved half circles with Gaussian noise of standard deviation
-    `noise` on both coordinates: the shapes of sklearn's make_moons, the
-    outer moon (cos t, sin t) labelled +1 and the inner (1 - cos t,
-    0.5 - sin t) labelled -1 (sklearn: 0 and 1), but not its samples.
-    sklearn spaces t evenly over [0, pi] and shuffles the points; here each
-    point draws its own t uniformly from [0, pi], and the points alternate
-    outer, inner.  The benchmark needs data of that shape, not sklearn's
-    points (examples/moons.py reproduces those, for the demo's losses)."""
-    X, y = [], []
-    for i in range(count):
-        t = rng.uniform(0.0, math.pi)
-        if i % 2 == 0:
-            px, py, label = math.cos(t), math.sin(t), 1.0
-        else:
-            px, py, label = 1.0 - math.cos(t), 0.5 - math.sin(t), -1.0
-        X.append((px + rng.gauss(0.0, noise), py + rng.gauss(0.0, noise)))
-        y.append(label)
-    return X, y
-
-
 def _moons_plan(n, seed):
     per_op = _moons_ops(2) - _moons_ops(1)
     batch = max(1, round((n - _moons_ops(0)) / per_op))
@@ -249,7 +233,7 @@ def _farparams_build(Value, plan, nn, state):
     return Graph(root=s * s, leaves=params, ops=FAR_OPS, meta={"span": len(data)})
 
 
-WORKLOADS = {w.name: w for w in (
+GRAPHS = {w.name: w for w in (
     Workload("dag", "random DAG: newest node (op) an earlier one; "
              "add/sub/mul/div/tanh/exp/relu", _dag_plan, _dag_build,
              needs=("tanh", "exp", "relu", "__truediv__", "__sub__")),
@@ -263,3 +247,8 @@ WORKLOADS = {w.name: w for w in (
              f"a {FAR_OPS}-op graph over the parameters: backward's cost of the span "
              "(ns per graph node)", _farparams_plan, _farparams_build, _farparams_setup),
 )}
+
+# Every workload, the graphs first, then the tasks (training steps, Hessians,
+# HVPs: tasks.py, each engine doing them its own way): every part of the
+# benchmark looks workloads up here.
+WORKLOADS = {**GRAPHS, **TASKS}
