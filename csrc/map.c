@@ -626,6 +626,20 @@ static void work(void *ctx, int worker)
 
 /* -- the call ------------------------------------------------------------- */
 
+/* The cores online, read once: glibc's sysconf reads a file in /sys each
+ * time, some microseconds, as much as a small map's sweeps. */
+static int online_cores(void)
+{
+    static atomic_int cores;
+    int n = atomic_load(&cores);
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (c < PG_MAX_THREADS ? (int)c : PG_MAX_THREADS) : 1;
+        atomic_store(&cores, n);
+    }
+    return n;
+}
+
 /* Ends a call's use of program p (and of its scratch, if it held it). */
 static void drop(pg_arena *a, pg_prog *p, int held_scratch)
 {
@@ -698,8 +712,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     J->in_grads = in_grads;
     J->blk_par = malloc((WAVE * (size_t)p->npar + 1) * sizeof(double));
     J->blk_val = malloc((WAVE * (size_t)p->nroots + 1) * sizeof(double));
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int nt = threads > 0 ? threads : (int)(cores > 0 ? cores : 1);
+    int nt = threads > 0 ? threads : online_cores();
     if (nt > PG_MAX_THREADS)
         nt = PG_MAX_THREADS;
     if ((size_t)nt > J->nblocks)

@@ -14,6 +14,7 @@ so Python-level decisions taken on ``.data`` while recording (``if x.data >
 included, are recomputed at each replay.
 """
 import operator
+import sys
 from array import array
 
 from . import _core
@@ -206,6 +207,10 @@ def _index(x, what):
 def _rows(rows, nin):
     """(C view of the rows' numbers, how many rows, numpy or None): numpy
     is returned when rows is a numpy array, so the results can be too."""
+    np = sys.modules.get("numpy")
+    if np is not None and type(rows) is np.ndarray and rows.ndim == 2 and \
+            rows.shape[1] == nin and rows.dtype == np.float64 and rows.flags.c_contiguous:
+        return _ffi.from_buffer("double[]", rows), rows.shape[0], np   # in place
     from .bulk import _NOT_NUMBERS, _doubles
     np = None
     if isinstance(rows, _NOT_NUMBERS):   # text, or no order (a set, a dict)
