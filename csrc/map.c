@@ -215,6 +215,7 @@ typedef struct job {
     const pg_prog *p;
     const double *rows;
     size_t nrows, nblocks;
+    size_t R;                 /* rows a block (the last may have fewer) */
     const double *par;        /* the parameters' values, a snapshot */
     int broot;                /* root to differentiate, -1: none */
     double seed;              /* d(reduced)/d(root of a row): 1 or 1/nrows */
@@ -309,12 +310,12 @@ PG_INLINE void bwd_rows(int op, const double *xs, int xa, const double *ys, int 
  * its adjoint target (a row array of A, or the parameter's sum). */
 static const double *val_of(const job *J, const double *V, int32_t a)
 {
-    return a >= 0 ? ROWS(V, a, J->p->R) : &J->par[-1 - a];
+    return a >= 0 ? ROWS(V, a, J->R) : &J->par[-1 - a];
 }
 
 static double *adj_of(const job *J, double *A, double *gpar, int32_t a)
 {
-    return a >= 0 ? ROWS(A, a, J->p->R) : &gpar[-1 - a];
+    return a >= 0 ? ROWS(A, a, J->R) : &gpar[-1 - a];
 }
 
 /* t (a row array, ta, or one number: the sum over rows) += 1.0 * g. */
@@ -342,7 +343,7 @@ static int neuron_rows(const job *J, const double *V, const int32_t *l, uint32_t
     for (uint32_t q = 0; q < n; q++)
         if (l[q] >= 0 || l[n + q] < 0)
             return 0;
-    size_t R = J->p->R, r = 0;
+    size_t R = J->R, r = 0;
     for (; r + 8 <= nb; r += 8) {
         double s[8];
         for (int e = 0; e < 8; e++)
@@ -370,7 +371,7 @@ static int neuron_rows(const job *J, const double *V, const int32_t *l, uint32_t
 static size_t forward(const job *J, double *V, size_t nb, size_t *row, int *rc)
 {
     const pg_prog *p = J->p;
-    size_t R = p->R;
+    size_t R = J->R;
     for (size_t j = 0; j < p->ncode; j++) {
         int op = p->op[j];
         double *o = ROWS(V, p->nin + j, R);
@@ -463,7 +464,7 @@ static double weight_rows(double w0, const double *restrict x, const double *res
 static void backward(const job *J, const double *V, double *A, double *gpar, size_t nb)
 {
     const pg_prog *p = J->p;
-    size_t R = p->R;
+    size_t R = J->R;
     for (size_t j = p->ncode; j-- > 0;) {
         int op = p->op[j];
         const double *g = ROWS(A, p->nin + j, R), *v = ROWS(V, p->nin + j, R);
@@ -551,7 +552,7 @@ static void fail_at(job *J, size_t row, int op, int rc)
 static void run_block(job *J, size_t b, size_t w, double *V, double *A)
 {
     const pg_prog *p = J->p;
-    size_t R = p->R, r0 = b * R, nb = J->nrows - r0 < R ? J->nrows - r0 : R;
+    size_t R = J->R, r0 = b * R, nb = J->nrows - r0 < R ? J->nrows - r0 : R;
     for (uint32_t i = 0; i < p->nin; i++) {
         double *in = ROWS(V, i, R);
         for (size_t r = 0; r < nb; r++)
@@ -615,7 +616,7 @@ static void work(void *ctx, int worker)
     job *J = ctx;
     const pg_prog *p = J->p;
     double *V = J->scratch[worker];
-    double *A = V + ((size_t)p->nin + p->ncode) * p->R;
+    double *A = V + ((size_t)p->nin + p->ncode) * J->R;
     for (;;) {
         size_t w = atomic_fetch_add(&J->next, 1);
         if (w >= J->wave_n || atomic_load(&J->failed))
@@ -625,6 +626,21 @@ static void work(void *ctx, int worker)
 }
 
 /* -- the call ------------------------------------------------------------- */
+
+/* Rows a block: the program's R (up to 64: a plain loop over them runs
+ * near the machine's vector width), but fewer for a small batch, so that
+ * it makes eight blocks or more for the threads to share (a minibatch of
+ * 100 would be two blocks of 64 and 36).  It depends on the rows alone,
+ * never on the threads, so the sums, made per block, are the same bits
+ * for any thread count. */
+static size_t block_rows(size_t R, size_t nrows)
+{
+    size_t want = (nrows + 7) / 8;     /* eight blocks */
+    want = (want + 7) / 8 * 8;         /* a multiple of 8 rows, ... */
+    if (want < 16)                     /* ... 16 at least */
+        want = 16;
+    return want < R ? want : R;
+}
 
 /* The cores online, read once: glibc's sysconf reads a file in /sys each
  * time, some microseconds, as much as a small map's sweeps. */
@@ -704,7 +720,8 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     J->p = p;
     J->rows = rows;
     J->nrows = nrows;
-    J->nblocks = (nrows + p->R - 1) / p->R;
+    J->R = block_rows(p->R, nrows);
+    J->nblocks = (nrows + J->R - 1) / J->R;
     J->par = par;
     J->broot = broot;
     J->seed = reduce == 2 ? 1.0 / (double)nrows : 1.0;

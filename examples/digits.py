@@ -25,10 +25,11 @@ hence the accuracy.  With the defaults, training takes well under a second
 (plus a second or two to import scikit-learn) and reaches about 97-98%
 held-out accuracy.
 
---threads: map splits its rows into blocks of 64 and hands whole blocks to
-threads, so a minibatch of 32 runs on one thread whatever --threads says;
-the evaluation maps over a whole split use them.  Results are the same to
-the bit with any number of threads.
+--threads: map splits its rows into blocks (16 rows for a minibatch of 32,
+64 for a whole split) and hands whole blocks to threads; waking a thread
+costs microseconds, so a minibatch gains little from a second core, the
+evaluation maps over a whole split do.  Results are the same to the bit
+with any number of threads.
 """
 import argparse
 import random
