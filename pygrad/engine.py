@@ -33,6 +33,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
 
 from . import _core, _optable, _side
@@ -406,12 +407,30 @@ def _python_backward(i):
     if not state:
         return None
     fn = state.get("_backward")
-    if fn is None:
-        keeper = state.get("_keeper")
-        keeper = keeper() if keeper is not None else None
+    if fn is None and "_keeper" in state:
+        keeper = state["_keeper"]()
         if keeper is not None:
             fn = keeper.__dict__.get("_pygrad_backward")
+        else:
+            fn = _in_transit(state)
     return fn
+
+
+def _in_transit(state):
+    """The _backward of a node whose keeper handle the collector is
+    finalizing: it clears weak references to the whole cycle before it
+    runs any finalizer, so between the two the closure is in neither
+    place, and a backward in another thread can look just then.  The
+    finalizer (_keeper_del) runs next, in the collecting thread: wait for
+    it to put the closure in the node's state."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        fn = state.get("_backward")
+        if fn is not None:
+            return fn
+        time.sleep(0.0001)   # lets the collecting thread run
+    raise RuntimeError("pygrad: the _backward of an op written in Python was lost while "
+                       "the collector finalized its output handle")
 
 
 def _keeper_del(self):
