@@ -9,14 +9,23 @@ engines agree to the last bit wherever floating-point order allows.
 Where micrograd would raise or go complex inside *backward* (0.0 ** -0.5 in
 a gradient, 1/x after x.data was set to 0, cos of an infinite x), the helpers
 below give what C gives (inf, NaN), because a backward pass has no business
-raising.
+raising; nor have grad as numbers and jvp, which use them too.
 
-Beyond micrograd, the oracle for derivatives of derivatives: every node
-also records its local derivatives as Values (``_partials``: built only when
-asked, as closures), from which grad(create_graph=True) builds the backward
-pass as a graph of Values; jacobian, hessian, hvp, jvp, no_grad and detach
-follow.  Adjoints are summed in reverse creation order, as pygrad's C sweep
-does, so both engines agree to the bit where the arithmetic is the same.
+Beyond micrograd, the oracle for derivatives of derivatives (pygrad.grad,
+jacobian, hessian, hvp, jvp, no_grad, detach).  Every op's node has,
+beside micrograd's _backward, two more rules from the same row of
+csrc/ops.h (see Value._op_node): _tangent (forward mode) and _graph (its
+backward step built as new Values).  The three sweeps are csrc/grad.c's:
+grad as numbers runs the _backward closures newest first, on grads set
+aside for the call (pg_gradient); grad(create_graph=True) runs _graph
+newest first, making each term and adding it to an adjoint in the order C
+does, with the default seed 1 passed through without a node
+(pg_gradient_graph); jvp pushes tangents oldest first (pg_jvp).  A number
+operand is a leaf Value among a node's children, as in micrograd, but C
+folds it into the op (x + 2 is one node), so forward mode and the gradient
+graph leave it out.  The graphs being made of the same ops in the same
+order, derivatives of every order agree with pygrad's to the bit
+(tests/test_higher_reference.py).
 """
 import contextlib
 import itertools
@@ -84,9 +93,10 @@ def _log_ieee(x):
     return math.log(x) if x > 0.0 else (-math.inf if x == 0.0 else math.nan)
 
 
-# Markers among the _partials: the local derivative 1 or -1 (the adjoint
-# passes as it is, or negated: no node for the product), none (0).
-ONE, MINUS, ZERO = "one", "minus", "zero"
+# The terms of a gradient graph (grad(create_graph=True)) are Values, or one
+# of these markers: the number 1 (the default seed, which C passes through
+# without a node: csrc/grad.c's ONE), or nothing (no term: ZERO).
+ONE, ZERO = "one", "zero"
 _created = itertools.count()     # creation order, for the sweeps
 _grad_enabled = [True]           # no_grad()
 
@@ -97,6 +107,17 @@ def _real(x, what):
     raise TypeError(f"{what} must be a real number, not {type(x).__name__}")
 
 
+def _node(t):
+    """A term as a Value: the seed 1 becomes a leaf 1.0 (grad.c's node_of)."""
+    return Value(1.0) if t is ONE else t
+
+
+def _times(p, g):
+    """The term p * g (p a Value, g the adjoint): p itself when g is the
+    seed 1, as C's make() returns q for 1 * q (to the bit, and no node)."""
+    return p if g is ONE else p * g
+
+
 class Value:
     """stores a single scalar value and its gradient"""
 
@@ -104,7 +125,7 @@ class Value:
         self.data = _real(data, "Value() data")
         self.grad = 0.0
         self._backward = lambda: None
-        self._partials = lambda: ()
+        self._rules = None       # an op's node: the closures of its op (_op_node)
         if not _grad_enabled[0]:
             _children, _op = (), ''   # no_grad(): a leaf
         self._prev = set(_children)
@@ -112,164 +133,232 @@ class Value:
         self.label = label
         self._n = next(_created)
 
-    def _op_node(self, data, children, op, backward, partials):
-        """A node made by an op: its micrograd closure, and its local
-        derivatives as a function building them as Values (or a leaf,
-        without gradients)."""
+    @staticmethod
+    def _op_node(data, children, op, rules):
+        """A node made by an op (a leaf, without gradients, inside
+        no_grad()).  rules(out) gives its three closures, one per sweep of
+        csrc/grad.c, each from the op's row of csrc/ops.h:
+          _backward()       micrograd's: adds (dv/dx) * out.grad to each
+                            input's grad (backward(), and grad as numbers);
+          tangent(t)        the node's tangent, t(x) being an input's:
+                            dv/dx * t(x) + dv/dy * t(y), as pg_jvp adds;
+          graph(g, add)     the backward step as new Values, g the node's
+                            adjoint (a Value, or ONE): makes each input's
+                            term (dv/dx) * g in the order C makes them (the
+                            G_ columns of ops.h) and gives it to add(input,
+                            term).
+        The node keeps _backward and the rules; the other two are made
+        again when a sweep asks (_tangent, _graph), so that a graph only
+        backpropagated pays for no more closures than micrograd's.
+        A number operand is a leaf Value among the children, as micrograd
+        has it, but C folds it into the op (ADDC, MULC, ...: x + 2 is one
+        node), so tangent and graph leave it out: a number has no tangent
+        and gets no adjoint."""
         out = Value(data, children, op)
         if _grad_enabled[0]:
-            out._backward = backward(out)
-            out._partials = partials(out)
+            out._rules = rules
+            out._backward = rules(out)[0]
         return out
+
+    def _tangent(self, t):
+        """Forward mode: this node's tangent, given t(input) (pg_jvp)."""
+        return self._rules(self)[1](t)
+
+    def _graph(self, g, add):
+        """This node's backward step as new Values, its adjoint being g
+        (pg_gradient_graph's step_back)."""
+        self._rules(self)[2](g, add)
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
 
-    @staticmethod
-    def _lift(other):
-        return other if isinstance(other, Value) else Value(other)
-
-    def __add__(self, other):
-        other = self._lift(other)
-
-        def backward(out):
+    # -- the op kinds of csrc/ops.h ------------------------------------------
+    def _binary(self, other, data, op, partials, graph):
+        """self op other, both Values (ops.h's BINARY ops).
+        partials(out): (dv/dself, dv/dother) as numbers; graph(out, g): the
+        terms (dv/dself) * g, (dv/dother) * g as Values, made in that order
+        (step_back in grad.c makes both, then adds both)."""
+        def rules(out):
             def _backward():
-                self.grad += 1.0 * out.grad
-                other.grad += 1.0 * out.grad
-            return _backward
-        return self._op_node(self.data + other.data, (self, other), '+', backward,
-                             lambda out: lambda: ((self, ONE), (other, ONE)))
+                dx, dy = partials(out)
+                self.grad += dx * out.grad
+                other.grad += dy * out.grad
+
+            def tangent(t):
+                dx, dy = partials(out)
+                return dx * t(self) + dy * t(other)
+
+            def graph_(g, add):
+                cx, cy = graph(out, g)
+                add(self, cx)
+                add(other, cy)
+            return _backward, tangent, graph_
+        return Value._op_node(data, (self, other), op, rules)
+
+    def _with_number(self, c, data, op, partials, graph, reflected=False):
+        """self op c (c op self when reflected), c the leaf Value micrograd
+        makes of a number operand (ops.h's CONST ops, the number folded).
+        partials(out): (dv/dself, dv/dc); graph(out, g): self's term."""
+        def rules(out):
+            def _backward():
+                dx, dc = partials(out)
+                self.grad += dx * out.grad
+                c.grad += dc * out.grad
+
+            def tangent(t):
+                return partials(out)[0] * t(self)
+
+            def graph_(g, add):
+                add(self, graph(out, g))
+            return _backward, tangent, graph_
+        return Value._op_node(data, (c, self) if reflected else (self, c), op, rules)
+
+    def _unary(self, data, op, derivative, graph):
+        """A one-input op (ops.h's UNARY ops, and ** with a number, which
+        micrograd folds too): derivative(x, v) is dv/dx given v = data;
+        graph(out, g) the term dv/dx * g as a Value (or ZERO)."""
+        def rules(out):
+            def _backward():
+                self.grad += derivative(self.data, out.data) * out.grad
+
+            def tangent(t):
+                return derivative(self.data, out.data) * t(self)
+
+            def graph_(g, add):
+                add(self, graph(out, g))
+            return _backward, tangent, graph_
+        return Value._op_node(data, (self,), op, rules)
+
+    # -- the ops -----------------------------------------------------------
+    def __add__(self, other):
+        if isinstance(other, Value):
+            return self._binary(other, self.data + other.data, '+',
+                                lambda out: (1.0, 1.0), lambda out, g: (g, g))
+        c = Value(other)
+        return self._with_number(c, self.data + c.data, '+',
+                                 lambda out: (1.0, 1.0), lambda out, g: g)
+
+    def __radd__(self, other):  # other + self
+        c = Value(other)
+        return self._with_number(c, c.data + self.data, '+',
+                                 lambda out: (1.0, 1.0), lambda out, g: g, reflected=True)
 
     def __sub__(self, other):
-        other = self._lift(other)
+        if isinstance(other, Value):
+            return self._binary(other, self.data - other.data, '-',
+                                lambda out: (1.0, -1.0), lambda out, g: (g, -_node(g)))
+        c = Value(other)
+        return self._with_number(c, self.data - c.data, '-',
+                                 lambda out: (1.0, -1.0), lambda out, g: g)
 
-        def backward(out):
-            def _backward():
-                self.grad += 1.0 * out.grad
-                other.grad += -1.0 * out.grad
-            return _backward
-        return self._op_node(self.data - other.data, (self, other), '-', backward,
-                             lambda out: lambda: ((self, ONE), (other, MINUS)))
+    def __rsub__(self, other):  # other - self
+        c = Value(other)
+        return self._with_number(c, c.data - self.data, '-',
+                                 lambda out: (-1.0, 1.0), lambda out, g: -_node(g),
+                                 reflected=True)
 
     def __mul__(self, other):
-        other = self._lift(other)
+        if isinstance(other, Value):
+            return self._binary(other, self.data * other.data, '*',
+                                lambda out: (other.data, self.data),
+                                lambda out, g: (_times(other, g), _times(self, g)))
+        c = Value(other)
+        return self._with_number(c, self.data * c.data, '*',
+                                 lambda out: (c.data, self.data),
+                                 lambda out, g: _node(g) * c.data)
 
-        def backward(out):
-            def _backward():
-                self.grad += other.data * out.grad
-                other.grad += self.data * out.grad
-            return _backward
-        return self._op_node(self.data * other.data, (self, other), '*', backward,
-                             lambda out: lambda: ((self, other), (other, self)))
+    def __rmul__(self, other):  # other * self
+        c = Value(other)
+        return self._with_number(c, c.data * self.data, '*',
+                                 lambda out: (c.data, self.data),
+                                 lambda out, g: _node(g) * c.data, reflected=True)
 
     def __truediv__(self, other):
-        other = self._lift(other)
+        if isinstance(other, Value):
+            return self._binary(other, self.data / other.data, '/',
+                                lambda out: (_div_ieee(1.0, other.data),
+                                             _div_ieee(-out.data, other.data)),
+                                lambda out, g: (_times(1.0 / other, g),
+                                                _times((-out) / other, g)))
+        c = Value(other)
+        return self._with_number(c, self.data / c.data, '/',
+                                 lambda out: (_div_ieee(1.0, c.data),
+                                              _div_ieee(-out.data, c.data)),
+                                 lambda out, g: _node(g) * (1.0 / c.data))
 
-        def backward(out):
-            def _backward():
-                self.grad += _div_ieee(1.0, other.data) * out.grad
-                other.grad += _div_ieee(-out.data, other.data) * out.grad
-            return _backward
-        return self._op_node(self.data / other.data, (self, other), '/', backward,
-                             lambda out: lambda: ((self, 1.0 / other),
-                                                  (other, (-out) / other)))
+    def __rtruediv__(self, other):  # other / self
+        c = Value(other)
+        return self._with_number(c, c.data / self.data, '/',
+                                 lambda out: (_div_ieee(-out.data, self.data),
+                                              _div_ieee(1.0, self.data)),
+                                 lambda out, g: _times((-out) / self, g), reflected=True)
 
     def __pow__(self, other):
         if isinstance(other, Value):
-            def backward(out):
-                def _backward():
-                    self.grad += (other.data * _pow_ieee(self.data, other.data - 1.0)) * out.grad
-                    other.grad += _dpow_dexp(self.data, out.data) * out.grad
-                return _backward
-
-            def partials(out):
-                def dexp():   # the exponent's: 0 at base 0, as torch
-                    x = self.data
-                    return ZERO if x == 0.0 else Value(math.nan) if x < 0.0 else out * self.log()
-                return lambda: ((self, other * self ** (other - 1.0)), (other, dexp()))
-            return self._op_node(_pow(self.data, other.data), (self, other), '**',
-                                 backward, partials)
+            def exponent_term(out, g):   # 0 at base 0, as torch; NaN below
+                x = self.data
+                if x == 0.0:
+                    return ZERO
+                if x < 0.0:
+                    return _node(g) * math.nan
+                return _times(out * self.log(), g)
+            return self._binary(
+                other, _pow(self.data, other.data), '**',
+                lambda out: (other.data * _pow_ieee(self.data, other.data - 1.0),
+                             _dpow_dexp(self.data, out.data)),
+                lambda out, g: (_times(other * self ** (other - 1.0), g),
+                                exponent_term(out, g)))
         k = _real(other, "exponent")
-
-        def backward(out):
-            def _backward():
-                self.grad += (k * _pow_ieee(self.data, k - 1.0)) * out.grad
-            return _backward
-        return self._op_node(_pow(self.data, k), (self,), f'**{other}', backward,
-                             lambda out: lambda: ((self, (self ** (k - 1.0)) * k),))
+        return self._unary(_pow(self.data, k), f'**{other}',
+                           lambda x, v: k * _pow_ieee(x, k - 1.0),
+                           lambda out, g: _times((self ** (k - 1.0)) * k, g))
 
     def __rpow__(self, other):  # other ** self
         k = _real(other, "base")
-
-        def backward(out):
-            def _backward():
-                self.grad += _dpow_dexp(k, out.data) * out.grad
-            return _backward
-        return self._op_node(_pow(k, self.data), (self,), f'{other}**', backward,
-                             lambda out: lambda: ((self, ZERO if k == 0.0
-                                                   else out * _log_ieee(k)),))
-
-    def _unary(self, value, derivative, op, partial):
-        """A one-input op: `derivative(x, v)` is dv/dx given v = value, and
-        `partial(out)` the same as a Value (or a marker)."""
-        def backward(out):
-            def _backward():
-                self.grad += derivative(self.data, out.data) * out.grad
-            return _backward
-        return self._op_node(value, (self,), op, backward,
-                             lambda out: lambda: ((self, partial(out)),))
+        return self._unary(_pow(k, self.data), f'{other}**',
+                           lambda x, v: _dpow_dexp(k, v),
+                           lambda out, g: ZERO if k == 0.0 else _times(out * _log_ieee(k), g))
 
     def __neg__(self):
-        return self._unary(-self.data, lambda x, v: -1.0, 'neg', lambda out: MINUS)
+        return self._unary(-self.data, 'neg', lambda x, v: -1.0, lambda out, g: -_node(g))
 
     def exp(self):
-        return self._unary(math.exp(self.data), lambda x, v: v, 'exp', lambda out: out)
+        return self._unary(math.exp(self.data), 'exp', lambda x, v: v,
+                           lambda out, g: _times(out, g))
 
     def log(self):
-        return self._unary(math.log(self.data), lambda x, v: _div_ieee(1.0, x), 'log',
-                           lambda out: 1.0 / self)
+        return self._unary(math.log(self.data), 'log', lambda x, v: _div_ieee(1.0, x),
+                           lambda out, g: _times(1.0 / self, g))
 
     def sin(self):
-        return self._unary(math.sin(self.data), lambda x, v: _cos_ieee(x), 'sin',
-                           lambda out: self.cos())
+        return self._unary(math.sin(self.data), 'sin', lambda x, v: _cos_ieee(x),
+                           lambda out, g: _times(self.cos(), g))
 
     def cos(self):
-        return self._unary(math.cos(self.data), lambda x, v: -_sin_ieee(x), 'cos',
-                           lambda out: -(self.sin()))
+        return self._unary(math.cos(self.data), 'cos', lambda x, v: -_sin_ieee(x),
+                           lambda out, g: _times(-(self.sin()), g))
 
     def tanh(self):
-        return self._unary(math.tanh(self.data), lambda x, v: 1.0 - v * v, 'tanh',
-                           lambda out: 1.0 - out * out)
+        return self._unary(math.tanh(self.data), 'tanh', lambda x, v: 1.0 - v * v,
+                           lambda out, g: _times(1.0 - out * out, g))
 
     def sigmoid(self):
-        return self._unary(_sigmoid(self.data), lambda x, v: v * (1.0 - v), 'sigmoid',
-                           lambda out: out * (1.0 - out))
+        return self._unary(_sigmoid(self.data), 'sigmoid', lambda x, v: v * (1.0 - v),
+                           lambda out, g: _times(out * (1.0 - out), g))
 
     def relu(self):
         x = self.data
-        return self._unary(0.0 if x < 0.0 else x, lambda x, v: float(v > 0.0), 'ReLU',
-                           lambda out: self.step())
+        return self._unary(0.0 if x < 0.0 else x, 'ReLU', lambda x, v: float(v > 0.0),
+                           lambda out, g: _times(self.step(), g))
 
     def step(self):
         """1 where self > 0, else 0: relu's derivative (its own is 0)."""
-        return self._unary(1.0 if self.data > 0.0 else 0.0, lambda x, v: 0.0, 'step',
-                           lambda out: ZERO)
+        return self._unary(1.0 if self.data > 0.0 else 0.0, 'step', lambda x, v: 0.0,
+                           lambda out, g: ZERO)
 
     def detach(self):
         """A new leaf holding this Value's data."""
         return Value(self.data)
-
-    def __radd__(self, other):  # other + self
-        return Value(other) + self
-
-    def __rsub__(self, other):  # other - self
-        return Value(other) - self
-
-    def __rmul__(self, other):  # other * self
-        return Value(other) * self
-
-    def __rtruediv__(self, other):  # other / self
-        return Value(other) / self
 
     def backward(self):
         # topological order all of the children in the graph (micrograd's
@@ -292,22 +381,35 @@ class Value:
 
 
 def sum(values, start=0.0):   # noqa: A001 - mirrors pygrad.sum
-    """pygrad.sum's pure twin: one node, start + values[0] + values[1] + ..."""
+    """pygrad.sum's pure twin: one node, start + values[0] + values[1] + ...
+    (numbers in values become leaves, as in pygrad; a number start is
+    folded)."""
     values = [v if isinstance(v, Value) else Value(v) for v in values]
     s = start if isinstance(start, Value) else None
     data = s.data if s is not None else _real(start, "start")
     for v in values:
         data = data + v.data
-    def backward(out):
+
+    def rules(out):
         def _backward():
             if s is not None:
                 s.grad += 1.0 * out.grad
             for v in values:
                 v.grad += 1.0 * out.grad
-        return _backward
-    start_part = ((s, ONE),) if s is not None else ()
-    return Value._op_node(None, data, tuple(values) + ((s,) if s is not None else ()), 'sum',
-                          backward, lambda out: lambda: start_part + tuple((v, ONE) for v in values))
+
+        def tangent(t):
+            tv = t(s) if s is not None else 0.0
+            for v in values:
+                tv += t(v)
+            return tv
+
+        def graph(g, add):
+            if s is not None:
+                add(s, g)
+            for v in values:
+                add(v, g)
+        return _backward, tangent, graph
+    return Value._op_node(data, tuple(values) + ((s,) if s is not None else ()), 'sum', rules)
 
 
 def dot(ws, xs, start=0.0):
@@ -320,20 +422,30 @@ def dot(ws, xs, start=0.0):
     data = s.data if s is not None else _real(start, "start")
     for w, x in zip(ws, xs):
         data = data + w.data * x.data
-    def backward(out):
+
+    def rules(out):
         def _backward():
             if s is not None:
                 s.grad += 1.0 * out.grad
             for w, x in zip(ws, xs):
                 w.grad += x.data * out.grad
                 x.grad += w.data * out.grad
-        return _backward
 
-    def partials(out):
-        start_part = ((s, ONE),) if s is not None else ()
-        return lambda: start_part + tuple(p for w, x in zip(ws, xs) for p in ((w, x), (x, w)))
-    return Value._op_node(None, data, tuple(ws) + tuple(xs) + ((s,) if s is not None else ()),
-                          'dot', backward, partials)
+        def tangent(t):   # a pair's two terms together, then the pair: pg_jvp
+            tv = t(s) if s is not None else 0.0
+            for w, x in zip(ws, xs):
+                tv += x.data * t(w) + w.data * t(x)
+            return tv
+
+        def graph(g, add):   # each term made and added, then the next
+            if s is not None:
+                add(s, g)
+            for w, x in zip(ws, xs):
+                add(w, _times(x, g))
+                add(x, _times(w, g))
+        return _backward, tangent, graph
+    return Value._op_node(data, tuple(ws) + tuple(xs) + ((s,) if s is not None else ()),
+                          'dot', rules)
 
 
 # -- derivatives of derivatives: the oracle of pygrad.autograd ------------
@@ -348,38 +460,90 @@ def _nodes(outputs):
     return sorted(seen.values(), key=lambda v: v._n, reverse=True)
 
 
+def _swept(outputs, what):
+    """_nodes(outputs); a TypeError, as pygrad's, for an op written in
+    Python (a Value made with children by hand), whose backward is Python's
+    and which has no forward mode or gradient graph."""
+    nodes = _nodes(outputs)
+    for v in nodes:
+        if v._prev and v._rules is None:
+            raise TypeError(f"reference.{what}(): the graph holds an op written in "
+                            f"Python ({v._op!r}), whose backward is Python's: only "
+                            "backward() runs it")
+    return nodes
+
+
 def _as_list(xs):
     return ([xs], True) if isinstance(xs, Value) else (list(xs), False)
 
 
-def grad(outputs, inputs, grad_outputs=None, create_graph=False):
-    """pygrad.grad's pure twin: the backward pass built as Values (each
-    node's _partials times its adjoint, summed in reverse creation order as
-    pygrad's sweep sums them), read as numbers unless create_graph."""
-    outs, _ = _as_list(outputs)
-    ins, single = _as_list(inputs)
-    seeds = [1.0] * len(outs) if grad_outputs is None else (
-        [grad_outputs] if not isinstance(grad_outputs, (list, tuple)) else list(grad_outputs))
+def _gradient_numbers(outs, seeds, ins, what):
+    """pg_gradient: micrograd's closures, run newest first over the nodes
+    under outs, on grads set aside for the call (every node starts at 0,
+    the outputs get their seeds) and put back after: IEEE arithmetic
+    throughout (inf, NaN), as backward()."""
+    nodes = _swept(outs, what)
+    saved = [v.grad for v in nodes]
+    try:
+        for v in nodes:
+            v.grad = 0.0
+        for o, s in zip(outs, seeds):
+            o.grad += s.data if isinstance(s, Value) else float(s)
+        for v in nodes:
+            v._backward()
+        reached = {id(v) for v in nodes}
+        return [x.grad if id(x) in reached else 0.0 for x in ins]
+    finally:
+        for v, g in zip(nodes, saved):
+            v.grad = g
+
+
+def _gradient_graph(outs, seeds, ins, what):
+    """pg_gradient_graph: the backward sweep built as new Values, newest
+    first, each node's _graph making its inputs' terms, each added to the
+    input's adjoint as it comes (the first term is the adjoint, the next
+    ones are summed in order, adjoint + term)."""
+    nodes = _swept(outs, what)
+    # the seeds: a Value as it is, 1 as ONE (no node), another number a leaf
+    seeds = [s if isinstance(s, Value) else ONE if float(s) == 1.0 else Value(s)
+             for s in seeds]
     adjoint = {}
 
     def add(v, term):
         if term is ZERO:
             return
-        adjoint[id(v)] = term if id(v) not in adjoint else adjoint[id(v)] + term
+        cur = adjoint.get(id(v))
+        adjoint[id(v)] = term if cur is None else _node(cur) + _node(term)
 
     for o, s in zip(outs, seeds):
-        add(o, s if isinstance(s, Value) else Value(s))
-    for v in _nodes(outs):
+        add(o, s)
+    for v in nodes:
         g = adjoint.get(id(v))
-        if g is None:
-            continue
-        for child, partial in v._partials():
-            add(child, g if partial is ONE else -g if partial is MINUS
-                else ZERO if partial is ZERO else partial * g)
-    got = [adjoint.get(id(x), None) for x in ins]
-    got = [Value(0.0) if g is None else g for g in got]
-    if not create_graph:
-        got = [g.data for g in got]
+        if g is not None and v._prev:
+            v._graph(g, add)
+    swept = {id(v) for v in nodes}
+    seed_ids = {id(s) for s in seeds if s is not ONE}
+    got = []
+    for x in ins:
+        t = adjoint.get(id(x)) if id(x) in swept else None
+        g = Value(0.0) if t is None else _node(t)
+        if id(g) in swept or id(g) in seed_ids:
+            g = g * 1.0     # a node of its own (d(x*y)/dx is y, not y itself)
+        got.append(g)
+    return got
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph=False):
+    """pygrad.grad's pure twin: d(sum grad_outputs[i] * outputs[i])/d inputs,
+    as numbers (micrograd's closures swept as pygrad's pg_gradient sweeps)
+    or, with create_graph, as Values (the backward pass built as a graph,
+    in pg_gradient_graph's order).  No .grad is changed."""
+    outs, _ = _as_list(outputs)
+    ins, single = _as_list(inputs)
+    seeds = [1.0] * len(outs) if grad_outputs is None else (
+        [grad_outputs] if not isinstance(grad_outputs, (list, tuple)) else list(grad_outputs))
+    sweep = _gradient_graph if create_graph else _gradient_numbers
+    got = sweep(outs, seeds, ins, "grad")
     return got[0] if single else got
 
 
@@ -406,25 +570,26 @@ def hvp(output, inputs, v):
 
 
 def jvp(outputs, inputs, tangents):
-    """Forward mode: tangents pushed through the local derivatives in
-    creation order."""
+    """Forward mode, as pg_jvp: oldest first, an input takes its tangent
+    (the last given, for one given twice: its own inputs do not move it),
+    another leaf 0, another node its _tangent of its inputs' tangents."""
     outs, single_out = _as_list(outputs)
     ins, single_in = _as_list(inputs)
     tangents = [tangents] if single_in and not isinstance(tangents, (list, tuple)) \
         else list(tangents)
     given = {id(x): float(t) for x, t in zip(ins, tangents)}
     tangent = {}
-    for v in reversed(_nodes(outs)):
+
+    def t(v):
+        return tangent[id(v)]
+    for v in reversed(_swept(outs, "jvp")):
         if id(v) in given:
             tangent[id(v)] = given[id(v)]
-            continue
-        t = 0.0
-        for child, partial in v._partials():
-            tc = tangent.get(id(child), 0.0)
-            t += tc if partial is ONE else -tc if partial is MINUS \
-                else 0.0 if partial is ZERO else partial.data * tc
-        tangent[id(v)] = t
-    got = [tangent.get(id(o), 0.0) for o in outs]
+        elif not v._prev:
+            tangent[id(v)] = 0.0
+        else:
+            tangent[id(v)] = v._tangent(t)
+    got = [tangent[id(o)] for o in outs]
     return got[0] if single_out else got
 
 

@@ -9,42 +9,40 @@ nodes as inputs) and a third derivative: every call must raise the same
 exception type on both engines, or give the same numbers.
 
 What is compared with what, and how exactly (each deviation found here
-has a test of its own at the end of this file, which fails until fixed):
+has a test of its own at the end of this file, which failed until fixed):
 
 - Numbers (grad, jacobian, hessian, hvp) are pygrad's numeric sweep
   (pg_gradient), so the reference side is the same sweep: the reference's
   micrograd closures run newest first (`sweep`, as tests/test_fuzz.py does
   for backward()), over the reference's graphs (reference.grad with
-  create_graph=True for the higher orders).  reference.grad itself reads
-  numbers off a graph of Values, which raises where the sweep gives
-  inf/NaN (REFERENCE_RAISES) and skips a zero partial where the sweep
-  multiplies it by an infinite adjoint (ZERO_TIMES_INF, where pygrad is
-  not consistent with itself either).
+  create_graph=True for the higher orders).  reference.grad as numbers is
+  that sweep too (it used to read numbers off a graph of Values, which
+  raised where the sweep gives inf/NaN: REFERENCE_RAISES, fixed).  The
+  graph (create_graph=True) skips a zero partial where the sweep multiplies
+  it by an infinite adjoint (ZERO_TIMES_INF), on both engines alike.
 - Forward mode is compared with `forward_mode` below: each node's local
   partials from the reference's closures, tangents pushed in creation
-  order as pg_jvp does.  reference.jvp itself raises where a partial
-  cannot be built as a Value (REFERENCE_RAISES) and gives NaN through a
-  number operand (JVP_CONSTANT: the reference keeps the number as a leaf,
-  whose 0 tangent times an infinite partial is NaN).
+  order as pg_jvp does.  reference.jvp itself is pg_jvp's sweep (IEEE
+  numbers: REFERENCE_RAISES, fixed; a number operand is folded into its
+  op and has no tangent term, as in pygrad: JVP_CONSTANT, fixed).
 - Bit for bit: values, first derivatives as numbers and as graphs, jvp.
-  Through pygrad.dot, jvp to rounding: pg_jvp adds each pair's two terms
-  together before adding them to the tangent (JVP_DOT_ORDER).
-- Second and higher derivatives to rounding (helpers.same): the two
-  engines make the gradient graph's nodes in different orders, so the next
-  differentiation sums some adjoints in a different order (HIGHER_ORDER):
-  the reference builds all of a node's partials before multiplying them by
-  the adjoint (C makes each input's term whole, then the next), and
-  multiplies by the default seed 1 with a node of its own (C passes the
-  term through: make()'s "1 * q: q").  With both changed in the reference
-  (tried on a copy), 3000 programs agreed bit for bit at every order.
-  Set HIGHER_ORDER_EXACT once the reference builds its graphs as C does.
+  Through pygrad.dot, `forward_mode` (this file's) adds one term at a time,
+  while pg_jvp adds each pair's two terms together before adding them to
+  the tangent (JVP_DOT_ORDER), so jvp through dot is compared to rounding
+  here; reference.jvp adds as pg_jvp does (fixed).
+- Second and higher derivatives bit for bit too (HIGHER_ORDER_EXACT): the
+  reference makes its gradient graphs' nodes in C's order (each input's
+  term made whole, then the next, as grad.c's step_back; the default
+  seed 1 passed through without a node, as make()'s "1 * q: q"; numbers
+  folded as C's const ops), so the next differentiation sums every
+  adjoint in the same order (HIGHER_ORDER, fixed).
 
 The tests of the deviations: HIGHER_ORDER test_hessian_bit_exact_with_
 reference and test_third_derivative_bit_exact_with_reference;
 JVP_DOT_ORDER test_jvp_through_dot_bit_exact_with_reference;
 REFERENCE_RAISES test_reference_numbers_do_not_raise; JVP_CONSTANT
-test_reference_jvp_through_a_number_operand (all below); ZERO_TIMES_INF
-test_higher_order.py's test_zero_partial_times_infinite_adjoint.
+test_reference_jvp_through_a_number_operand (all below, all passing now);
+ZERO_TIMES_INF test_higher_order.py's test_zero_partial_times_infinite_adjoint.
 
 PYGRAD_FUZZ_EXAMPLES sets the number of programs.
 """
@@ -60,7 +58,7 @@ from helpers import same
 from higher_programs import (Engine, apply_binary, bounded_programs, build, examples,
                              wild_programs)
 
-HIGHER_ORDER_EXACT = False   # see HIGHER_ORDER above
+HIGHER_ORDER_EXACT = True    # see HIGHER_ORDER above (was False until the fix)
 ERRORS = (ValueError, ZeroDivisionError, OverflowError)
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                       HealthCheck.data_too_large])
@@ -298,7 +296,8 @@ def test_against_reference_bounded(program, choice):
 def test_reference_functions_themselves(program, data):
     """reference.grad / jacobian / hessian / hvp / jvp themselves (not the
     sweeps above) agree with pygrad's where no value or partial is
-    extreme: first derivatives bit for bit, higher ones to rounding."""
+    extreme: first derivatives bit for bit, higher ones bit for bit with
+    HIGHER_ORDER_EXACT (else to rounding)."""
     leaves, steps = program
     P, Q = Engine("pygrad"), Engine("reference")
     p = build(P, steps, [P.leaf(x) for x in leaves])
@@ -322,7 +321,7 @@ def test_reference_functions_themselves(program, data):
         assert_same(a, b, names[k], exact)
 
 
-# -- the deviations found (each fails until fixed) -------------------------
+# -- the deviations found (each failed until fixed) ------------------------
 def hessian_entry(lib, V):
     x, y = V(2.36), V(0.99)
     return lib.hessian((y ** x) * x, [x, y])
@@ -331,10 +330,10 @@ def hessian_entry(lib, V):
 def test_hessian_bit_exact_with_reference():
     """HIGHER_ORDER: the Hessian of (y**x)*x at (2.36, 0.99), entry
     d2f/dydx: 4.600707347674953 in pygrad, ...954 in the reference (and
-    in pygrad's own d2f/dxdy; exactly 4.6007073476749529...).  The reference makes the first gradient graph's nodes
+    in pygrad's own d2f/dxdy; exactly 4.6007073476749529...).  The reference made the first gradient graph's nodes
     in another order than C (all partials of a node first, then each times
-    the adjoint; the seed 1 as a node), so the second sweep adds the
-    terms of an adjoint in another order."""
+    the adjoint; the seed 1 as a node), so the second sweep added the
+    terms of an adjoint in another order (fixed)."""
     assert hessian_entry(pygrad, pygrad.Value) == hessian_entry(R, R.Value)
 
 
@@ -348,16 +347,16 @@ def third(lib, V, x0):
 def test_third_derivative_bit_exact_with_reference():
     """HIGHER_ORDER, third order: d3(x**x)/dx3 at 0.6015625 is
     -0.14138412718202498 in pygrad, -0.14138412718202453 in the
-    reference (exactly: -0.141384127182024015...; both right to
+    reference before the fix (exactly: -0.141384127182024015...; both right to
     rounding, not the same rounding)."""
     assert third(pygrad, pygrad.Value, 0.6015625) == third(R, R.Value, 0.6015625)
 
 
 def test_jvp_through_dot_bit_exact_with_reference():
     """JVP_DOT_ORDER: pg_jvp (and pg_tape_jvp) add a pair's two terms,
-    then the pair to the tangent, t += w'x + wx'; the reference (and the
-    order the backward sweep and pg_nary_forward use) adds one term at a
-    time: t += w'x; t += wx'."""
+    then the pair to the tangent, t += w'x + wx'; the reference added one
+    term at a time (the order the backward sweep and pg_nary_forward use):
+    t += w'x; t += wx' (fixed)."""
     def jvp(lib, V):
         ws, xs = [V(-1.05), V(0.18)], [V(-0.52), V(0.42)]
         return lib.jvp(lib.dot(ws, xs), ws + xs, [0.5, -1.74, -1.95, 1.35])
@@ -371,7 +370,8 @@ def test_reference_numbers_do_not_raise(fn):
     reference.jvp build the partial 0.0 ** -0.5 as a Value and raise
     ZeroDivisionError (its docstring: "a backward pass has no business
     raising"; likewise d(x**-0.5)/dx at 1e-300: -inf in pygrad,
-    OverflowError in reference.grad)."""
+    OverflowError in reference.grad).  Fixed: both are now IEEE sweeps,
+    as pg_gradient and pg_jvp."""
     x = R.Value(0.0)
     y = x ** 0.5
     got = R.grad(y, x) if fn == "grad" else R.jvp(y, x, 1.0)
@@ -383,8 +383,10 @@ def test_reference_numbers_do_not_raise(fn):
 
 def test_reference_jvp_through_a_number_operand():
     """JVP_CONSTANT: x / 4e-249 at x = 1, tangent 1: 1/k = 2.5e248 in
-    pygrad.jvp; the reference keeps the number as a leaf, and its partial
-    -v/k (-inf) times its 0 tangent gives NaN."""
+    pygrad.jvp; the reference kept the number as a leaf, and its partial
+    -v/k (-inf) times its 0 tangent gave NaN.  Fixed: the number is
+    folded into the op, as in pygrad (still a leaf among _prev, as in
+    micrograd)."""
     k = 3.9982336597986066e-249
     x = pygrad.Value(1.0)
     r = R.Value(1.0)
