@@ -74,6 +74,12 @@ def _dpow_dexp(b, v):
     return v * math.log(b)
 
 
+def _dpow_dbase(b, e):
+    """d(b**e)/db = e * b**(e-1), but 0 for an exponent 0 (b**0 is 1 for
+    every b: not 0 * inf at base 0), as torch has it."""
+    return 0.0 if e == 0.0 else e * _pow_ieee(b, e - 1.0)
+
+
 def _pow(x, y):
     """Forward x ** y as pygrad defines it: Python's float **, except that a
     negative base to a non-integer power is a domain error (math.pow's)."""
@@ -97,6 +103,14 @@ def _log_ieee(x):
 # of these markers: the number 1 (the default seed, which C passes through
 # without a node: csrc/grad.c's ONE), or nothing (no term: ZERO).
 ONE, ZERO = "one", "zero"
+# During a gradient graph's sweep: the ids of the nodes that an input asked
+# for lies under; a term for any other node is not made (as grad.c's
+# find_wanted: the derivative of sqrt(x) * y by y makes nothing of d/dx).
+_WANTED = [None]
+
+
+def _want(v):
+    return _WANTED[0] is None or id(v) in _WANTED[0]
 _created = itertools.count()     # creation order, for the sweeps
 _grad_enabled = [True]           # no_grad()
 
@@ -209,7 +223,8 @@ class Value:
                 return partials(out)[0] * t(self)
 
             def graph_(g, add):
-                add(self, graph(out, g))
+                if _want(self):
+                    add(self, graph(out, g))
             return _backward, tangent, graph_
         return Value._op_node(data, (c, self) if reflected else (self, c), op, rules)
 
@@ -225,7 +240,8 @@ class Value:
                 return derivative(self.data, out.data) * t(self)
 
             def graph_(g, add):
-                add(self, graph(out, g))
+                if _want(self):
+                    add(self, graph(out, g))
             return _backward, tangent, graph_
         return Value._op_node(data, (self,), op, rules)
 
@@ -233,7 +249,9 @@ class Value:
     def __add__(self, other):
         if isinstance(other, Value):
             return self._binary(other, self.data + other.data, '+',
-                                lambda out: (1.0, 1.0), lambda out, g: (g, g))
+                                lambda out: (1.0, 1.0),
+                                lambda out, g: (g if _want(self) else ZERO,
+                                                g if _want(other) else ZERO))
         c = Value(other)
         return self._with_number(c, self.data + c.data, '+',
                                  lambda out: (1.0, 1.0), lambda out, g: g)
@@ -246,7 +264,9 @@ class Value:
     def __sub__(self, other):
         if isinstance(other, Value):
             return self._binary(other, self.data - other.data, '-',
-                                lambda out: (1.0, -1.0), lambda out, g: (g, -_node(g)))
+                                lambda out: (1.0, -1.0),
+                                lambda out, g: (g if _want(self) else ZERO,
+                                                -_node(g) if _want(other) else ZERO))
         c = Value(other)
         return self._with_number(c, self.data - c.data, '-',
                                  lambda out: (1.0, -1.0), lambda out, g: g)
@@ -261,7 +281,8 @@ class Value:
         if isinstance(other, Value):
             return self._binary(other, self.data * other.data, '*',
                                 lambda out: (other.data, self.data),
-                                lambda out, g: (_times(other, g), _times(self, g)))
+                                lambda out, g: (_times(other, g) if _want(self) else ZERO,
+                                                _times(self, g) if _want(other) else ZERO))
         c = Value(other)
         return self._with_number(c, self.data * c.data, '*',
                                  lambda out: (c.data, self.data),
@@ -278,8 +299,9 @@ class Value:
             return self._binary(other, self.data / other.data, '/',
                                 lambda out: (_div_ieee(1.0, other.data),
                                              _div_ieee(-out.data, other.data)),
-                                lambda out, g: (_times(1.0 / other, g),
-                                                _times((-out) / other, g)))
+                                lambda out, g: (_times(1.0 / other, g) if _want(self) else ZERO,
+                                                _times((-out) / other, g) if _want(other)
+                                                else ZERO))
         c = Value(other)
         return self._with_number(c, self.data / c.data, '/',
                                  lambda out: (_div_ieee(1.0, c.data),
@@ -302,16 +324,20 @@ class Value:
                 if x < 0.0:
                     return _node(g) * math.nan
                 return _times(out * self.log(), g)
+            def base_term(out, g):   # none where its graph cannot be made, 0 ** -1
+                if other.data == 0.0 and self.data == 0.0:
+                    return ZERO
+                return _times(other * self ** (other - 1.0), g)
             return self._binary(
                 other, _pow(self.data, other.data), '**',
-                lambda out: (other.data * _pow_ieee(self.data, other.data - 1.0),
+                lambda out: (_dpow_dbase(self.data, other.data),
                              _dpow_dexp(self.data, out.data)),
-                lambda out, g: (_times(other * self ** (other - 1.0), g),
-                                exponent_term(out, g)))
+                lambda out, g: (base_term(out, g) if _want(self) else ZERO,
+                                exponent_term(out, g) if _want(other) else ZERO))
         k = _real(other, "exponent")
         return self._unary(_pow(self.data, k), f'**{other}',
-                           lambda x, v: k * _pow_ieee(x, k - 1.0),
-                           lambda out, g: _times((self ** (k - 1.0)) * k, g))
+                           lambda x, v: _dpow_dbase(x, k),
+                           lambda out, g: ZERO if k == 0.0 else _times((self ** (k - 1.0)) * k, g))
 
     def __rpow__(self, other):  # other ** self
         k = _real(other, "base")
@@ -404,10 +430,11 @@ def sum(values, start=0.0):   # noqa: A001 - mirrors pygrad.sum
             return tv
 
         def graph(g, add):
-            if s is not None:
+            if s is not None and _want(s):
                 add(s, g)
             for v in values:
-                add(v, g)
+                if _want(v):
+                    add(v, g)
         return _backward, tangent, graph
     return Value._op_node(data, tuple(values) + ((s,) if s is not None else ()), 'sum', rules)
 
@@ -438,11 +465,13 @@ def dot(ws, xs, start=0.0):
             return tv
 
         def graph(g, add):   # each term made and added, then the next
-            if s is not None:
+            if s is not None and _want(s):
                 add(s, g)
             for w, x in zip(ws, xs):
-                add(w, _times(x, g))
-                add(x, _times(w, g))
+                if _want(w):
+                    add(w, _times(x, g))
+                if _want(x):
+                    add(x, _times(w, g))
         return _backward, tangent, graph
     return Value._op_node(data, tuple(ws) + tuple(xs) + ((s,) if s is not None else ()),
                           'dot', rules)
@@ -507,6 +536,20 @@ def _gradient_graph(outs, seeds, ins, what):
     # the seeds: a Value as it is, 1 as ONE (no node), another number a leaf
     seeds = [s if isinstance(s, Value) else ONE if float(s) == 1.0 else Value(s)
              for s in seeds]
+    # the nodes an input lies under, oldest first (nodes is newest first)
+    wanted = {id(x) for x in ins}
+    for v in reversed(nodes):
+        if any(id(c) in wanted for c in v._prev):
+            wanted.add(id(v))
+    was = _grad_enabled[0], _WANTED[0]
+    _grad_enabled[0], _WANTED[0] = True, wanted   # a graph, even in no_grad
+    try:
+        return _build_gradient_graph(outs, seeds, ins, nodes)
+    finally:
+        _grad_enabled[0], _WANTED[0] = was
+
+
+def _build_gradient_graph(outs, seeds, ins, nodes):
     adjoint = {}
 
     def add(v, term):
@@ -516,7 +559,8 @@ def _gradient_graph(outs, seeds, ins, what):
         adjoint[id(v)] = term if cur is None else _node(cur) + _node(term)
 
     for o, s in zip(outs, seeds):
-        add(o, s)
+        if _want(o):
+            add(o, s)
     for v in nodes:
         g = adjoint.get(id(v))
         if g is not None and v._prev:
