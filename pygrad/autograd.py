@@ -49,7 +49,7 @@ def _python_op_error(roots, what):
 def _numbers(outs, ins, seeds, what):
     """pg_gradient: d(sum seeds * outs)/d ins as floats."""
     result = _ffi.new("double[]", max(len(ins), 1))
-    with engine._sweep_scope():
+    with engine._sweeps, engine._sweep_scope():
         rc = _lib.pg_gradient(_A, [o._h for o in outs], seeds, len(outs),
                               [x._h for x in ins], len(ins), result)
     if rc == _lib.PG_ETYPE:
@@ -76,7 +76,7 @@ def _graph(outs, ins, seeds, what):
             idx.append(keep[-1]._h)
     bad_op = _ffi.new("int *", -1)
     try:
-        with engine._sweep_scope():
+        with engine._sweeps, engine._sweep_scope():
             rc = _lib.pg_gradient_graph(_A, [o._h for o in outs], idx, len(outs),
                                         [x._h for x in ins], len(ins), buf, bad_op)
         if rc == _lib.PG_ETYPE:
@@ -182,7 +182,7 @@ def jvp(outputs, inputs, tangents):
     if len(tangents) != len(ins):
         raise ValueError(f"jvp(): {len(ins)} inputs but {len(tangents)} tangents")
     result = _ffi.new("double[]", max(len(outs), 1))
-    with engine._sweep_scope():
+    with engine._sweeps, engine._sweep_scope():
         rc = _lib.pg_jvp(_A, [o._h for o in outs], len(outs), [x._h for x in ins],
                          [float(t) for t in tangents], len(ins), result)
     if rc == _lib.PG_ETYPE:

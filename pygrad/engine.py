@@ -259,48 +259,42 @@ def _local_backward(v):
 
 # A sweep that reaches an op written in Python pauses in C while Python
 # runs it; meanwhile no other thread's sweep may start (their marks would
-# mix).  `_sweeps` lets one thread at a time into the code that sweeps
-# (backward, grad, compile, ...); `_depth` counts how deep that thread is.
-# The Python code of a paused sweep may itself differentiate (autograd
-# inside a custom op, which micrograd allows): entering again, the thread
-# sets the paused sweep aside in C (pg_sweep_stash) and puts it back on
-# leaving.  Entering afresh, anything paused or stashed is stale (left by a
-# caller interrupted at the wrong moment) and goes.
+# mix).  Every C call that marks nodes runs as
+#
+#     with _sweeps, _sweep_scope():
+#
+# `_sweeps` lets one thread at a time in (a C-level lock: the with
+# statement releases it whatever happens, a Ctrl-C included), and
+# `_paused_on` names the thread running the Python code of a paused sweep.
+# That code may itself differentiate (autograd inside a custom op, which
+# micrograd allows): entering again, the thread sets the paused sweep aside
+# in C (pg_sweep_stash) and puts it back on leaving.  Entering afresh,
+# anything paused or stashed is stale (left by a caller interrupted at the
+# wrong moment) and goes.
 _sweeps = threading.RLock()
-_depth = [0, None]    # how deep, and which thread (for a fork()ed child)
+_paused_on = [None]
 
 
 class _sweep_scope:
-    """``with _sweep_scope():`` around any C call that marks nodes."""
+    """The second half of ``with _sweeps, _sweep_scope():``."""
 
     __slots__ = ("stashed",)
 
     def __enter__(self):
-        _sweeps.acquire()
-        try:
-            self.stashed = False
-            if _depth[0] == 0:
-                _lib.pg_sweep_reset(_A)
-                _depth[1] = threading.get_ident()
-            else:
-                rc = _lib.pg_sweep_stash(_A)   # PG_EINVAL: nothing paused, fine
-                if rc == _lib.PG_ENOMEM:
-                    raise MemoryError("pygrad: out of memory setting a paused backward aside")
-                self.stashed = rc == _lib.PG_OK
-            _depth[0] += 1
-        except BaseException:
-            _sweeps.release()
-            raise
+        self.stashed = False
+        if _paused_on[0] == threading.get_ident():
+            rc = _lib.pg_sweep_stash(_A)   # PG_EINVAL: nothing paused, fine
+            if rc == _lib.PG_ENOMEM:
+                raise MemoryError("pygrad: out of memory setting a paused backward aside")
+            self.stashed = rc == _lib.PG_OK
+        else:
+            _lib.pg_sweep_reset(_A)
         return self
 
     def __exit__(self, *exc):
-        try:
-            _depth[0] -= 1
-            if self.stashed:
-                _lib.pg_sweep_abort(_A)     # an inner sweep an error left paused
-                _lib.pg_sweep_unstash(_A)
-        finally:
-            _sweeps.release()
+        if self.stashed:
+            _lib.pg_sweep_abort(_A)     # an inner sweep an error left paused
+            _lib.pg_sweep_unstash(_A)
         return False
 
 
@@ -317,6 +311,8 @@ def _python_sweep(node):
     _backward, then C again.  Any exception ends the sweep (its marks
     cleared, so every graph stays usable) and propagates, with a note
     naming the op."""
+    outer = _paused_on[0]     # this thread's, if it runs inside another sweep
+    _paused_on[0] = threading.get_ident()
     try:
         while True:
             i = node[0]
@@ -340,6 +336,8 @@ def _python_sweep(node):
     except BaseException:
         _lib.pg_sweep_abort(_A)
         raise
+    finally:
+        _paused_on[0] = outer
 
 
 # Where an op written in Python keeps its _backward.  The lecture's closure
@@ -627,7 +625,7 @@ class Value:
         self.grad = 1, the others accumulate (they are never zeroed).  Ops
         written in Python run their _backward at their place in the order."""
         node = _ffi.new("pg_index *")
-        with _sweep_scope():
+        with _sweeps, _sweep_scope():
             rc = _start_sweep(self, node)
             if rc == _lib.PG_PYTHON:
                 _python_sweep(node)
@@ -672,13 +670,11 @@ class _View(Value):
 def _fork_child():
     """In a fork()ed child: the threads that held pygrad's sweep lock or
     had a sweep paused are gone."""
-    global _sweeps
-    _sweeps = threading.RLock()
-    if _depth[0] and _depth[1] != threading.get_ident():
-        _lib.pg_sweep_reset(_A)   # another thread's sweeps: gone with it
-        _depth[0] = 0
-    for _ in range(_depth[0]):    # this thread's own: it will release the lock
-        _sweeps.acquire()
+    if not _sweeps._is_owned():   # held by a thread the child does not have
+        _sweeps._at_fork_reinit()
+    if _paused_on[0] is not None and _paused_on[0] != threading.get_ident():
+        _lib.pg_sweep_reset(_A)   # that thread's sweeps: gone with it
+        _paused_on[0] = None
 
 
 if hasattr(os, "register_at_fork"):

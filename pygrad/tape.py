@@ -41,7 +41,8 @@ class Tape:
         # destructor (C, run by cffi) frees it: no moment exists where a
         # Ctrl-C could leave a compiled tape with no owner.
         self._slot = _ffi.gc(_ffi.new("pg_tape **"), _lib.pg_tape_free_at)
-        with engine._sweep_scope():   # no sweep may be paused at a Python op meanwhile
+        # (no sweep may be paused at a Python op meanwhile)
+        with engine._sweeps, engine._sweep_scope():
             rc = _lib.pg_compile(_A, idx, len(self.roots), self._slot)
         if rc == _lib.PG_ETYPE:
             raise TypeError(
@@ -85,7 +86,8 @@ class Tape:
             raise RuntimeError("the last forward() of this tape failed half-way, so its "
                                "local derivatives are a mix of two points; call forward() "
                                "again (successfully) before backward()")
-        with engine._sweep_scope():   # (a multi-root tape marks nodes, as sweeps do)
+        # (a multi-root tape marks nodes, as sweeps do)
+        with engine._sweeps, engine._sweep_scope():
             _check(_lib.pg_tape_backward(self._tape, root), "backward")
 
     def jvp(self, tangents, inputs=None):

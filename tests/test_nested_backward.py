@@ -3,6 +3,8 @@ may itself call backward() (or grad(), compile()) on a graph of its own,
 as micrograd allows.  The outer sweep, paused in C at that op, is set
 aside (csrc: pg_sweep_stash) and put back.  Expected numbers come from
 pygrad.reference (micrograd's recursion) or are derived by hand."""
+import os
+
 import pytest
 
 import pygrad
@@ -147,3 +149,38 @@ def test_interrupt_inside_leaves_graphs_usable():
     zr_b = reference.Value(3.0)
     ((zr_b * zr_b).tanh() + zr_b).backward()
     assert b.grad == pytest.approx(zr_b.grad, rel=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_from_inside_a_backward():
+    """A _backward that forks (a checkpoint written by a child process):
+    the child, which inherits the paused sweep and pygrad's lock held by
+    its only thread, can differentiate too, and the parent's backward is
+    right."""
+    x = Value(1.5)
+
+    def op(v):
+        out = Value(v.data * 2, (v,), 'fork2')
+
+        def _backward():
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    t = Value(3.0)
+                    (t * t).backward()
+                    code = 0 if t.grad == 6.0 else 1
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            results.append(status)
+            v.grad += 2 * out.grad
+        out._backward = _backward
+        return out
+    results = []
+    y = op(x * 1.0) * 3 + x
+    y.backward()
+    assert results == [0] and x.grad == 2 * 3 + 1
+    z = Value(2.0)
+    (z * z).backward()             # the parent's lock and state are whole
+    assert z.grad == 4.0
