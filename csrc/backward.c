@@ -20,7 +20,7 @@
  * sweep is done.  Inlined into each caller (`python` a constant there),
  * with the count in a local: kept behind a pointer, it would be stored and
  * reloaded around every store to a flag (a character type, which C lets
- * alias anything), ~10% of the sweep. */
+ * alias anything): a few percent of the sweep, measured. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
