@@ -26,16 +26,19 @@ static pg_index nth(const sweep *s, size_t j)
     return j < s->set.n ? s->set.node[j] : s->set.leaf[j - s->set.n];
 }
 
-/* Collects the nodes under outs, saves their grads, sets them to `fill`
- * and flags them.  PG_ETYPE for an op written in Python (its backward is
- * Python's, which these sweeps do not run), and the errors of
- * pg__collect. */
+/* Checks that the inputs ins[0..nin) are live (PG_EINVAL), collects the
+ * nodes under outs, saves their grads, sets them to `fill` and flags them.
+ * PG_ETYPE for an op written in Python (its backward is Python's, which
+ * these sweeps do not run), and the errors of pg__collect. */
 static int sweep_begin(sweep *s, pg_arena *a, const pg_index *outs, size_t nout,
-                       double fill)
+                       const pg_index *ins, size_t nin, double fill)
 {
     s->a = a;
     s->saved = NULL;
-    int rc = pg__collect(a, outs, nout, &s->set);
+    int rc = pg__all_live(a, ins, nin);
+    if (rc != PG_OK)
+        return rc;
+    rc = pg__collect(a, outs, nout, &s->set);
     if (rc != PG_OK) {
         pg__nodes_free(&s->set);
         return rc;
@@ -73,9 +76,7 @@ int pg_gradient(pg_arena *a, const pg_index *outs, const double *seeds, size_t n
 {
     LOCK(a);
     sweep s;
-    int rc = pg__all_live(a, ins, nin);
-    if (rc == PG_OK)
-        rc = sweep_begin(&s, a, outs, nout, 0.0);
+    int rc = sweep_begin(&s, a, outs, nout, ins, nin, 0.0);
     if (rc != PG_OK) {
         UNLOCK(a);
         return rc;
@@ -319,12 +320,12 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
     LOCK(a);
     sweep s;
     builder b = {a, PG_OK, -1, NULL, 0, 0};
-    int rc = pg__all_live(a, ins, nin);
+    int rc = PG_OK;
     for (size_t r = 0; rc == PG_OK && r < nout; r++)
         if (seeds[r] != PG_NONE && !pg__is_live(a, seeds[r]))
             rc = PG_EINVAL;
     if (rc == PG_OK)
-        rc = sweep_begin(&s, a, outs, nout, NONE_YET);
+        rc = sweep_begin(&s, a, outs, nout, ins, nin, NONE_YET);
     if (rc != PG_OK) {
         UNLOCK(a);
         pg_set_grad_mode(was);
@@ -377,9 +378,7 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
 {
     LOCK(a);
     sweep s;
-    int rc = pg__all_live(a, ins, nin);
-    if (rc == PG_OK)
-        rc = sweep_begin(&s, a, outs, nout, 0.0);
+    int rc = sweep_begin(&s, a, outs, nout, ins, nin, 0.0);
     if (rc != PG_OK) {
         UNLOCK(a);
         return rc;

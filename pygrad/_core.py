@@ -60,6 +60,15 @@ def error(code, op):
     return exc(_MESSAGES.get((code, op), msg))
 
 
+def error_in_op(code, op, where):
+    """error(code, ...) for op code `op`, its message naming the op and
+    where it failed (a replay, a row of a map, a derivative graph)."""
+    name = op_symbol(op)
+    exc = error(code, name)
+    exc.args = (f"{exc.args[0]} (in op '{name}' {where})",)
+    return exc
+
+
 def check(rc, what):
     """rc when it is a result (>= 0); the exception for a C status (< 0),
     raised, naming `what` where Python's own message would."""

@@ -82,11 +82,8 @@ def _graph(outs, ins, seeds, what):
         if rc == _lib.PG_ETYPE:
             raise _python_op_error(outs, what)
         if rc < 0 and bad_op[0] >= 0:   # a derivative that does not exist there
-            name = _core.op_symbol(bad_op[0])
-            exc = _core.error(rc, name)
-            exc.args = (f"{exc.args[0]} (in op '{name}' of the derivative graph "
-                        f"{what}() was building)",)
-            raise exc
+            raise _core.error_in_op(rc, bad_op[0],
+                                    f"of the derivative graph {what}() was building")
         _check(rc, what)
         for j in range(len(ins)):
             handles[j]._h = buf[j]

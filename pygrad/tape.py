@@ -69,10 +69,7 @@ class Tape:
         rc = _lib.pg_tape_forward(self._tape, op, node)
         self._stale = rc < 0
         if rc < 0:
-            name = _core.op_symbol(op[0])
-            exc = _core.error(rc, name)
-            exc.args = (f"{exc.args[0]} (in op '{name}' while replaying a tape)",)
-            raise exc
+            raise _core.error_in_op(rc, op[0], "while replaying a tape")
         values = [r.data for r in self.roots]
         return values[0] if self.single else values
 
@@ -180,10 +177,7 @@ class Tape:
             raise ValueError("tape.map(): an input is a node the tape computes (or is given "
                              "twice): inputs are leaves")
         if rc < 0 and bad_row[0] >= 0:
-            name = _core.op_symbol(bad_op[0])
-            exc = _core.error(rc, name)
-            exc.args = (f"{exc.args[0]} (in op '{name}' at row {bad_row[0]} of tape.map)",)
-            raise exc
+            raise _core.error_in_op(rc, bad_op[0], f"at row {bad_row[0]} of tape.map")
         _check(rc, "map")
         if reduce:
             out = list(reduced)

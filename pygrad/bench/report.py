@@ -134,15 +134,19 @@ def task_tables(records, workload, engines, sizes, meta):
     time_cell = status_or(lambda r, e, n: fmt_time(r["time_s"]))
     ours = [e for e in engines if ENGINES[e].native]
     blocks = []
-    if w.family == "step":
-        blocks.append(("one training step: forward + backward + zeroing grads + SGD update "
-                       "(min of the runs)", [unit] + list(engines), grid(time_cell)))
-        rivals = [e for e in (TORCH_1T, TORCH_MT) if e in engines]
+
+    def faster_block(rivals):
+        """pygrad's engines, times faster than each of the rivals run."""
+        rivals = [e for e in rivals if e in engines]
         if rivals and ours:
             blocks.append((f"pygrad's engines, times faster than {' / '.join(rivals)} "
                            "(same run)", [unit] + ours, grid(lambda r, e, n: " / ".join(
                                fmt_ratio(faster(recs, workload, t, e, n)) for t in rivals),
                                ours)))
+    if w.family == "step":
+        blocks.append(("one training step: forward + backward + zeroing grads + SGD update "
+                       "(min of the runs)", [unit] + list(engines), grid(time_cell)))
+        faster_block((TORCH_1T, TORCH_MT))
         rate = ((meta.get("peak") or {}).get("native") or {}).get("fma_per_s")
         cores = meta.get("cores")
 
@@ -170,12 +174,7 @@ def task_tables(records, workload, engines, sizes, meta):
                        "replayed forward once, then backward from each gradient entry, one "
                        "Hessian row per sweep; torch = autograd.functional.hessian",
                        [unit] + list(engines), grid(time_cell)))
-        rivals = [e for e in (TORCH_1T, TORCH_VEC) if e in engines]
-        if rivals and ours:
-            blocks.append((f"pygrad's engines, times faster than {' / '.join(rivals)} "
-                           "(same run)", [unit] + ours, grid(lambda r, e, n: " / ".join(
-                               fmt_ratio(faster(recs, workload, t, e, n)) for t in rivals),
-                               ours)))
+        faster_block((TORCH_1T, TORCH_VEC))
         if "pygrad-tape" in engines:
             blocks.append(("pygrad-tape, once before: the gradient graph and its compile "
                            "(untimed above) / the tape's nodes", [unit, "pygrad-tape"],
