@@ -11,6 +11,13 @@
  * backward, adjoints A[a][r]; a parameter's adjoint is one number per
  * block, the sum over its rows.
  *
+ * Layers.  Most of a network's work is in dots that read the same row
+ * arrays (a layer's neurons: their weights and starts parameters).  The
+ * program groups them (find_layers) and runs each group at its first node
+ * through layer.c's kernels, a matrix times a block of rows kept in
+ * registers, instead of neuron by neuron; every other op runs its own loop
+ * over the rows.
+ *
  * Determinism.  Blocks of R rows are fixed by the tape alone, not by the
  * thread count; each block's sums (root values, parameter gradients) run
  * over its rows in order, and the blocks' sums are added in block order,
@@ -28,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "layer.h"
 #include "pool.h"
 #include "tape.h"
 
@@ -44,6 +52,24 @@ struct pg_prog {
     uint32_t *lo, *ln;    /* n-ary: operands lst[lo .. lo+ln) */
     int32_t *lst;
     int32_t *root;        /* nroots */
+    /* Layers (layer.h): dots that read the same row arrays, run together at
+     * the first of them.  lay_of[j]: -1 not in a layer, g >= 0 the first
+     * node of layer g, -2 a later node of one (done by then). */
+    int32_t *lay_of;      /* ncode */
+    uint32_t nlay;
+    struct pg_lay {
+        uint32_t n, m;    /* inputs, neurons */
+        uint32_t x;       /* its inputs: lst[x .. x+n) */
+        uint32_t first;   /* its first node (building only) */
+        uint32_t o;       /* its neurons: lay_out, lay_spar, lay_sk [o .. o+m) */
+        size_t w;         /* its weights: lay_wpar[w .. w + m*n) */
+    } *lay;
+    uint32_t *lay_out;    /* the neurons' row arrays */
+    int32_t *lay_spar;    /* their starts' parameters, -1: a constant, ... */
+    double *lay_sk;       /* ... this one */
+    int32_t *lay_wpar;    /* the weights' parameters, neuron by neuron */
+    size_t lay_nw, lay_nm;   /* weights, neurons in all layers */
+    uint32_t lay_maxn;       /* the most inputs or neurons of a layer */
     /* Scratch kept from call to call: a training loop maps every step, and
      * megabytes freshly allocated each time cost their page faults again.
      * One call at a time holds it (busy, under the arena's lock); a call
@@ -73,6 +99,12 @@ void pg__prog_unref(pg_prog *p)
     free(p->ln);
     free(p->lst);
     free(p->root);
+    free(p->lay_of);
+    free(p->lay);
+    free(p->lay_out);
+    free(p->lay_spar);
+    free(p->lay_sk);
+    free(p->lay_wpar);
     free(p);
 }
 
@@ -105,6 +137,8 @@ static void cm_put(codemap *m, pg_index i, int32_t code)
     m->key[s] = i;
     m->code[s] = code;
 }
+
+static int find_layers(pg_prog *p);
 
 /* The program of tape t for inputs ins[0..nin) (each once, none computed
  * by the tape): NULL with *rc PG_EINVAL if they are not, or PG_ENOMEM.
@@ -199,6 +233,10 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
     p->R = 64;
     while (p->R > 8 && per_row * p->R > ((size_t)4 << 20))
         p->R /= 2;
+    if (find_layers(p) != PG_OK) {
+        *rc = PG_ENOMEM;
+        goto fail;
+    }
     free(m.key);
     free(m.code);
     return p;
@@ -209,6 +247,128 @@ fail:
     return NULL;
 }
 
+/* -- layers ----------------------------------------------------------------- */
+
+/* Is instruction j a neuron: a dot of n >= 1 weights, all parameters, on n
+ * distinct row arrays, its start a parameter or a constant?  seen: a stamp
+ * per row array (j + 1 marks this dot's inputs). */
+static int is_neuron(const pg_prog *p, size_t j, uint32_t *seen)
+{
+    if (p->op[j] != PG_DOT || p->ln[j] < 2 || (p->a1[j] != NOSTART && p->a1[j] >= 0))
+        return 0;
+    uint32_t n = p->ln[j] / 2;
+    const int32_t *l = p->lst + p->lo[j];
+    for (uint32_t q = 0; q < n; q++) {
+        if (l[q] >= 0 || l[n + q] < 0 || seen[l[n + q]] == (uint32_t)j + 1)
+            return 0;
+        seen[l[n + q]] = (uint32_t)j + 1;
+    }
+    return 1;
+}
+
+static uint64_t list_hash(const int32_t *x, uint32_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15u * (n + 1u);
+    for (uint32_t q = 0; q < n; q++)
+        h = (h ^ (uint32_t)x[q]) * 0x100000001B3u;
+    return h;
+}
+
+/* Groups the neurons of p into layers: the dots with the same inputs in
+ * the same order (a hash of the input list finds the layer), each layer in
+ * tape order, run at its first node.  Running the later ones early is
+ * sound: they read only parameters, constants and the first one's inputs,
+ * computed before it.  Backward, at the first node every later one's
+ * adjoint is complete.  PG_OK or PG_ENOMEM. */
+static int find_layers(pg_prog *p)
+{
+    size_t n = p->ncode, narr = (size_t)p->nin + n, ndot = 0, nw = 0, cap = 16;
+    for (size_t j = 0; j < n; j++)
+        if (p->op[j] == PG_DOT) {
+            ndot++;
+            nw += p->ln[j] / 2;
+        }
+    while (cap < 2 * ndot)
+        cap *= 2;
+    p->lay_of = malloc((n + 1) * sizeof *p->lay_of);
+    p->lay = malloc((ndot + 1) * sizeof *p->lay);
+    p->lay_out = malloc((ndot + 1) * sizeof *p->lay_out);
+    p->lay_spar = malloc((ndot + 1) * sizeof *p->lay_spar);
+    p->lay_sk = malloc((ndot + 1) * sizeof *p->lay_sk);
+    p->lay_wpar = malloc((nw + 1) * sizeof *p->lay_wpar);
+    uint32_t *seen = calloc(narr + 1, sizeof *seen);
+    uint32_t *slot = calloc(cap, sizeof *slot);     /* layer + 1, 0: empty */
+    int32_t *next = malloc((n + 1) * sizeof *next);  /* the layer's next node */
+    int32_t *last = malloc((ndot + 1) * sizeof *last);
+    int rc = PG_ENOMEM;
+    if (!p->lay_of || !p->lay || !p->lay_out || !p->lay_spar || !p->lay_sk || !p->lay_wpar ||
+        !seen || !slot || !next || !last)
+        goto out;
+    uint32_t nlay = 0;
+    for (size_t j = 0; j < n; j++) {
+        p->lay_of[j] = -1;
+        if (!is_neuron(p, j, seen))
+            continue;
+        uint32_t m2 = p->ln[j] / 2;
+        const int32_t *x = p->lst + p->lo[j] + m2;
+        size_t h = (size_t)list_hash(x, m2) & (cap - 1);
+        for (;; h = (h + 1) & (cap - 1)) {
+            if (slot[h] == 0) {   /* a new layer, j its first node */
+                struct pg_lay *y = &p->lay[nlay];
+                y->n = m2;
+                y->m = 1;
+                y->x = p->lo[j] + m2;
+                y->first = (uint32_t)j;
+                if (m2 > p->lay_maxn)
+                    p->lay_maxn = m2;
+                slot[h] = nlay + 1;
+                last[nlay] = (int32_t)j;
+                p->lay_of[j] = (int32_t)nlay++;
+                break;
+            }
+            struct pg_lay *y = &p->lay[slot[h] - 1];
+            if (y->n == m2 && memcmp(p->lst + y->x, x, m2 * sizeof *x) == 0) {
+                y->m++;
+                next[last[slot[h] - 1]] = (int32_t)j;
+                last[slot[h] - 1] = (int32_t)j;
+                p->lay_of[j] = -2;
+                break;
+            }
+        }
+        next[j] = -1;
+    }
+    /* each layer's neurons, weights and starts, in tape order */
+    size_t o = 0, w = 0;
+    for (uint32_t g = 0; g < nlay; g++) {
+        struct pg_lay *y = &p->lay[g];
+        y->o = (uint32_t)o;
+        y->w = w;
+        for (int32_t j = (int32_t)y->first; j >= 0; j = next[j]) {
+            const int32_t *l = p->lst + p->lo[j];
+            int32_t st = p->a1[j];
+            p->lay_out[o] = p->nin + (uint32_t)j;
+            p->lay_spar[o] = st == NOSTART ? -1 : -1 - st;
+            p->lay_sk[o] = st == NOSTART ? p->k[j] : 0.0;
+            o++;
+            for (uint32_t q = 0; q < y->n; q++)
+                p->lay_wpar[w++] = -1 - l[q];
+        }
+    }
+    p->nlay = nlay;
+    for (uint32_t g = 0; g < nlay; g++)
+        if (p->lay[g].m > p->lay_maxn)
+            p->lay_maxn = p->lay[g].m;
+    p->lay_nm = o;
+    p->lay_nw = w;
+    rc = PG_OK;
+out:
+    free(seen);
+    free(slot);
+    free(next);
+    free(last);
+    return rc;
+}
+
 /* -- one block ------------------------------------------------------------ */
 
 typedef struct job {
@@ -217,6 +377,7 @@ typedef struct job {
     size_t nrows, nblocks;
     size_t R;                 /* rows a block (the last may have fewer) */
     const double *par;        /* the parameters' values, a snapshot */
+    const double *lw;         /* the layers' weights, then starts (lay_nw + lay_nm) */
     int broot;                /* root to differentiate, -1: none */
     double seed;              /* d(reduced)/d(root of a row): 1 or 1/nrows */
     double *values;           /* nrows * nroots, or NULL */
@@ -332,38 +493,15 @@ static void add_rows(double *t, int ta, const double *g, size_t nb)
     }
 }
 
-/* A dot whose n weights l[0..n) are parameters and inputs l[n..2n) row
- * arrays (a neuron): o[r] += w[q] * x_q[r] for q in order, as eager's dot
- * adds, but eight rows at a time, their sums in registers across the
- * weights (in the plain loop, each multiply-add loads and stores o).
- * 0 (nothing done) if the dot is not of that shape. */
-static int neuron_rows(const job *J, const double *V, const int32_t *l, uint32_t n,
-                       double *restrict o, size_t nb)
+/* Layer g's arguments for a block of nb rows (xt: backward's scratch). */
+static pg_layer_args layer_args(const job *J, uint32_t g, size_t nb, double *xt)
 {
-    for (uint32_t q = 0; q < n; q++)
-        if (l[q] >= 0 || l[n + q] < 0)
-            return 0;
-    size_t R = J->R, r = 0;
-    for (; r + 8 <= nb; r += 8) {
-        double s[8];
-        for (int e = 0; e < 8; e++)
-            s[e] = o[r + e];
-        for (uint32_t q = 0; q < n; q++) {
-            double w = J->par[-1 - l[q]];
-            const double *restrict x = ROWS(V, l[n + q], R) + r;
-            for (int e = 0; e < 8; e++)
-                s[e] = s[e] + w * x[e];
-        }
-        for (int e = 0; e < 8; e++)
-            o[r + e] = s[e];
-    }
-    for (; r < nb; r++) {
-        double s = o[r];
-        for (uint32_t q = 0; q < n; q++)
-            s = s + J->par[-1 - l[q]] * ROWS(V, l[n + q], R)[r];
-        o[r] = s;
-    }
-    return 1;
+    const pg_prog *p = J->p;
+    const struct pg_lay *y = &p->lay[g];
+    pg_layer_args L = {y->n, y->m, J->R, nb, p->lst + y->x, p->lay_out + y->o,
+                       J->lw + y->w, J->lw + p->lay_nw + y->o,
+                       p->lay_wpar + y->w, p->lay_spar + y->o, xt};
+    return L;
 }
 
 /* Forward over nb rows of block V; the instruction and row of the first
@@ -375,6 +513,13 @@ static size_t forward(const job *J, double *V, size_t nb, size_t *row, int *rc)
     for (size_t j = 0; j < p->ncode; j++) {
         int op = p->op[j];
         double *o = ROWS(V, p->nin + j, R);
+        if (p->lay_of[j] != -1) {   /* a layer's: run with its first node */
+            if (p->lay_of[j] >= 0) {
+                pg_layer_args L = layer_args(J, (uint32_t)p->lay_of[j], nb, NULL);
+                pg__layer_forward(&L, V);
+            }
+            continue;
+        }
         if (pg_is_nary(op)) {
             int32_t s = p->a1[j];
             for (size_t r = 0; r < nb; r++)
@@ -388,8 +533,6 @@ static size_t forward(const job *J, double *V, size_t nb, size_t *row, int *rc)
                     for (size_t r = 0; r < nb; r++)
                         o[r] = o[r] + (xa ? x[r] : x[0]);
                 }
-            } else if (neuron_rows(J, V, l, m / 2, o, nb)) {
-                /* done: weights and inputs, as most dots are */
             } else {
                 for (uint32_t q = 0; q < m / 2; q++) {
                     const double *w = val_of(J, V, l[q]), *x = val_of(J, V, l[m / 2 + q]);
@@ -430,43 +573,22 @@ static size_t forward(const job *J, double *V, size_t nb, size_t *row, int *rc)
     return p->ncode;
 }
 
-/* A dot's weight w0 (a parameter) and input x (rows), adjoint g: x gets
- * w0 * g per row, and the weight's derivative, the sum over the rows of
- * x * g, is returned.  Summed in one chain, each add would wait for the
- * one before (4 cycles); in four interleaved chains, added up in a fixed
- * order at the end, they overlap.  The order depends on the block alone,
- * so results stay the same to the bit for any number of threads. */
-static double weight_rows(double w0, const double *restrict x, const double *restrict g,
-                          double *restrict tx,
-                          size_t nb)
-{
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    size_t r = 0;
-    for (; r + 4 <= nb; r += 4) {
-        s0 += x[r] * g[r];
-        s1 += x[r + 1] * g[r + 1];
-        s2 += x[r + 2] * g[r + 2];
-        s3 += x[r + 3] * g[r + 3];
-        tx[r] += w0 * g[r];
-        tx[r + 1] += w0 * g[r + 1];
-        tx[r + 2] += w0 * g[r + 2];
-        tx[r + 3] += w0 * g[r + 3];
-    }
-    for (; r < nb; r++) {
-        s0 += x[r] * g[r];
-        tx[r] += w0 * g[r];
-    }
-    return (s0 + s1) + (s2 + s3);
-}
-
 /* Backward over nb rows: A zeroed but for the seed; parameter sums into
  * gpar. */
-static void backward(const job *J, const double *V, double *A, double *gpar, size_t nb)
+static void backward(const job *J, const double *V, double *A, double *gpar, double *xt,
+                     size_t nb)
 {
     const pg_prog *p = J->p;
     size_t R = J->R;
     for (size_t j = p->ncode; j-- > 0;) {
         int op = p->op[j];
+        if (p->lay_of[j] != -1) {   /* a layer's: all of it at its first node */
+            if (p->lay_of[j] >= 0) {
+                pg_layer_args L = layer_args(J, (uint32_t)p->lay_of[j], nb, xt);
+                pg__layer_backward(&L, V, A, gpar);
+            }
+            continue;
+        }
         const double *g = ROWS(A, p->nin + j, R), *v = ROWS(V, p->nin + j, R);
         if (pg_is_nary(op)) {   /* the start, then the list, as sweep.h */
             int32_t s = p->a1[j];
@@ -484,10 +606,6 @@ static void backward(const job *J, const double *V, double *A, double *gpar, siz
                     const double *w = val_of(J, V, wi), *x = val_of(J, V, xi);
                     double *tw = adj_of(J, A, gpar, wi), *tx = adj_of(J, A, gpar, xi);
                     int wa = wi >= 0, xa = xi >= 0;
-                    if (!wa && xa) {   /* the usual neuron: a weight, an input */
-                        *tw += weight_rows(w[0], x, g, tx, nb);
-                        continue;
-                    }
                     double sw = 0.0, sx = 0.0;
                     for (size_t r = 0; r < nb; r++) {   /* w gets x*g, then x gets w*g */
                         double cw = (xa ? x[r] : x[0]) * g[r];
@@ -602,7 +720,7 @@ static void run_block(job *J, size_t b, size_t w, double *V, double *A)
             seed[r] = J->seed;
     else
         *seed += J->seed * (double)nb;
-    backward(J, V, A, gpar, nb);
+    backward(J, V, A, gpar, A + ((size_t)p->nin + p->ncode) * R, nb);
     if (J->in_grads)
         for (uint32_t i = 0; i < p->nin; i++) {
             const double *gi = ROWS(A, i, R);
@@ -627,18 +745,20 @@ static void work(void *ctx, int worker)
 
 /* -- the call ------------------------------------------------------------- */
 
-/* Rows a block: the program's R (up to 64: a plain loop over them runs
- * near the machine's vector width), but fewer for a small batch, so that
- * it makes eight blocks or more for the threads to share (a minibatch of
- * 100 would be two blocks of 64 and 36).  It depends on the rows alone,
+/* Rows a block: the program's R (up to 64), fewer for a small batch, so
+ * that it makes eight blocks or more for the threads to share, but 32 at
+ * least: a block's fixed costs (each instruction's loop set up, the layers'
+ * ragged edges, a parameter's sum) are paid per block, and at 16 rows they
+ * were a fifth of a 100-row moons step (measured: 18.7 us vs 16.3 us for
+ * the step's map on one thread, AMD EPYC).  It depends on the rows alone,
  * never on the threads, so the sums, made per block, are the same bits
  * for any thread count. */
 static size_t block_rows(size_t R, size_t nrows)
 {
     size_t want = (nrows + 7) / 8;     /* eight blocks */
     want = (want + 7) / 8 * 8;         /* a multiple of 8 rows, ... */
-    if (want < 16)                     /* ... 16 at least */
-        want = 16;
+    if (want < 32)                     /* ... 32 at least */
+        want = 32;
     return want < R ? want : R;
 }
 
@@ -668,8 +788,9 @@ static void drop(pg_arena *a, pg_prog *p, int held_scratch)
 
 int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
                 size_t nrows, int broot, int reduce, int add_grads, double *values, double *reduced,
-                double *in_grads, int threads, int64_t *bad_row, int *bad_op)
+                double *in_grads, int threads, int64_t bad[2])
 {
+    bad[0] = bad[1] = -1;
     pg_arena *a = t->a;
     if (broot >= (int)t->nroots || reduce < 0 || reduce > 2)
         return PG_EINVAL;
@@ -685,12 +806,20 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         p = t->prog = build(t, ins, nin, &rc);
     if (p)
         p->refs++;     /* this call's, dropped at the end */
-    double *par = p ? malloc((p->npar + 1) * sizeof *par) : NULL;
+    /* the parameters, as they are now, then the layers' weights and starts
+     * packed neuron by neuron (one allocation) */
+    double *par = p ? malloc((p->npar + p->lay_nw + p->lay_nm + 1) * sizeof *par) : NULL;
     if (p && !par)
         rc = PG_ENOMEM;
-    if (par)   /* the parameters, as they are now */
+    if (par) {
         for (uint32_t q = 0; q < p->npar; q++)
             par[q] = a->val[p->par_node[q]];
+        double *lw = par + p->npar;
+        for (size_t q = 0; q < p->lay_nw; q++)
+            lw[q] = par[p->lay_wpar[q]];
+        for (size_t i = 0; i < p->lay_nm; i++)
+            lw[p->lay_nw + i] = p->lay_spar[i] >= 0 ? par[p->lay_spar[i]] : p->lay_sk[i];
+    }
     if (rc == PG_OK && !a->pool && !(a->pool = pg__pool_new()))
         rc = PG_ENOMEM;
     int cached = rc == PG_OK && !p->busy;   /* this call uses p's scratch */
@@ -723,6 +852,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     J->R = block_rows(p->R, nrows);
     J->nblocks = (nrows + J->R - 1) / J->R;
     J->par = par;
+    J->lw = par + p->npar;
     J->broot = broot;
     J->seed = reduce == 2 ? 1.0 / (double)nrows : 1.0;
     J->values = values;
@@ -734,7 +864,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         nt = PG_MAX_THREADS;
     if ((size_t)nt > J->nblocks)
         nt = J->nblocks ? (int)J->nblocks : 1;
-    size_t block_doubles = ((size_t)p->nin + p->ncode) * p->R * 2;
+    size_t block_doubles = (((size_t)p->nin + p->ncode) * 2 + p->lay_maxn) * p->R;
     rc = J->blk_par && J->blk_val ? PG_OK : PG_ENOMEM;
     for (int w = 0; w < nt && rc == PG_OK; w++) {
         double *mine = cached ? p->scratch[w] : NULL;
@@ -751,8 +881,8 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         pg__pool_run(a->pool, nt, work, J);
         if (atomic_load(&J->failed)) {
             rc = J->bad_rc;
-            *bad_row = (int64_t)J->bad_row;
-            *bad_op = J->bad_op;
+            bad[0] = (int64_t)J->bad_row;
+            bad[1] = J->bad_op;
             break;
         }
         for (size_t w = 0; w < J->wave_n; w++) {   /* in block order */

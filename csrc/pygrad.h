@@ -255,15 +255,16 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
  * or mean (reduce 2); in_grads[b * nin + i] the derivative of the reduced
  * root broot (of its sum for reduce 0) with respect to input i of row b.
  * With broot >= 0 and add_grads, that derivative with respect to every
- * parameter is added into its grad (broot < 0: no backward sweep).  threads: how many (0: every core).  The results
- * are the same, bit for bit, whatever the number of threads; no value
- * changes, no other grad.  A math error: its status, *bad_row the lowest
- * row with one and *bad_op its op, and nothing changed.  An input the
+ * parameter is added into its grad (broot < 0: no backward sweep).
+ * threads: how many (0: every core).  The results are the same, bit for
+ * bit, whatever the number of threads; no value changes, no other grad.
+ * A math error: its status, bad[0] the lowest row with one and bad[1] its
+ * op, and nothing changed (bad[0] stays -1 otherwise).  An input the
  * roots do not depend on is read by nothing (its in_grads: 0).  PG_EINVAL
  * if an input is a node the tape computes, or is given twice; PG_ENOMEM. */
 int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
                 size_t nrows, int broot, int reduce, int add_grads, double *values, double *reduced,
-                double *in_grads, int threads, int64_t *bad_row, int *bad_op);
+                double *in_grads, int threads, int64_t bad[2]);
 
 size_t pg_tape_size(pg_tape *t);    /* nodes covered, leaves included */
 void pg_tape_free(pg_tape *t);      /* drops the tape's references; NULL ok */

@@ -777,9 +777,10 @@ static void test_map(void)
     double g1[4];
     for (int nt = 1; nt <= 3; nt++) {
         double red = 0;
-        int64_t bad_row = -1; int bad_op = -1;
+        int64_t bad[2];
         CHECK(pg_tape_map(t, ins, 3, rows, B, 0, 1, 1, vals[nt - 1], &red, ig[nt - 1],
-                          nt, &bad_row, &bad_op) == PG_OK);
+                          nt, bad) == PG_OK);
+        CHECK(bad[0] == -1);
         double g[4];
         CHECK(pg_get_grad(a, params, 4, g) == PG_OK);
         CHECK(pg_fill_grad(a, params, 4, 0.0) == PG_OK);
@@ -810,13 +811,13 @@ static void test_map(void)
     CHECK(pg_compile(a, roots2, 2, &t2) == PG_OK);
     rows[3 * 250 + 1] = -2.0;
     rows[3 * 37 + 1] = -1.0;
-    int64_t bad_row = -1; int bad_op = -1;
-    CHECK(pg_tape_map(t2, ins, 3, rows, B, 0, 2, 1, NULL, NULL, NULL, 2, &bad_row, &bad_op) == PG_EDOMAIN);
-    CHECK(bad_row == 37 && bad_op == PG_LOG);
+    int64_t bad[2];
+    CHECK(pg_tape_map(t2, ins, 3, rows, B, 0, 2, 1, NULL, NULL, NULL, 2, bad) == PG_EDOMAIN);
+    CHECK(bad[0] == 37 && bad[1] == PG_LOG);
     double g[4];
     CHECK(pg_get_grad(a, params, 4, g) == PG_OK && g[0] == 0 && g[3] == 0);
     pg_index not_leaf[1] = {root};
-    CHECK(pg_tape_map(t2, not_leaf, 1, rows, B, 0, 2, 1, NULL, NULL, NULL, 1, &bad_row, &bad_op) == PG_EINVAL);
+    CHECK(pg_tape_map(t2, not_leaf, 1, rows, B, 0, 2, 1, NULL, NULL, NULL, 1, bad) == PG_EINVAL);
     pg_tape_free(t2);
     pg_tape_free(t);
     pg_arena_free(a);

@@ -132,56 +132,59 @@ class Tape:
         No node's data changes.  A math error raises what eager mode raises,
         naming the row and op, and changes no grad.  The result is the same
         to the bit whatever `threads` is (None: every core)."""
-        if self.inputs is None:
+        # (the common call -- numpy rows, backward=True, reduce="mean" -- is
+        # a training step's whole Python cost: checks are ordered for it)
+        inputs = self.inputs
+        if inputs is None:
             raise TypeError("tape.map(): name the inputs each row feeds: "
                             "pygrad.compile(roots, inputs=[...])")
-        if reduce not in (None, "sum", "mean"):
-            raise ValueError(f"tape.map(): reduce must be None, 'sum' or 'mean', not {reduce!r}")
-        if backward is False or backward is None:
-            broot = -1
-        elif backward is True:
+        try:
+            red = _REDUCE[reduce]
+        except (KeyError, TypeError):
+            raise ValueError(f"tape.map(): reduce must be None, 'sum' or 'mean', "
+                             f"not {reduce!r}") from None
+        if backward is True:
             broot = 0
+        elif backward is False or backward is None:
+            broot = -1
         else:
             broot = _index(backward, "backward")
             if not 0 <= broot < len(self.roots):
                 raise IndexError(f"tape.map(): backward= names a root: True or "
                                  f"0..{len(self.roots) - 1}, not {backward!r}")
+        add_params = broot >= 0
         if input_grads and broot < 0:
-            broot = 0 if len(self.roots) == 1 else None
-            if broot is None:
+            if len(self.roots) != 1:
                 raise ValueError("tape.map(input_grads=True) on a tape of several roots: "
                                  "say which root with backward=k")
-            add_params = False
-        else:
-            add_params = broot >= 0
+            broot, add_params = 0, False
         if threads is None:
             threads = 0
-        elif isinstance(threads, bool) or not hasattr(threads, "__index__") or \
-                operator.index(threads) < 1:
-            raise ValueError(f"tape.map(): threads must be a positive int or None, not {threads!r}")
-        else:
+        elif type(threads) is not int or threads < 1:
+            if isinstance(threads, bool) or not hasattr(threads, "__index__") or \
+                    operator.index(threads) < 1:
+                raise ValueError(f"tape.map(): threads must be a positive int or None, "
+                                 f"not {threads!r}")
             threads = operator.index(threads)
-        nin, nroots = len(self.inputs), len(self.roots)
+        nin, nroots = len(inputs), len(self.roots)
         if nin == 0:
             raise ValueError("tape.map(): the tape was compiled with no inputs")
         buf, nrows, np = _rows(rows, nin)
-        values = None if reduce else _ffi.new("double[]", nrows * nroots + 1)
-        reduced = _ffi.new("double[]", nroots) if reduce else _ffi.NULL
+        values = _ffi.NULL if red else _ffi.new("double[]", nrows * nroots + 1)
+        reduced = _ffi.new("double[]", nroots) if red else _ffi.NULL
         ig = _ffi.new("double[]", nrows * nin + 1) if input_grads else _ffi.NULL
-        bad_row, bad_op = _ffi.new("int64_t *", -1), _ffi.new("int *", -1)
-        rc = _lib.pg_tape_map(self._tape, self._inputs, nin, buf, nrows, broot,
-                              {None: 0, "sum": 1, "mean": 2}[reduce], add_params,
-                              values if values is not None else _ffi.NULL, reduced, ig,
-                              threads, bad_row, bad_op)
-        if rc == _lib.PG_EINVAL:
-            raise ValueError("tape.map(): an input is a node the tape computes (or is given "
-                             "twice): inputs are leaves")
-        if rc < 0 and bad_row[0] >= 0:
-            raise _core.error_in_op(rc, bad_op[0], f"at row {bad_row[0]} of tape.map")
-        _check(rc, "map")
-        if reduce:
-            out = list(reduced)
-            result = out[0] if self.single else out
+        bad = _ffi.new("int64_t[2]")   # the failing row and op, if one fails
+        rc = _lib.pg_tape_map(self._slot[0], self._inputs, nin, buf, nrows, broot, red,
+                              add_params, values, reduced, ig, threads, bad)
+        if rc < 0:
+            if rc == _lib.PG_EINVAL:
+                raise ValueError("tape.map(): an input is a node the tape computes (or "
+                                 "is given twice): inputs are leaves")
+            if bad[0] >= 0:
+                raise _core.error_in_op(rc, bad[1], f"at row {bad[0]} of tape.map")
+            _check(rc, "map")
+        if red:
+            result = reduced[0] if self.single else list(reduced)
         else:
             per_root = [_column(values, nrows, nroots, q, np) for q in range(nroots)]
             result = per_root[0] if self.single else per_root
@@ -200,13 +203,23 @@ def _index(x, what):
     return operator.index(x)
 
 
+_REDUCE = {None: 0, "sum": 1, "mean": 2}
+_F64 = []   # numpy's float64 dtype, once numpy is seen
+
+
 def _rows(rows, nin):
     """(C view of the rows' numbers, how many rows, numpy or None): numpy
     is returned when rows is a numpy array, so the results can be too."""
     np = sys.modules.get("numpy")
-    if np is not None and type(rows) is np.ndarray and rows.ndim == 2 and \
-            rows.shape[1] == nin and rows.dtype == np.float64 and rows.flags.c_contiguous:
-        return _ffi.from_buffer("double[]", rows), rows.shape[0], np   # in place
+    if np is not None and type(rows) is np.ndarray:
+        if not _F64:
+            _F64.append(np.dtype(np.float64))
+        shape = rows.shape
+        if len(shape) == 2 and shape[1] == nin and rows.dtype is _F64[0]:
+            try:   # in place; numpy refuses (ValueError) if not C-contiguous
+                return _ffi.from_buffer("double[]", rows), shape[0], np
+            except ValueError:
+                pass
     from .bulk import _NOT_NUMBERS, _doubles
     np = None
     if isinstance(rows, _NOT_NUMBERS):   # text, or no order (a set, a dict)

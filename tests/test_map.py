@@ -627,6 +627,155 @@ def test_big_tape_smaller_blocks():
 
 
 # ===================================================================================
+# 3b. layers: dots on the same inputs, run as one kernel (csrc/layer.c)
+# ===================================================================================
+
+def layered(E, xs, ps):
+    """Dots that map.c groups into layers, with every ragged edge of the
+    kernels' tiles, and dots it must not group.  Inputs: 3; parameters: ps
+    (LAYERED_PARAMS of them).
+
+    - A: 11 neurons on the 3 inputs (fewer inputs than a tile: neurons side
+      by side, 8 + 3 left over), parameter starts, an unrelated node made
+      between two of its neurons;
+    - B: 9 neurons on A's 11 outputs (a tile of 8 inputs + 3), constant or
+      parameter starts, neurons 0 and 2 sharing their weights, neuron 4's
+      start a weight of neuron 1; one of its nodes is also a root;
+    - C: A's outputs in another order (another layer, of one neuron);
+    - not layers: a dot of one input twice, a dot whose start is computed
+      per row, a dot with a weight computed per row."""
+    it = iter(ps)
+    x = list(xs)
+    h, junk = [], None
+    for i in range(11):
+        h.append(E.dot([next(it) for _ in x], x, next(it)).tanh())
+        if i == 4:
+            junk = x[0] * x[1]
+    shared = [next(it) for _ in h]
+    b, starts = [], {}
+    for i in range(9):
+        w = shared if i in (0, 2) else [next(it) for _ in h]
+        if i == 1:
+            starts["w1"] = w[5]
+        start = starts["w1"] if i == 4 else (next(it) if i % 3 == 0 else 0.5 * i)
+        b.append(E.dot(w, h, start))
+    c = E.dot([next(it) for _ in h], h[::-1], next(it))
+    dup = E.dot([next(it), next(it)], [h[0], h[0]], next(it))
+    rowstart = E.dot([next(it), next(it)], [h[1], h[2]], x[2] * 2)
+    rowweight = E.dot([x[1], next(it)], [h[3], h[4]], next(it))
+    out = E.sum([v.relu() for v in b] + [c, dup, rowstart, rowweight, junk], 0.25)
+    return [out, b[3]]
+
+
+LAYERED_PARAMS = [math.sin(1.7 * k) * 0.6 for k in range(3 * 11 + 11 + 11 + 7 * 11 + 3 + 11 + 1
+                                                          + 3 + 2 + 2)]
+
+
+def layered_rows(n, seed=0):
+    rng = random.Random(seed)
+    return [[rng.uniform(-2, 2) for _ in range(3)] for _ in range(n)]
+
+
+def test_layered_graph_uses_its_parameters():
+    """(The graph above consumes exactly its parameter list.)"""
+    ps = [Value(v) for v in LAYERED_PARAMS]
+    layered(PG, [Value(0.1), Value(0.2), Value(0.3)], ps + [Value(9.0)])
+    with pytest.raises(StopIteration):
+        layered(PG, [Value(0.1), Value(0.2), Value(0.3)], ps[:-1])
+
+
+@pytest.mark.parametrize("nrows", [1, 7, 8, 9, 31, 32, 33, 100, 257])
+def test_layers_values_and_grads(nrows):
+    """Every row's values are eager mode's to the bit; the parameters'
+    summed grads and each row's input grads are the reference engine's,
+    for row counts at and around the tiles' and blocks' edges."""
+    rows = layered_rows(nrows, seed=nrows)
+    tape, ps, xs, roots = record(layered, LAYERED_PARAMS, [0.3, -0.2, 0.9])
+    want = eager_values(layered, rows, LAYERED_PARAMS)
+    before = set_grads(ps, 0.25)
+    vals, g = tape.map(rows, backward=True, input_grads=True)
+    assert [bits(v) for v in vals] == [w.tobytes() for w in want]
+    per_row, per_row_in = ref_grads(layered, rows, LAYERED_PARAMS)
+    assert_param_grads(ps, before, per_row)
+    assert_rows_close(g, per_row_in)
+
+
+def test_layers_root_one_and_threads_identical():
+    """Differentiating the second root (a layer's node) gives the
+    reference's grads; every thread count gives the same bytes."""
+    rows = layered_rows(700, seed=3)
+    tape, ps, xs, roots = record(layered, LAYERED_PARAMS, [0.3, -0.2, 0.9])
+    runs = []
+    for t in (1, 2, 3, None):
+        pygrad.zero_grad(ps)
+        vals, g = tape.map(rows, backward=1, input_grads=True, reduce="mean", threads=t)
+        runs.append((bits(vals), bits(g), pygrad.grads(ps).tobytes()))
+    assert all(r == runs[0] for r in runs)
+    per_row, per_row_in = ref_grads(layered, rows[:40], LAYERED_PARAMS, root=1)
+    pygrad.zero_grad(ps)
+    _, g = tape.map(rows[:40], backward=1, input_grads=True)
+    assert_param_grads(ps, [0.0] * len(ps), per_row)
+    assert_rows_close(g, per_row_in)
+
+
+@st.composite
+def layer_programs(draw):
+    """(nin, layer sizes, start kinds, rows): an MLP-like stack of layers
+    of any widths (1 .. 20), each neuron's start a parameter, a constant
+    or none, activations between, rows of any count (1 .. 90)."""
+    nin = draw(st.integers(1, 12))
+    sizes = draw(st.lists(st.integers(1, 20), min_size=1, max_size=3))
+    starts = draw(st.lists(st.sampled_from(["param", "const", "none"]),
+                           min_size=sum(sizes), max_size=sum(sizes)))
+    act = draw(st.sampled_from(["tanh", "relu", "sigmoid"]))
+    nrows = draw(st.integers(1, 90))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return nin, sizes, starts, act, nrows, seed
+
+
+def layer_builder(nin, sizes, starts, act):
+    def build(E, xs, ps):
+        it, st_it = iter(ps), iter(starts)
+        h = list(xs)
+        for width in sizes:
+            out = []
+            for _ in range(width):
+                w = [next(it) for _ in h]
+                kind = next(st_it)
+                s = next(it) if kind == "param" else (0.125 if kind == "const" else 0.0)
+                out.append(getattr(E.dot(w, h, s), act)())
+            h = out
+        return E.sum(h, 0.0)
+    nparams = 0
+    width = nin
+    for k, m in enumerate(sizes):
+        nparams += m * width + sum(1 for s in starts[sum(sizes[:k]):sum(sizes[:k]) + m]
+                                   if s == "param")
+        width = m
+    return build, nparams
+
+
+@settings(max_examples=60, deadline=None)
+@given(layer_programs())
+def test_random_layer_stacks_map_like_eager_rows(program):
+    """Random stacks of layers: values bit for bit eager mode's, summed
+    parameter grads and per-row input grads the reference's."""
+    nin, sizes, starts, act, nrows, seed = program
+    build, nparams = layer_builder(nin, sizes, starts, act)
+    rng = random.Random(seed)
+    params = [rng.uniform(-1, 1) for _ in range(nparams)]
+    rows = [[rng.uniform(-2, 2) for _ in range(nin)] for _ in range(nrows)]
+    tape, ps, xs, root = record(build, params, [0.5] * nin)
+    [want] = eager_values(build, rows, params)
+    pygrad.zero_grad(ps)
+    vals, g = tape.map(rows, backward=True, input_grads=True)
+    assert bits(vals) == want.tobytes()
+    per_row, per_row_in = ref_grads(build, rows, params)
+    assert_param_grads(ps, [0.0] * len(ps), per_row)
+    assert_rows_close(g, per_row_in)
+
+
+# ===================================================================================
 # 4. math errors: the lowest row, the op, and nothing changed
 # ===================================================================================
 
