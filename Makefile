@@ -7,7 +7,7 @@ CSRC = $(filter-out csrc/test_%,$(wildcard csrc/*.c))
 CHDR = $(wildcard csrc/*.h)
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-.PHONY: build test test-c sanitize valgrind fuzz bench bench-quick latency peak dist check-dist clean
+.PHONY: build test test-c test-isa sanitize valgrind fuzz bench bench-quick latency peak dist check-dist clean
 
 # Editable install: compiles csrc/ through cffi into pygrad/_pygrad_c*.so.
 build:
@@ -21,8 +21,22 @@ test: build test-c
 csrc/test_pygrad: $(CSRC) $(CHDR) csrc/test_pygrad.c
 	$(CC) -O2 $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
 
-test-c: csrc/test_pygrad
+test-c: csrc/test_pygrad test-isa
 	./csrc/test_pygrad
+
+# layer.c's kernels, built for each vector unit this machine has (the
+# library picks one at load time): the same bits from each.
+ISAS = default avx2 avx512f
+test-isa:
+	@mkdir -p build && for isa in $(ISAS); do \
+	  if [ $$isa != default ] && ! grep -qw $$isa /proc/cpuinfo 2>/dev/null; then continue; fi; \
+	  flag=$$([ $$isa = default ] || echo -m$$isa); \
+	  $(CC) -O3 $(CFLAGS_STRICT) -DPG_NO_CLONES $$flag -Icsrc csrc/layer.c csrc/test_layer_bits.c \
+	    -o build/test_layer_bits_$$isa || exit 1; \
+	  echo "$$isa $$(./build/test_layer_bits_$$isa)"; \
+	done | tee build/test_layer_bits.txt; \
+	test $$(cut -d' ' -f2 build/test_layer_bits.txt | sort -u | wc -l) = 1 || \
+	  { echo "layer.c: different bits for different vector units"; exit 1; }
 
 csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
 	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
