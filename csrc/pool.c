@@ -11,12 +11,22 @@
  * microseconds here, as long as a whole 100-row moons step's map (a
  * two-thread map of it was slower than a one-thread one: 31.7 vs 20.8 us,
  * AMD EPYC).  So a worker that finished a job watches for the next one for
- * a while (SPIN_NS) before it sleeps, and the caller watches for the
- * workers to finish before it sleeps: a training loop calls map every few
- * microseconds, and its workers stay awake between the calls, as OpenMP's
- * and BLAS's do.  generation, active and stop are atomics for the watching;
- * they change only under the lock, so sleeping works as before.
+ * a while (SPIN_NS, yielding the core now and then) before it sleeps: a
+ * training loop calls map every few microseconds, and its workers stay
+ * awake between the calls, as OpenMP's and BLAS's do.
+ *
+ * Nobody waits for a late worker.  A worker takes part in a job only if it
+ * picks it up before the caller has finished its own part (the job is then
+ * closed), so fn must share its work out dynamically (map.c's blocks come
+ * from an atomic counter).  Otherwise a worker the scheduler has not run
+ * yet (two cores, and other threads spinning too: OpenBLAS's, seen in the
+ * benchmark) would hold up the caller, who had done all the work itself:
+ * the moons map took 131 us that way instead of 14.
+ *
+ * generation, active and stop are atomics for the watching; they change
+ * only under the lock, so sleeping works as before.
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +42,9 @@ struct pg_pool {
     int nthreads;            /* started, besides the caller */
     pthread_t th[PG_MAX_THREADS];
     _Atomic uint64_t generation;   /* bumped per job */
-    int want;                /* workers 1..want-1 take part in this job */
+    int want;                /* workers 1..want-1 may take part in this job */
+    int closed;              /* the caller is done: no worker joins now */
+    int joined;              /* workers that took part */
     atomic_int active;       /* of those, still working */
     int busy;                /* a job is running */
     atomic_int stop;         /* the pool is being freed */
@@ -62,14 +74,19 @@ static void cpu_relax(void)
 }
 
 /* Watches *x for up to SPIN_NS while it equals v and no stop is asked:
- * returns having seen a change or not (the caller checks under the lock). */
+ * returns having seen a change or not (the caller checks under the lock).
+ * It yields the core every so often, in case a thread it holds up (the
+ * caller's, when the cores are few) is waiting for one. */
 static void spin_while_u64(_Atomic uint64_t *x, uint64_t v, atomic_int *stop)
 {
     uint64_t t0 = now_ns();
     for (unsigned i = 1; atomic_load(x) == v && !atomic_load(stop); i++) {
         cpu_relax();
-        if (i % 256 == 0 && now_ns() - t0 > SPIN_NS)
-            return;
+        if (i % 64 == 0) {
+            sched_yield();
+            if (now_ns() - t0 > SPIN_NS)
+                return;
+        }
     }
 }
 
@@ -89,10 +106,12 @@ static void *worker(void *arg)
             break;
         }
         seen = atomic_load(&p->generation);
-        if (s.id >= p->want) {
+        if (s.id >= p->want || p->closed) {   /* not wanted, or too late */
             pthread_mutex_unlock(&p->m);
             continue;
         }
+        p->joined++;
+        atomic_fetch_add(&p->active, 1);
         void (*fn)(void *, int) = p->fn;
         void *ctx = p->ctx;
         pthread_mutex_unlock(&p->m);
@@ -152,12 +171,16 @@ int pg__pool_run(pg_pool *p, int n, void (*fn)(void *, int), void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     p->want = n;
-    atomic_store(&p->active, n - 1);
-    atomic_fetch_add(&p->generation, 1);   /* (after fn, ctx, want: seq_cst) */
+    p->closed = 0;
+    p->joined = 0;
+    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->m);
     fn(ctx, 0);
-    uint64_t t0 = now_ns();
+    pthread_mutex_lock(&p->m);
+    p->closed = 1;   /* from now on only those who joined count */
+    pthread_mutex_unlock(&p->m);
+    uint64_t t0 = now_ns();   /* they are running: they finish soon */
     for (unsigned i = 1; atomic_load(&p->active) > 0; i++) {
         cpu_relax();
         if (i % 256 == 0 && now_ns() - t0 > SPIN_NS)
@@ -167,8 +190,9 @@ int pg__pool_run(pg_pool *p, int n, void (*fn)(void *, int), void *ctx)
     while (atomic_load(&p->active) > 0)
         pthread_cond_wait(&p->done, &p->m);
     p->busy = 0;
+    int ran = 1 + p->joined;
     pthread_mutex_unlock(&p->m);
-    return n;
+    return ran;
 }
 
 void pg__pool_forget(pg_pool *p)

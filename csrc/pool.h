@@ -12,10 +12,12 @@ typedef struct pg_pool pg_pool;
 /* A pool with no thread yet; NULL when out of memory. */
 pg_pool *pg__pool_new(void);
 
-/* Runs fn(ctx, w) for w in [0, n) at once, w = 0 on the calling thread,
- * and returns when all have returned; returns how many ran (fewer than n
- * if threads could not be started, 1 if the pool is busy with another
- * caller's job: then the caller runs alone). */
+/* Runs fn(ctx, 0) on the calling thread and fn(ctx, w) on those of the
+ * workers w in [1, n) that pick the job up before that call returns (none,
+ * if threads could not be started or the pool is busy with another
+ * caller's job), so fn must share the work out dynamically: any of them
+ * may end up doing all of it.  Returns when all that started have
+ * returned (fn and ctx are not used after), with how many ran. */
 int pg__pool_run(pg_pool *p, int n, void (*fn)(void *, int), void *ctx);
 
 /* In a fork()ed child: the threads do not exist there; start afresh. */

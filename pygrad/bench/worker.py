@@ -171,6 +171,17 @@ def measure(engine, workload, n, seed, repeats, repeat_time, vector_dir=None):
     return rec
 
 
+def settle_imports(before):
+    """numpy's OpenBLAS starts a thread per core when numpy is imported,
+    and they spin for about 0.1 s (measured here) before they sleep.  A
+    task that imported numpy just now would be timed against them for all
+    its runs (a 100-row moons map step, two threads: 20 us instead of 13,
+    AMD EPYC): wait that start-up out, untimed, as a program running for
+    longer than a moment never sees it."""
+    if "numpy" in sys.modules and "numpy" not in before:
+        time.sleep(0.3)
+
+
 def measure_task(engine, workload, n, seed, repeats, repeat_time, vector_dir=None):
     """A task workload (tasks.py): the engine's Task made untimed, its
     phases run once (the warm-up, and the run whose numbers are checked:
@@ -181,11 +192,13 @@ def measure_task(engine, workload, n, seed, repeats, repeat_time, vector_dir=Non
     a busy machine); the min per phase."""
     now = time.perf_counter_ns
     plan = workload.plan(n, seed)
+    imported = set(sys.modules)
     t0 = now()
     task = engine.task(workload, plan)
     rec = {"setup_s": (now() - t0) / 1e9}
     for _, fn in task.phases:
         fn()
+    settle_imports(imported)
     result, vector = task.check()
     vector = list(vector)
     rec["result"] = float(result)
