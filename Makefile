@@ -28,13 +28,14 @@ test-c: csrc/test_pygrad test-isa
 # library picks one at load time): the same bits from each.
 ISAS = default avx2 avx512f
 test-isa:
-	@mkdir -p build && for isa in $(ISAS); do \
+	@mkdir -p build && rm -f build/test_layer_bits.txt && for isa in $(ISAS); do \
 	  if [ $$isa != default ] && ! grep -qw $$isa /proc/cpuinfo 2>/dev/null; then continue; fi; \
 	  flag=$$([ $$isa = default ] || echo -m$$isa); \
 	  $(CC) -O3 $(CFLAGS_STRICT) -DPG_NO_CLONES $$flag -Icsrc csrc/layer.c csrc/test_layer_bits.c \
 	    -o build/test_layer_bits_$$isa || exit 1; \
-	  echo "$$isa $$(./build/test_layer_bits_$$isa)"; \
-	done | tee build/test_layer_bits.txt; \
+	  out=$$(./build/test_layer_bits_$$isa) || { echo "test_layer_bits ($$isa) failed"; exit 1; }; \
+	  echo "$$isa $$out" | tee -a build/test_layer_bits.txt; \
+	done; \
 	test $$(cut -d' ' -f2 build/test_layer_bits.txt | sort -u | wc -l) = 1 || \
 	  { echo "layer.c: different bits for different vector units"; exit 1; }
 

@@ -7,11 +7,13 @@
  * vector registers; the ragged edges (fewer neurons or rows) run the same
  * code with smaller bounds.  Backward, the input adjoints are tiled the
  * same way (QT inputs by RT rows, summed over the neurons), and the weights'
- * derivatives NT neurons by RT inputs (summed over the rows, the inputs
- * transposed first so that consecutive inputs of a row sit side by side).
+ * derivatives RT neurons by RT inputs (summed over the rows, the adjoints
+ * transposed first so that the neurons of a row sit side by side).
  *
- * Rows outside tiles: a tile never reads or writes rows >= nb (the block's
- * unused rows are not initialised).
+ * The last rows of a block, fewer than RT, run the same full tiles on a
+ * copy of their inputs padded with zeros (in the scratch xt); only their
+ * own rows are stored.  No row >= nb of a row array is read or written
+ * (the block's unused rows are not initialised).
  */
 #include <string.h>
 #include "layer.h"
@@ -39,200 +41,209 @@
 #define PG_CLONES
 #endif
 
-/* Neurons i0 .. i0+ni by rows r0 .. r0+nr: each sum from its start, the
- * inputs in order. */
-INLINE void fwd_tile(const pg_layer_args *L, double *V, size_t i0, size_t ni,
-                     size_t r0, size_t nr)
+/* The tiles' sums are vectors of GCC's (and clang's) vector extension, RT
+ * doubles each, one register or a few, whatever the vector unit: written
+ * as plain arrays the compiler left some sums in memory (a store and a
+ * load between two adds of the same sum), or did not vectorise at all.
+ * Each lane is the plain C expression it replaces: the same bits. */
+typedef double pg_v8 __attribute__((vector_size(RT * sizeof(double))));
+
+/* Loads RT doubles from p (any alignment); stores the first nr lanes. */
+INLINE void load_v(pg_v8 *v, const double *p)
 {
-    double acc[NT][RT];
+    memcpy(v, p, sizeof *v);
+}
+
+INLINE void store_v(double *p, const pg_v8 *v, size_t nr)
+{
+    if (nr == RT)
+        memcpy(p, v, sizeof *v);
+    else
+        for (size_t e = 0; e < nr; e++)
+            p[e] = (*v)[e];
+}
+
+/* Neurons i0 .. i0+ni by rows r0 .. r0+RT: each sum from its start, the
+ * inputs in order; the first nr rows stored.  The inputs come from their
+ * row arrays, or, for the last rows of a block (pad), from a copy padded
+ * with zeros to RT rows, so the ragged end runs the same full tile. */
+INLINE void fwd_tile(const pg_layer_args *L, double *V, const double *pad, size_t i0,
+                     size_t ni, size_t r0, size_t nr)
+{
+    pg_v8 acc[NT];
     const size_t n = L->n;
     const double *w = L->w + i0 * n;
     for (size_t i = 0; i < ni; i++)
-        for (size_t e = 0; e < nr; e++)
-            acc[i][e] = L->s[i0 + i];
+        acc[i] = (pg_v8){0} + L->s[i0 + i];
     for (size_t q = 0; q < n; q++) {
-        const double *x = ROW(V, L->x[q], L->R) + r0;
-        for (size_t i = 0; i < ni; i++) {
-            const double wi = w[i * n + q];
-            for (size_t e = 0; e < nr; e++)
-                acc[i][e] = acc[i][e] + wi * x[e];
-        }
+        pg_v8 x;
+        load_v(&x, pad ? pad + q * RT : ROW(V, L->x[q], L->R) + r0);
+        for (size_t i = 0; i < ni; i++)
+            acc[i] = acc[i] + w[i * n + q] * x;
     }
-    for (size_t i = 0; i < ni; i++) {
-        double *o = ROW(V, L->out[i0 + i], L->R) + r0;
-        for (size_t e = 0; e < nr; e++)
-            o[e] = acc[i][e];
+    for (size_t i = 0; i < ni; i++)
+        store_v(ROW(V, L->out[i0 + i], L->R) + r0, &acc[i], nr);
+}
+
+/* Every neuron over rows r0 .. r0+nr (nr <= RT). */
+INLINE void fwd_rows(const pg_layer_args *L, double *V, const double *pad, size_t r0,
+                     size_t nr)
+{
+    size_t i0 = 0;
+    for (; i0 + NT <= L->m; i0 += NT)
+        fwd_tile(L, V, pad, i0, NT, r0, nr);
+    switch (L->m - i0) {   /* the neurons left, as constant bounds */
+    case 3: fwd_tile(L, V, pad, i0, 3, r0, nr); break;
+    case 2: fwd_tile(L, V, pad, i0, 2, r0, nr); break;
+    case 1: fwd_tile(L, V, pad, i0, 1, r0, nr); break;
+    default: break;
     }
 }
 
 PG_CLONES void pg__layer_forward(const pg_layer_args *L, double *V)
 {
     size_t r0 = 0;
-    for (; r0 + RT <= L->nb; r0 += RT) {   /* rows outside: the x rows stay near */
-        size_t i0 = 0;
-        for (; i0 + NT <= L->m; i0 += NT)
-            fwd_tile(L, V, i0, NT, r0, RT);
-        switch (L->m - i0) {   /* the neurons left, as constant bounds */
-        case 3: fwd_tile(L, V, i0, 3, r0, RT); break;
-        case 2: fwd_tile(L, V, i0, 2, r0, RT); break;
-        case 1: fwd_tile(L, V, i0, 1, r0, RT); break;
-        default: break;
+    for (; r0 + RT <= L->nb; r0 += RT)   /* rows outside: the x rows stay near */
+        fwd_rows(L, V, NULL, r0, RT);
+    if (r0 < L->nb) {   /* the last rows, padded */
+        size_t nr = L->nb - r0;
+        for (size_t q = 0; q < L->n; q++) {
+            const double *x = ROW(V, L->x[q], L->R) + r0;
+            for (size_t e = 0; e < RT; e++)
+                L->xt[q * RT + e] = e < nr ? x[e] : 0.0;
         }
+        fwd_rows(L, V, L->xt, r0, nr);
     }
-    if (r0 < L->nb)
-        for (size_t i0 = 0; i0 < L->m; i0 += NT)
-            fwd_tile(L, V, i0, L->m - i0 < NT ? L->m - i0 : NT, r0, L->nb - r0);
 }
 
-/* Inputs q0 .. q0+nq by rows r0 .. r0+nr: each adjoint gets w_iq * g_i,
- * i from the last neuron down. */
-INLINE void in_tile(const pg_layer_args *L, double *A, size_t q0, size_t nq, size_t r0,
-                    size_t nr)
+/* Inputs q0 .. q0+nq by rows r0 .. r0+RT: each adjoint gets w_iq * g_i,
+ * i from the last neuron down; the first nr rows stored.  The adjoints g_i
+ * from their row arrays, or (pad) from a zero-padded copy, as above. */
+INLINE void in_tile(const pg_layer_args *L, double *A, const double *pad, size_t q0,
+                    size_t nq, size_t r0, size_t nr)
 {
-    double acc[QT][RT];
+    pg_v8 acc[QT];
     const size_t n = L->n;
     for (size_t q = 0; q < nq; q++) {
         const double *t = ROW(A, L->x[q0 + q], L->R) + r0;
-        for (size_t e = 0; e < nr; e++)
-            acc[q][e] = t[e];
+        if (nr == RT)
+            load_v(&acc[q], t);
+        else
+            for (size_t e = 0; e < RT; e++)
+                acc[q][e] = e < nr ? t[e] : 0.0;
     }
     for (size_t i = L->m; i-- > 0;) {
-        const double *g = ROW(A, L->out[i], L->R) + r0;
+        pg_v8 g;
+        load_v(&g, pad ? pad + i * RT : ROW(A, L->out[i], L->R) + r0);
         const double *w = L->w + i * n + q0;
         for (size_t q = 0; q < nq; q++)
-            for (size_t e = 0; e < nr; e++)
-                acc[q][e] = acc[q][e] + w[q] * g[e];
+            acc[q] = acc[q] + w[q] * g;
     }
-    for (size_t q = 0; q < nq; q++) {
-        double *t = ROW(A, L->x[q0 + q], L->R) + r0;
-        for (size_t e = 0; e < nr; e++)
-            t[e] = acc[q][e];
-    }
+    for (size_t q = 0; q < nq; q++)
+        store_v(ROW(A, L->x[q0 + q], L->R) + r0, &acc[q], nr);
 }
 
-/* The derivative of neuron i's weight q: the sum over the rows, in row
- * order, of x_q[r] * g_i[r] (for the ragged edges of the tiles below). */
-INLINE void weight_one(const pg_layer_args *L, const double *V, const double *A,
-                       double *gpar, size_t i, size_t q)
+/* Every input's adjoint over rows r0 .. r0+nr (nr <= RT). */
+INLINE void in_rows(const pg_layer_args *L, double *A, const double *pad, size_t r0,
+                    size_t nr)
 {
-    const double *x = ROW(V, L->x[q], L->R), *g = ROW(A, L->out[i], L->R);
-    double s = 0.0;
-    for (size_t r = 0; r < L->nb; r++)
-        s = s + x[r] * g[r];
-    gpar[L->wpar[i * L->n + q]] += s;
+    size_t q0 = 0;
+    for (; q0 + QT <= L->n; q0 += QT)
+        in_tile(L, A, pad, q0, QT, r0, nr);
+    switch (L->n - q0) {
+    case 3: in_tile(L, A, pad, q0, 3, r0, nr); break;
+    case 2: in_tile(L, A, pad, q0, 2, r0, nr); break;
+    case 1: in_tile(L, A, pad, q0, 1, r0, nr); break;
+    default: break;
+    }
 }
 
-/* The weights' derivatives in register tiles: the sums of weight_one, the
- * same operations in the same order (so the same bits), for RT weights at
- * once in one vector register.  A vector of GCC's (or clang's) vector
- * extension: the plain loops leave the sums in memory, a store and a load
- * between two adds of the same sum. */
-typedef double pg_v8 __attribute__((vector_size(RT * sizeof(double))));
-
-/* Neurons i0 .. i0+ni (ni <= NT), inputs q0 .. q0+RT side by side, x read
- * transposed (xt[r*n + q]): each g_i[r] loaded once for RT inputs. */
-INLINE void weight_tile_v(const pg_layer_args *L, const double *A, const double *xt,
-                          double *gpar, size_t i0, size_t ni, size_t q0)
+/* The weights' derivatives: the sum over the rows, in row order, of
+ * x_q[r] * g_i[r], for neurons i0 .. i0+RT side by side in a register
+ * (the adjoints read transposed, gt[r*mp + i], mp >= i0 + RT) and inputs
+ * q0 .. q0+nq (nq <= RT sums in flight): each x_q[r] is loaded once for
+ * RT neurons.  Only the first ni neurons' sums are kept (a last tile
+ * runs over gt's zero padding). */
+INLINE void weight_tile(const pg_layer_args *L, const double *V, const double *gt,
+                        size_t mp, double *gpar, size_t i0, size_t ni, size_t q0, size_t nq)
 {
     const size_t n = L->n;
-    const double *g[NT];
-    pg_v8 acc[NT];
-    for (size_t i = 0; i < ni; i++) {
-        g[i] = ROW(A, L->out[i0 + i], L->R);
-        acc[i] = (pg_v8){0};
+    const double *x[RT];
+    pg_v8 acc[RT];
+    for (size_t q = 0; q < nq; q++) {
+        x[q] = ROW(V, L->x[q0 + q], L->R);
+        acc[q] = (pg_v8){0};
     }
     for (size_t r = 0; r < L->nb; r++) {
-        pg_v8 x;
-        memcpy(&x, xt + r * n + q0, sizeof x);   /* (unaligned) */
-        for (size_t i = 0; i < ni; i++)
-            acc[i] = acc[i] + x * g[i][r];
+        pg_v8 g;
+        load_v(&g, gt + r * mp + i0);
+        for (size_t q = 0; q < nq; q++)
+            acc[q] = acc[q] + g * x[q][r];
     }
-    for (size_t i = 0; i < ni; i++) {
-        const int32_t *wp = L->wpar + (i0 + i) * n + q0;
-        for (size_t e = 0; e < RT; e++)
-            gpar[wp[e]] += acc[i][e];
-    }
+    for (size_t q = 0; q < nq; q++)
+        for (size_t e = 0; e < ni; e++)
+            gpar[L->wpar[(i0 + e) * n + q0 + q]] += acc[q][e];
 }
 
-/* The same with the roles of neurons and inputs swapped, for a layer of
- * few inputs (fewer than RT): neurons i0 .. i0+RT side by side in a
- * register, the adjoints transposed (gt[r*m + i]), each x_q[r] loaded once
- * for them. */
-INLINE void weight_tile_t(const pg_layer_args *L, const double *V, const double *gt,
-                          double *gpar, size_t i0, size_t q)
+/* The starts of neurons i0 .. i0+ni: their adjoints summed in row order
+ * (from 0.0, as a parameter's sum is), side by side. */
+INLINE void start_tile(const pg_layer_args *L, const double *gt, size_t mp, double *gpar,
+                       size_t i0, size_t ni)
 {
-    const size_t n = L->n, m = L->m;
-    const double *x = ROW(V, L->x[q], L->R);
     pg_v8 acc = {0};
     for (size_t r = 0; r < L->nb; r++) {
         pg_v8 g;
-        memcpy(&g, gt + r * m + i0, sizeof g);
-        acc = acc + g * x[r];
+        load_v(&g, gt + r * mp + i0);
+        acc = acc + g;
     }
-    for (size_t e = 0; e < RT; e++)
-        gpar[L->wpar[(i0 + e) * n + q]] += acc[e];
+    for (size_t e = 0; e < ni; e++)
+        if (L->spar[i0 + e] >= 0)
+            gpar[L->spar[i0 + e]] += acc[e];
 }
 
 PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, double *A, double *gpar)
 {
-    const size_t n = L->n, R = L->R, nb = L->nb;
-    /* the starts: the adjoint summed in row order, as a parameter's sum is */
-    for (size_t i = 0; i < L->m; i++)
-        if (L->spar[i] >= 0) {
-            const double *g = ROW(A, L->out[i], R);
-            double s = 0.0;
-            for (size_t r = 0; r < nb; r++)
-                s = s + g[r];
-            gpar[L->spar[i]] += s;
-        }
-    /* the weights (read the adjoints g_i and the values x_q) */
-    size_t i0 = 0, q0 = 0;
-    if (n >= RT || L->m < RT) {   /* inputs side by side */
-        for (size_t q = 0; q < n; q++) {
-            const double *x = ROW(V, L->x[q], R);
-            for (size_t r = 0; r < nb; r++)
-                L->xt[r * n + q] = x[r];
-        }
-        for (; q0 + RT <= n; q0 += RT) {
-            for (i0 = 0; i0 + NT <= L->m; i0 += NT)
-                weight_tile_v(L, A, L->xt, gpar, i0, NT, q0);
-            switch (L->m - i0) {   /* the neurons left, as constant bounds */
-            case 3: weight_tile_v(L, A, L->xt, gpar, i0, 3, q0); break;
-            case 2: weight_tile_v(L, A, L->xt, gpar, i0, 2, q0); break;
-            case 1: weight_tile_v(L, A, L->xt, gpar, i0, 1, q0); break;
-            default: break;
-            }
-        }
-        i0 = 0;   /* left: inputs q0 .. n of every neuron */
-    } else {                      /* few inputs: neurons side by side */
-        for (size_t i = 0; i < L->m; i++) {
-            const double *g = ROW(A, L->out[i], R);
-            for (size_t r = 0; r < nb; r++)
-                L->xt[r * L->m + i] = g[r];
-        }
-        for (; i0 + RT <= L->m; i0 += RT)
-            for (size_t q = 0; q < n; q++)
-                weight_tile_t(L, V, L->xt, gpar, i0, q);
-        /* left: neurons i0 .. m, every input */
+    const size_t n = L->n, m = L->m, R = L->R, nb = L->nb;
+    const size_t mp = (m + RT - 1) / RT * RT;   /* m, padded to whole tiles */
+    /* the adjoints, transposed: gt[r*mp + i] = g_i[r], zeros past m */
+    double *gt = L->xt;
+    for (size_t r = 0; r < nb; r++)
+        for (size_t i = m; i < mp; i++)
+            gt[r * mp + i] = 0.0;
+    for (size_t i = 0; i < m; i++) {
+        const double *g = ROW(A, L->out[i], R);
+        for (size_t r = 0; r < nb; r++)
+            gt[r * mp + i] = g[r];
     }
-    for (size_t i = i0; i < L->m; i++)
-        for (size_t q = q0; q < n; q++)
-            weight_one(L, V, A, gpar, i, q);
-    /* the inputs (write the x_q's adjoints: after the weights, which read
-     * only values, so the order of the two does not matter) */
-    size_t r0 = 0;
-    for (; r0 + RT <= nb; r0 += RT) {
-        size_t q0 = 0;
-        for (; q0 + QT <= n; q0 += QT)
-            in_tile(L, A, q0, QT, r0, RT);
-        switch (n - q0) {
-        case 3: in_tile(L, A, q0, 3, r0, RT); break;
-        case 2: in_tile(L, A, q0, 2, r0, RT); break;
-        case 1: in_tile(L, A, q0, 1, r0, RT); break;
+    /* the starts and the weights (read the adjoints and the values) */
+    for (size_t i0 = 0; i0 < m; i0 += RT) {
+        size_t ni = m - i0 < RT ? m - i0 : RT, q = 0;
+        start_tile(L, gt, mp, gpar, i0, ni);
+        for (; q + RT <= n; q += RT)
+            weight_tile(L, V, gt, mp, gpar, i0, ni, q, RT);
+        switch (n - q) {   /* the inputs left, as a constant bound */
+        case 7: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 7); break;
+        case 6: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 6); break;
+        case 5: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 5); break;
+        case 4: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 4); break;
+        case 3: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 3); break;
+        case 2: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 2); break;
+        case 1: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 1); break;
         default: break;
         }
     }
-    if (r0 < nb)
-        for (size_t q0 = 0; q0 < n; q0 += QT)
-            in_tile(L, A, q0, n - q0 < QT ? n - q0 : QT, r0, nb - r0);
+    /* the inputs (write the x_q's adjoints: after the weights, which read
+     * only values, so the order of the two does not matter; xt is free) */
+    size_t r0 = 0;
+    for (; r0 + RT <= nb; r0 += RT)
+        in_rows(L, A, NULL, r0, RT);
+    if (r0 < nb) {   /* the last rows, padded */
+        size_t nr = nb - r0;
+        for (size_t i = 0; i < m; i++) {
+            const double *g = ROW(A, L->out[i], R) + r0;
+            for (size_t e = 0; e < RT; e++)
+                L->xt[i * RT + e] = e < nr ? g[e] : 0.0;
+        }
+        in_rows(L, A, L->xt, r0, nr);
+    }
 }

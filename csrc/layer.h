@@ -35,7 +35,7 @@ typedef struct pg_layer_args {
     const double *s;       /* m: the starts' values */
     const int32_t *wpar;   /* m * n: the weights' parameter numbers */
     const int32_t *spar;   /* m: the starts' parameter numbers, -1: a constant */
-    double *xt;            /* max(n, m) * nb doubles of scratch (backward) */
+    double *xt;            /* max(n, m + 8) * max(nb, 8) doubles of scratch */
 } pg_layer_args;
 
 /* out_i[r] for every neuron i and row r < nb, into V. */

@@ -69,7 +69,7 @@ struct pg_prog {
     double *lay_sk;       /* ... this one */
     int32_t *lay_wpar;    /* the weights' parameters, neuron by neuron */
     size_t lay_nw, lay_nm;   /* weights, neurons in all layers */
-    uint32_t lay_maxn;       /* the most inputs or neurons of a layer */
+    uint32_t lay_maxn;       /* layer.h's scratch: max(n, m + 8) rows */
     /* Scratch kept from call to call: a training loop maps every step, and
      * megabytes freshly allocated each time cost their page faults again.
      * One call at a time holds it (busy, under the arena's lock); a call
@@ -319,8 +319,6 @@ static int find_layers(pg_prog *p)
                 y->m = 1;
                 y->x = p->lo[j] + m2;
                 y->first = (uint32_t)j;
-                if (m2 > p->lay_maxn)
-                    p->lay_maxn = m2;
                 slot[h] = nlay + 1;
                 last[nlay] = (int32_t)j;
                 p->lay_of[j] = (int32_t)nlay++;
@@ -356,8 +354,8 @@ static int find_layers(pg_prog *p)
     }
     p->nlay = nlay;
     for (uint32_t g = 0; g < nlay; g++)
-        if (p->lay[g].m > p->lay_maxn)
-            p->lay_maxn = p->lay[g].m;
+        if (p->lay[g].n > p->lay_maxn || p->lay[g].m + 8 > p->lay_maxn)
+            p->lay_maxn = p->lay[g].n > p->lay[g].m + 8 ? p->lay[g].n : p->lay[g].m + 8;
     p->lay_nm = o;
     p->lay_nw = w;
     rc = PG_OK;
@@ -506,7 +504,7 @@ static pg_layer_args layer_args(const job *J, uint32_t g, size_t nb, double *xt)
 
 /* Forward over nb rows of block V; the instruction and row of the first
  * error (rows in [0, nb)), or instruction ncode. */
-static size_t forward(const job *J, double *V, size_t nb, size_t *row, int *rc)
+static size_t forward(const job *J, double *V, double *xt, size_t nb, size_t *row, int *rc)
 {
     const pg_prog *p = J->p;
     size_t R = J->R;
@@ -515,7 +513,7 @@ static size_t forward(const job *J, double *V, size_t nb, size_t *row, int *rc)
         double *o = ROWS(V, p->nin + j, R);
         if (p->lay_of[j] != -1) {   /* a layer's: run with its first node */
             if (p->lay_of[j] >= 0) {
-                pg_layer_args L = layer_args(J, (uint32_t)p->lay_of[j], nb, NULL);
+                pg_layer_args L = layer_args(J, (uint32_t)p->lay_of[j], nb, xt);
                 pg__layer_forward(&L, V);
             }
             continue;
@@ -678,7 +676,8 @@ static void run_block(job *J, size_t b, size_t w, double *V, double *A)
     }
     size_t row = 0;
     int rc = PG_OK;
-    size_t j = forward(J, V, nb, &row, &rc);
+    double *xt = A + ((size_t)p->nin + p->ncode) * R;   /* the layers' scratch */
+    size_t j = forward(J, V, xt, nb, &row, &rc);
     if (j < p->ncode) {
         /* the lowest failing row may fail at a later op: replay the rows
          * one by one, in order, to find it (in A, free until backward) */
@@ -687,7 +686,7 @@ static void run_block(job *J, size_t b, size_t w, double *V, double *A)
                 ROWS(A, i, R)[0] = J->rows[(r0 + r) * p->nin + i];
             size_t one = 0;
             int rc1 = PG_OK;
-            size_t jj = forward(J, A, 1, &one, &rc1);
+            size_t jj = forward(J, A, xt, 1, &one, &rc1);
             if (jj < p->ncode) {
                 fail_at(J, r0 + r, p->op[jj], rc1);
                 return;
@@ -720,7 +719,7 @@ static void run_block(job *J, size_t b, size_t w, double *V, double *A)
             seed[r] = J->seed;
     else
         *seed += J->seed * (double)nb;
-    backward(J, V, A, gpar, A + ((size_t)p->nin + p->ncode) * R, nb);
+    backward(J, V, A, gpar, xt, nb);
     if (J->in_grads)
         for (uint32_t i = 0; i < p->nin; i++) {
             const double *gi = ROWS(A, i, R);

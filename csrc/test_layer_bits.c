@@ -17,7 +17,7 @@ int main(void)
             for (size_t nb = 1; nb <= 40; nb += 7) {
                 size_t R = 64, narr = n + m, nw = m * n;
                 double *V = calloc(narr * R, sizeof *V), *A = calloc(narr * R, sizeof *A);
-                double *xt = calloc((n > m ? n : m) * R, sizeof *xt);
+                double *xt = calloc((n + m + 8) * R, sizeof *xt);
                 double *w = malloc(nw * sizeof *w), *s = malloc(m * sizeof *s);
                 double *gpar = calloc(nw + m, sizeof *gpar);
                 int32_t *x = malloc(n * sizeof *x), *wpar = malloc(nw * sizeof *wpar);
