@@ -59,8 +59,9 @@ INLINE void store_v(double *p, const pg_v8 *v, size_t nr)
     if (nr == RT)
         memcpy(p, v, sizeof *v);
     else
-        for (size_t e = 0; e < nr; e++)
-            p[e] = (*v)[e];
+        for (size_t e = 0; e < RT; e++)
+            if (e < nr)
+                p[e] = (*v)[e];
 }
 
 /* Neurons i0 .. i0+ni by rows r0 .. r0+RT: each sum from its start, the
@@ -181,8 +182,9 @@ INLINE void weight_tile(const pg_layer_args *L, const double *V, const double *g
             acc[q] = acc[q] + g * x[q][r];
     }
     for (size_t q = 0; q < nq; q++)
-        for (size_t e = 0; e < ni; e++)
-            gpar[L->wpar[(i0 + e) * n + q0 + q]] += acc[q][e];
+        for (size_t e = 0; e < RT; e++)   /* (a constant bound keeps acc in registers) */
+            if (e < ni)
+                gpar[L->wpar[(i0 + e) * n + q0 + q]] += acc[q][e];
 }
 
 /* The starts of neurons i0 .. i0+ni: their adjoints summed in row order
@@ -196,8 +198,8 @@ INLINE void start_tile(const pg_layer_args *L, const double *gt, size_t mp, doub
         load_v(&g, gt + r * mp + i0);
         acc = acc + g;
     }
-    for (size_t e = 0; e < ni; e++)
-        if (L->spar[i0 + e] >= 0)
+    for (size_t e = 0; e < RT; e++)
+        if (e < ni && L->spar[i0 + e] >= 0)
             gpar[L->spar[i0 + e]] += acc[e];
 }
 
