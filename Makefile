@@ -25,18 +25,20 @@ test-c: csrc/test_pygrad test-isa
 	./csrc/test_pygrad
 
 # layer.c's kernels, built for each vector unit this machine has (the
-# library picks one at load time): the same bits from each.
+# library picks one at load time): the same bits from each.  (Binaries in
+# csrc/, as test_pygrad: a build/ directory in the checkout's root would
+# shadow the `build` package the packaging test runs.)
 ISAS = default avx2 avx512f
 test-isa:
-	@mkdir -p build && rm -f build/test_layer_bits.txt && for isa in $(ISAS); do \
+	@rm -f csrc/test_layer_bits.txt && for isa in $(ISAS); do \
 	  if [ $$isa != default ] && ! grep -qw $$isa /proc/cpuinfo 2>/dev/null; then continue; fi; \
 	  flag=$$([ $$isa = default ] || echo -m$$isa); \
 	  $(CC) -O3 $(CFLAGS_STRICT) -DPG_NO_CLONES $$flag -Icsrc csrc/layer.c csrc/test_layer_bits.c \
-	    -o build/test_layer_bits_$$isa || exit 1; \
-	  out=$$(./build/test_layer_bits_$$isa) || { echo "test_layer_bits ($$isa) failed"; exit 1; }; \
-	  echo "$$isa $$out" | tee -a build/test_layer_bits.txt; \
+	    -o csrc/test_layer_bits_$$isa || exit 1; \
+	  out=$$(./csrc/test_layer_bits_$$isa) || { echo "test_layer_bits ($$isa) failed"; exit 1; }; \
+	  echo "$$isa $$out" | tee -a csrc/test_layer_bits.txt; \
 	done; \
-	test $$(cut -d' ' -f2 build/test_layer_bits.txt | sort -u | wc -l) = 1 || \
+	test $$(cut -d' ' -f2 csrc/test_layer_bits.txt | sort -u | wc -l) = 1 || \
 	  { echo "layer.c: different bits for different vector units"; exit 1; }
 
 csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
@@ -111,5 +113,6 @@ check-dist:
 
 clean:
 	rm -rf build dist *.egg-info pygrad/*.so pygrad/_pygrad_c.c pygrad/_pygrad_c.o \
-	  csrc/test_pygrad csrc/test_pygrad_san .pytest_cache .hypothesis
+	  csrc/test_pygrad csrc/test_pygrad_san csrc/test_layer_bits_* csrc/test_layer_bits.txt \
+	  .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -exec rm -rf {} +

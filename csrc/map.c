@@ -34,7 +34,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include "codemap.h"
 #include "layer.h"
 #include "pool.h"
 #include "tape.h"
@@ -110,33 +110,10 @@ void pg__prog_unref(pg_prog *p)
 
 /* -- building the program ------------------------------------------------ */
 
-/* node index -> operand code, open addressing, for building only */
-typedef struct codemap {
-    pg_index *key;
-    int32_t *code;
-    size_t cap;
-} codemap;
-
-static size_t cm_slot(const codemap *m, pg_index i)
-{
-    size_t s = ((uint32_t)i * 2654435761u) & (m->cap - 1);
-    while (m->key[s] != PG_NONE && m->key[s] != i)
-        s = (s + 1) & (m->cap - 1);
-    return s;
-}
-
-static int32_t cm_get(const codemap *m, pg_index i)
-{
-    size_t s = cm_slot(m, i);
-    return m->key[s] == i ? m->code[s] : NOSTART;
-}
-
-static void cm_put(codemap *m, pg_index i, int32_t code)
-{
-    size_t s = cm_slot(m, i);
-    m->key[s] = i;
-    m->code[s] = code;
-}
+/* node index -> operand code (codemap.h), for building only */
+typedef pg_codemap codemap;
+#define cm_get(m, i) pg__cm_get((m), (i), NOSTART)
+#define cm_put pg__cm_put
 
 static int find_layers(pg_prog *p);
 
@@ -761,20 +738,6 @@ static size_t block_rows(size_t R, size_t nrows)
     return want < R ? want : R;
 }
 
-/* The cores online, read once: glibc's sysconf reads a file in /sys each
- * time, some microseconds, as much as a small map's sweeps. */
-static int online_cores(void)
-{
-    static atomic_int cores;
-    int n = atomic_load(&cores);
-    if (n == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        n = c > 0 ? (c < PG_MAX_THREADS ? (int)c : PG_MAX_THREADS) : 1;
-        atomic_store(&cores, n);
-    }
-    return n;
-}
-
 /* Ends a call's use of program p (and of its scratch, if it held it). */
 static void drop(pg_arena *a, pg_prog *p, int held_scratch)
 {
@@ -858,7 +821,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     J->in_grads = in_grads;
     J->blk_par = malloc((WAVE * (size_t)p->npar + 1) * sizeof(double));
     J->blk_val = malloc((WAVE * (size_t)p->nroots + 1) * sizeof(double));
-    int nt = threads > 0 ? threads : online_cores();
+    int nt = threads > 0 ? threads : pg__pool_cores();
     if (nt > PG_MAX_THREADS)
         nt = PG_MAX_THREADS;
     if ((size_t)nt > J->nblocks)

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "pool.h"
 
 #define SPIN_NS 100000   /* 0.1 ms */
@@ -122,6 +123,20 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&p->m);
     }
     return NULL;
+}
+
+/* Read once: glibc's sysconf reads a file in /sys each time, some
+ * microseconds, as much as a small map's sweeps. */
+int pg__pool_cores(void)
+{
+    static atomic_int cores;
+    int n = atomic_load(&cores);
+    if (n == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (c < PG_MAX_THREADS ? (int)c : PG_MAX_THREADS) : 1;
+        atomic_store(&cores, n);
+    }
+    return n;
 }
 
 pg_pool *pg__pool_new(void)

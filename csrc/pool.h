@@ -9,6 +9,10 @@
 
 typedef struct pg_pool pg_pool;
 
+/* The cores online (1 .. PG_MAX_THREADS): how many workers "every core"
+ * means. */
+int pg__pool_cores(void);
+
 /* A pool with no thread yet; NULL when out of memory. */
 pg_pool *pg__pool_new(void);
 

@@ -247,6 +247,16 @@ int pg_tape_backward(pg_tape *t, size_t r);
 int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
                 double *result);
 
+/* The Jacobian of the tape's roots (JAX's jacrev on a compiled function):
+ * out[r * nin + c] = d root r / d ins[c], for any nodes ins[c] of the tape
+ * (leaves or not), from the local partials of the last pg_tape_forward (or
+ * of compile time) -- row r is what pg_tape_backward(t, r) would add to
+ * zeroed grads, to the bit.  Eight roots per reverse sweep, the sweeps on
+ * `threads` threads (0: every core; the same bits for any number).  No
+ * value or grad changes.  PG_EINVAL if an input is not a node of the tape;
+ * PG_ENOMEM. */
+int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads);
+
 /* The tape replayed over rows (CasADi's map, JAX's vmap): ins[0..nin) are
  * leaves of the tape that each row feeds, rows the nrows x nin numbers
  * (row-major); every other leaf is a parameter, its value taken as the

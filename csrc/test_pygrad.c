@@ -728,6 +728,27 @@ static void test_gradients(void)
     pg_decref(a, dq);
     pg_set_grad_mode(was);
     CHECK(pg_opcode(a, O2(a, PG_MUL, in[0], in[1])) == PG_MUL);
+    /* the Hessian as the Jacobian of the gradient's tape, eight roots a
+     * sweep (11 roots, the three gradient entries over again): each row
+     * pg_tape_backward's to the bit, and the hand-derived entries */
+    pg_index roots[11];
+    for (int r = 0; r < 11; r++)
+        roots[r] = gn[r % 3];
+    pg_tape *ht = NULL;
+    CHECK(pg_compile(a, roots, 11, &ht) == PG_OK);
+    double J[11][3];
+    CHECK(pg_tape_jacobian(ht, in, 3, &J[0][0], 2) == PG_OK);
+    for (int r = 0; r < 11; r++) {
+        for (int c = 0; c < 3; c++)
+            pg_set_grad(a, in[c], 0.0);
+        CHECK(pg_tape_backward(ht, (size_t)r) == PG_OK);
+        for (int c = 0; c < 3; c++) {
+            CHECK(memcmp(&J[r][c], &a->grad[in[c]], sizeof(double)) == 0);
+            CLOSE(J[r][c], H[r % 3][c], 1e-12);
+        }
+    }
+    CHECK(pg_tape_jacobian(ht, &other, 1, &J[0][0], 1) == PG_EINVAL);
+    pg_tape_free(ht);
     (void)before;
     pg_arena_free(a);
 }

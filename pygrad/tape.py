@@ -111,6 +111,39 @@ class Tape:
         _check(rc, "jvp")
         return out[0] if self.single else list(out)
 
+    def jacobian(self, inputs=None, *, threads=None):
+        """The derivatives of every root with respect to `inputs` (the
+        tape's inputs by default; any nodes of the tape), from the local
+        derivatives of the last forward(), as JAX's ``jacrev`` on a compiled
+        function: a list with one row per root, ``array('d')`` of
+        len(inputs) each (the row alone for a tape of one root).  Row r is
+        what ``backward(r)`` would add to zeroed grads, to the bit, but
+        eight roots share one reverse sweep, the sweeps run on `threads`
+        threads (None: every core; the same bits for any number), and no
+        grad changes.  On the compiled gradient of f (``compile(grad(f, xs,
+        create_graph=True), inputs=xs)``) it is f's Hessian."""
+        ins, idx = (self.inputs, self._inputs) if inputs is None else \
+            index_array(inputs, "jacobian() inputs")
+        if ins is None:
+            raise TypeError("tape.jacobian(): name the inputs (compile(..., inputs=[...]) "
+                            "or jacobian(inputs=[...]))")
+        if self._stale:
+            raise RuntimeError("the last forward() of this tape failed half-way: call "
+                               "forward() again (successfully) before jacobian()")
+        threads = _threads(threads, "jacobian")
+        nin, nroots = len(ins), len(self.roots)
+        # C writes into the array returned (a Hessian of n = 1000 is 8 MB:
+        # each copy of it costs its page faults again)
+        flat = array("d", _ZERO) * (nroots * nin)
+        rc = _lib.pg_tape_jacobian(self._slot[0], idx, nin, _ffi.from_buffer("double[]", flat),
+                                   threads)
+        if rc == _lib.PG_EINVAL:
+            raise ValueError("tape.jacobian(): an input is not a node of this tape")
+        _check(rc, "jacobian")
+        if self.single:
+            return flat
+        return [flat[r * nin:(r + 1) * nin] for r in range(nroots)]
+
     def map(self, rows, *, backward=False, reduce=None, input_grads=False, threads=None):
         """Replay the tape once per row of a dataset, in C, on every core
         (CasADi's ``map``, JAX's ``vmap``): row b feeds the tape's `inputs`
@@ -158,14 +191,7 @@ class Tape:
                 raise ValueError("tape.map(input_grads=True) on a tape of several roots: "
                                  "say which root with backward=k")
             broot, add_params = 0, False
-        if threads is None:
-            threads = 0
-        elif type(threads) is not int or threads < 1:
-            if isinstance(threads, bool) or not hasattr(threads, "__index__") or \
-                    operator.index(threads) < 1:
-                raise ValueError(f"tape.map(): threads must be a positive int or None, "
-                                 f"not {threads!r}")
-            threads = operator.index(threads)
+        threads = _threads(threads, "map")
         nin, nroots = len(inputs), len(self.roots)
         if nin == 0:
             raise ValueError("tape.map(): the tape was compiled with no inputs")
@@ -196,6 +222,19 @@ class Tape:
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"
 
 
+def _threads(threads, what):
+    """threads= as C takes it: 0 for None (every core), else a positive int."""
+    if threads is None:
+        return 0
+    if type(threads) is not int or threads < 1:
+        if isinstance(threads, bool) or not hasattr(threads, "__index__") or \
+                operator.index(threads) < 1:
+            raise ValueError(f"tape.{what}(): threads must be a positive int or None, "
+                             f"not {threads!r}")
+        threads = operator.index(threads)
+    return threads
+
+
 def _index(x, what):
     """x as an int (numpy's ints too); TypeError for a float or a bool."""
     if isinstance(x, bool) or not hasattr(x, "__index__"):
@@ -204,6 +243,7 @@ def _index(x, what):
 
 
 _REDUCE = {None: 0, "sum": 1, "mean": 2}
+_ZERO = (0.0,)
 _F64 = []   # numpy's float64 dtype, once numpy is seen
 
 

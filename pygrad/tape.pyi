@@ -4,6 +4,7 @@
 # floats for one compiled from a list or tuple; compile()'s overloads say
 # which through two type-only subclasses (no such classes exist at run time:
 # every tape is a Tape).
+from array import array
 from collections.abc import Sequence
 from typing import Any, Literal, overload, type_check_only
 
@@ -22,6 +23,8 @@ class Tape:
     def backward(self, root: int = 0) -> None: ...
     def jvp(self, tangents: Sequence[float],
             inputs: Sequence[Value] | None = None) -> float | list[float]: ...
+    def jacobian(self, inputs: Sequence[Value] | None = None, *, threads: int | None = None
+                 ) -> array[float] | list[array[float]]: ...
     # rows: a 2-D numpy array, a 2-D buffer or a sequence of rows; the
     # result's type follows the arguments (see the docstring), hence Any
     def map(self, rows: Any, *, backward: bool | int = False,
@@ -31,10 +34,14 @@ class Tape:
 @type_check_only
 class _Tape1(Tape):
     def forward(self) -> float: ...
+    def jacobian(self, inputs: Sequence[Value] | None = None, *,
+                 threads: int | None = None) -> array[float]: ...
 
 @type_check_only
 class _TapeN(Tape):
     def forward(self) -> list[float]: ...
+    def jacobian(self, inputs: Sequence[Value] | None = None, *,
+                 threads: int | None = None) -> list[array[float]]: ...
 
 @overload
 def compile(roots: Value, inputs: Sequence[Value] | None = None) -> _Tape1: ...

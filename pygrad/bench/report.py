@@ -171,8 +171,9 @@ def task_tables(records, workload, engines, sizes, meta):
     elif w.family == "hessian":
         blocks.append(("dense Hessian at the point: pygrad = the graph of f and "
                        "pygrad.hessian; pygrad-tape = the compiled gradient (create_graph) "
-                       "replayed forward once, then backward from each gradient entry, one "
-                       "Hessian row per sweep; torch = autograd.functional.hessian",
+                       "replayed forward once, then its Jacobian (Tape.jacobian: reverse "
+                       "sweeps of eight Hessian rows each, one thread); torch = "
+                       "autograd.functional.hessian (one thread)",
                        [unit] + list(engines), grid(time_cell)))
         faster_block((TORCH_1T, TORCH_VEC))
         if "pygrad-tape" in engines:

@@ -1,0 +1,183 @@
+"""Tape.jacobian: a compiled tape's Jacobian, eight roots per reverse sweep
+(csrc/jacobian.c).
+
+Row r must be, to the bit, what tape.backward(r) adds to zeroed grads (an
+independent sweep: replay.c's scalar, marked one); the Hessian of a
+compiled gradient tape is checked against torch.autograd.functional.hessian
+and the pure-Python reference engine's hessian too.
+"""
+import math
+import struct
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+
+import pygrad
+from pygrad import Value
+from pygrad import reference as R
+from higher_programs import Engine, build, examples, wild_programs
+
+
+def per_root_backward(tape, inputs):
+    """Row r: the inputs' grads after zeroing them and tape.backward(r)."""
+    saved = list(pygrad.grads(inputs))
+    rows = []
+    for r in range(len(tape.roots)):
+        pygrad.zero_grad(inputs)
+        tape.backward(r)
+        rows.append(bytes(pygrad.grads(inputs)))
+    pygrad.set_grads(inputs, saved)
+    return rows
+
+
+def as_rows(jac, tape):
+    return [jac] if tape.single else jac
+
+
+def rosenbrock(xs):
+    return pygrad.sum([100 * (xs[i + 1] - xs[i] * xs[i]) ** 2 + (1 - xs[i]) ** 2
+                       for i in range(0, len(xs) - 1, 2)])
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 23])
+def test_rows_are_backward_rows_to_the_bit(n):
+    """Roots in batches of eight, the last one partial: every row is the
+    scalar sweep's, bit for bit (a Hessian: the gradient's tape)."""
+    xs = [Value(math.sin(1.3 * k) + 0.1) for k in range(n)]
+    f = pygrad.sum([(x * xs[(k + 1) % n]).tanh() + x.exp() * 0.25 for k, x in enumerate(xs)])
+    g = pygrad.grad(f, xs, create_graph=True)
+    tape = pygrad.compile(g, inputs=xs)
+    tape.forward()
+    got = as_rows(tape.jacobian(), tape)
+    assert [bytes(r) for r in got] == per_root_backward(tape, xs)
+
+
+def test_no_grad_changes_and_default_inputs():
+    xs = [Value(0.5), Value(-1.5), Value(2.0)]
+    g = pygrad.grad(rosenbrock(xs + [Value(1.0)]), xs, create_graph=True)
+    tape = pygrad.compile(g, inputs=xs)
+    nodes = list(tape.roots) + xs
+    pygrad.set_grads(nodes, [0.5 + k for k in range(len(nodes))])
+    before = bytes(pygrad.grads(nodes))
+    h = tape.jacobian()
+    assert bytes(pygrad.grads(nodes)) == before
+    assert [list(r) for r in h] == [list(r) for r in tape.jacobian(xs)]
+
+
+def test_hessian_against_torch_and_reference():
+    """Extended Rosenbrock and a mix of ops: the compiled gradient tape's
+    Jacobian is torch's Hessian and the reference engine's (1e-12)."""
+    torch = pytest.importorskip("torch")
+    point = [0.3, -1.1, 0.8, 1.7, -0.4, 0.9, 1.2, -0.6, 0.5, 2.0, -1.3]
+
+    def f(xs, exp, tanh, s):
+        ros = s([100 * (xs[i + 1] - xs[i] * xs[i]) ** 2 + (1 - xs[i]) ** 2
+                 for i in range(0, len(xs) - 1, 2)])
+        return ros + tanh(xs[0] * xs[5]) + exp(xs[3] * 0.3) * xs[10] + xs[2] ** 3 / xs[9]
+
+    xs = [Value(v) for v in point]
+    y = f(xs, lambda v: v.exp(), lambda v: v.tanh(), pygrad.sum)
+    tape = pygrad.compile(pygrad.grad(y, xs, create_graph=True), inputs=xs)
+    h = [list(r) for r in tape.jacobian()]
+    want = torch.autograd.functional.hessian(
+        lambda t: f(t, torch.exp, torch.tanh, sum), torch.tensor(point, dtype=torch.float64))
+    rs = [R.Value(v) for v in point]
+    ref = R.hessian(f(rs, lambda v: v.exp(), lambda v: v.tanh(), R.sum), rs)
+    scale = max(abs(v) for row in ref for v in row)
+    for i in range(len(point)):
+        for j in range(len(point)):
+            assert h[i][j] == pytest.approx(want[i][j].item(), abs=1e-12 * scale)
+            assert h[i][j] == pytest.approx(ref[i][j], abs=1e-12 * scale)
+
+
+def test_a_root_that_does_not_reach_an_infinite_partial_stays_finite():
+    """Roots share a sweep, but a node only one root reaches passes nothing
+    to the others: root 1 never sees sqrt's infinite partial at 0, so its
+    row has no NaN (as backward(1) has none), while root 0's is inf."""
+    x, y = Value(0.0), Value(2.0)
+    roots = [x ** 0.5 * y, y * 3.0 + x * 2.0, (x * y).exp()]
+    tape = pygrad.compile(roots, inputs=[x, y])
+    jac = tape.jacobian()
+    assert [bytes(r) for r in jac] == per_root_backward(tape, [x, y])
+    assert math.isinf(jac[0][0]) and list(jac[1]) == [2.0, 3.0]
+
+
+def test_roots_that_are_leaves_duplicates_or_constants():
+    """A leaf root (an input, or not), a root given twice, a root of
+    parameters alone: rows as backward's."""
+    a, b, p = Value(1.5), Value(-0.5), Value(3.0)
+    r = (a * b).sin()
+    roots = [a, r, p, r, p * p, b]
+    tape = pygrad.compile(roots, inputs=[a, b])
+    jac = tape.jacobian()
+    assert [bytes(x) for x in jac] == per_root_backward(tape, [a, b])
+    assert list(jac[0]) == [1.0, 0.0] and list(jac[2]) == [0.0, 0.0]
+    assert list(jac[5]) == [0.0, 1.0] and bytes(jac[1]) == bytes(jac[3])
+
+
+def test_interior_nodes_as_inputs():
+    """d root / d (a node the tape computes): its adjoint, as backward leaves
+    it in that node's grad."""
+    a, b = Value(0.7), Value(1.9)
+    u = a * b
+    v = u.tanh() + u * u
+    w = v * a
+    tape = pygrad.compile([w, v], inputs=[a, b])
+    jac = tape.jacobian([u, v, a])
+    for r, root in enumerate(tape.roots):
+        nodes = [u, v, a, b]
+        pygrad.zero_grad(nodes)
+        pygrad.set_grads(list(tape.roots), [0.0, 0.0])
+        tape.backward(r)
+        assert bytes(jac[r]) == bytes(pygrad.grads([u, v, a]))
+
+
+def test_bad_inputs_and_stale_tape():
+    a, b = Value(1.0), Value(2.0)
+    tape = pygrad.compile(a * b)
+    with pytest.raises(TypeError, match="name the inputs"):
+        tape.jacobian()
+    with pytest.raises(ValueError, match="not a node of this tape"):
+        tape.jacobian([Value(5.0)])
+    c = Value(2.0)
+    t2 = pygrad.compile((c - 1.0).log() + c, inputs=[c])
+    c.data = 1.0
+    with pytest.raises(ValueError):
+        t2.forward()   # log(0): the tape is half-replayed
+    with pytest.raises(RuntimeError, match="forward"):
+        t2.jacobian()
+
+
+def test_sums_and_dots_as_backward_adds():
+    """n-ary nodes (a start node, a list with repeats, dot's two sides)."""
+    xs = [Value(0.1 * k - 0.35) for k in range(10)]
+    s = pygrad.sum(xs[:4] + [xs[1]], xs[9])
+    d = pygrad.dot(xs[2:6], [xs[6], xs[6], xs[7], s], xs[8])
+    roots = [s, d, d * s, pygrad.dot([d, s], [s, d], 0.5)] + [x * d for x in xs]
+    tape = pygrad.compile(roots, inputs=xs)
+    assert [bytes(x) for x in tape.jacobian()] == per_root_backward(tape, xs)
+
+
+@settings(max_examples=examples(150), deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(wild_programs())
+def test_random_programs_every_node_a_root(program):
+    """Every node of a random program is a root (a batch of eight, or
+    several, with leaves, shared nodes, infinities and NaN where the program
+    makes them): the Jacobian's rows are backward's, bit for bit."""
+    leaves, steps = program
+    xs = [Value(v) for v in leaves]
+    try:
+        nodes = build(Engine("pygrad"), steps, xs)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        assume(False)
+    tape = pygrad.compile(nodes, inputs=xs)
+    jac = tape.jacobian()
+    want = per_root_backward(tape, xs)
+
+    def same(a, b):   # bits, with any NaN equal to any NaN
+        fa = struct.unpack(f"{len(a) // 8}d", a)
+        fb = struct.unpack(f"{len(b) // 8}d", b)
+        return all(x == y and math.copysign(1, x) == math.copysign(1, y)
+                   or (math.isnan(x) and math.isnan(y)) for x, y in zip(fa, fb))
+    assert all(same(bytes(r), w) for r, w in zip(jac, want))
