@@ -28,6 +28,16 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
 {
     size_t pending = *pending_at;
     pg_index stop = PG_NONE;
+    /* The carry: most nodes' input 0 is the node made just before, the next
+     * one the walk visits, and adding to its grad in memory only for the
+     * next step to load it again puts a store-to-load round trip on every
+     * step of the chain.  So that add waits in a register (carry, for node
+     * carry_to) and is done when the walk reaches carry_to -- or before
+     * anything else touches a grad, so every grad still gets its adds in
+     * the same order, and the same bits. */
+    double carry = 0.0;
+    pg_index carry_to = PG_NONE;
+    double *grad = a->grad;
     while (pending && stop == PG_NONE && pg__walk_chunk(a, w)) {
         /* stored partials are current unless a value was written since
          * this chunk started (arena.h) */
@@ -39,7 +49,32 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
             if (!(f & PG_MARK))
                 continue;
             pg__unmark(a, i, &pending);
-            if (pg_propagate(a, i, fresh && (f & PG_STORED), &pending) && python) {
+            if (carry_to == i) {
+                grad[i] += carry;
+                carry_to = PG_NONE;
+            } else if (carry_to != PG_NONE) {
+                grad[carry_to] += carry;
+                carry_to = PG_NONE;
+            }
+            if (fresh && (f & PG_STORED)) {   /* pg_propagate's stored case */
+                double g = grad[i];
+                pg_index i0 = a->in0[i], i1 = a->in1[i];
+                int two = i1 != PG_NONE;
+                double c0 = a->d0[i] * g;
+                if (i0 == i - 1 && i1 != i0 && !(flags[i0] & PG_LEAFNODE)) {
+                    carry = c0;   /* (+ -0.0 for a one-input op: no change) */
+                    carry_to = i0;
+                    pg__mark(a, i0, &pending);
+                    if (two)
+                        pg_reach(a, i1, a->aux[i].d1 * g, 1, &pending);
+                } else {
+                    pg_reach(a, i0, c0, 1, &pending);
+                    double c = a->aux[i].d1 * g;          /* garbage for one-input ops */
+                    pg_reach(a, two ? i1 : i0, two ? c : -0.0, 1, &pending);
+                }
+                continue;
+            }
+            if (pg_propagate(a, i, 0, &pending) && python) {
                 w->top = o;              /* go on below i, in i's chunk */
                 w->next = w->chunk;
                 w->first = 1;
@@ -48,6 +83,8 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
             }
         }
     }
+    if (carry_to != PG_NONE)
+        grad[carry_to] += carry;
     *pending_at = pending;
     return stop;
 }

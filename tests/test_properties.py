@@ -2,6 +2,8 @@
 in pygrad and in the pure-Python reference engine give the same values, the
 same gradients and the same exceptions."""
 
+import sys
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,3 +86,39 @@ def test_repeated_backward_matches_reference(program, times):
             nodes[-1].backward()
         results.append([n.grad for n in nodes])
     assert all(same(g, w) for g, w in zip(*results))
+
+
+def test_long_shared_chain_across_chunks_matches_reference():
+    """A chain of 3,000 nodes (several of the arena's 1,024-slot chunks),
+    each node's first input the node made just before it (the eager sweep
+    keeps that add in a register until it reaches the node: backward.c's
+    carry), with every node also read by a later one and by the root, and
+    leaves made in between (holes, other chunks): every grad is the
+    reference engine's, bit for bit, after one backward and after two."""
+    def build(V):
+        a, b = V(0.75), V(-0.5)
+        nodes, side = [a * b], []
+        for k in range(3000):
+            x = nodes[-1]
+            y = (x * 0.999 + b).tanh() if k % 3 else x - a * 0.5
+            if k % 7 == 0:
+                side.append(V(0.01 * (k % 13)))   # a leaf between ops
+                y = y + side[-1] * x
+            nodes.append(y)
+        root = nodes[-1] * nodes[len(nodes) // 2] + nodes[3] * nodes[-2]
+        return [a, b] + side + nodes, root
+    results = []
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20000))   # the reference's sort recurses
+    try:
+        for V in (Value, reference.Value):
+            vals, root = build(V)
+            grads = []
+            for _ in range(2):
+                root.backward()
+                grads.append([v.grad for v in vals])
+            results.append(grads)
+    finally:
+        sys.setrecursionlimit(limit)
+    for got, want in zip(*results):
+        assert all(same(g, w) for g, w in zip(got, want))
