@@ -1,14 +1,14 @@
 /* layer.c -- a layer of neurons over a block of rows (see layer.h).
  *
  * Tiles.  Forward, a tile is NT neurons by RT rows: NT * RT sums live in
- * registers while the n inputs stream by (each x_q[r..r+RT) loaded once
- * for NT neurons, each weight once for RT rows).  The loops over a tile
- * are written with constant bounds, so the compiler unrolls them into
- * vector registers; the ragged edges (fewer neurons or rows) run the same
- * code with smaller bounds.  Backward, the input adjoints are tiled the
- * same way (QT inputs by RT rows, summed over the neurons), and the weights'
- * derivatives RT neurons by RT inputs (summed over the rows, the adjoints
- * transposed first so that the neurons of a row sit side by side).
+ * registers (vectors of RT, below) while the n inputs stream by (each
+ * x_q[r..r+RT) loaded once for NT neurons, each weight once for RT rows);
+ * the neurons left over run the same code with a smaller constant bound.
+ * Backward, the input adjoints are tiled the same way (QT inputs by RT
+ * rows, summed over the neurons), and the weights' derivatives RT neurons
+ * by up to RT inputs (summed over the rows, the adjoints transposed first
+ * so that the neurons of a row sit side by side, padded with zeros to
+ * whole tiles).
  *
  * The last rows of a block, fewer than RT, run the same full tiles on a
  * copy of their inputs padded with zeros (in the scratch xt); only their
@@ -33,8 +33,9 @@
 /* The two kernels, compiled for the x86-64 baseline (two doubles a vector
  * instruction) and for AVX2 (four) and AVX-512 (eight), the one for the
  * machine it runs on picked at load time (an ifunc).  The operations and
- * their order are the same in each: -ffp-contract=off (setup.py, Makefile)
- * keeps a multiply and an add from being fused, so the bits are too. */
+ * their order are the same in each, and -ffp-contract=off (pygrad/_build.py,
+ * the Makefile) keeps a multiply and an add from being fused: so the bits
+ * are too (make test-isa checks). */
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(PG_NO_CLONES)
 #define PG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else

@@ -3,8 +3,9 @@
  * microseconds, a small map step less), and forgotten in a fork()ed child,
  * where they do not exist.
  *
- * A job is fn(ctx, worker) run by `n` workers at once, the caller being
- * worker 0; pg__pool_run returns when all are done.  One job at a time
+ * A job is fn(ctx, worker) run by up to `n` workers at once, the caller
+ * being worker 0; pg__pool_run returns when all that joined are done (see
+ * below).  One job at a time
  * (pool->busy): a second caller runs its job on its own thread instead.
  *
  * Spinning.  Waking a thread asleep on a condition variable takes 5 to 50
