@@ -181,3 +181,16 @@ def test_random_programs_every_node_a_root(program):
         return all(x == y and math.copysign(1, x) == math.copysign(1, y)
                    or (math.isnan(x) and math.isnan(y)) for x, y in zip(fa, fb))
     assert all(same(bytes(r), w) for r, w in zip(jac, want))
+
+
+def test_any_thread_count_gives_the_same_bytes():
+    """41 roots (six batches) on 1, 2, 3, None and 64 threads: the same
+    bytes; a bad thread count is a ValueError, as map's."""
+    xs = [Value(0.05 * k - 1.0) for k in range(41)]
+    f = pygrad.sum([(xs[k] * xs[(k * 7) % 41]).sin() + xs[k] ** 2 for k in range(41)])
+    tape = pygrad.compile(pygrad.grad(f, xs, create_graph=True), inputs=xs)
+    runs = [b"".join(bytes(r) for r in tape.jacobian(threads=t)) for t in (1, 2, 3, None, 64)]
+    assert all(r == runs[0] for r in runs)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError):
+            tape.jacobian(threads=bad)
