@@ -36,7 +36,8 @@ compile(roots, inputs=None)
                       a Tape of the graph under roots: tape.forward() and
                       tape.backward() replay it in C (call it pygrad.compile);
                       tape.map(rows) replays it over a dataset on every core,
-                      tape.jvp(tangents) is forward mode
+                      tape.jvp(tangents) is forward mode, tape.jacobian() the
+                      roots' derivatives (a compiled gradient's: a Hessian)
 grad(outputs, inputs, create_graph=False)
                       derivatives as numbers, or as Values of a new graph
                       built in C (differentiable again, to any order)
