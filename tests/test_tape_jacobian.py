@@ -194,3 +194,43 @@ def test_any_thread_count_gives_the_same_bytes():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError):
             tape.jacobian(threads=bad)
+
+
+def test_jacobian_and_map_from_two_threads_at_once():
+    """One thread maps a tape over rows (its sweeps run with the arena's
+    lock released, on the worker pool) while another takes Jacobians of a
+    second tape (which holds the lock, and finds the pool busy): both get
+    what they get alone."""
+    import threading
+    np = pytest.importorskip("numpy")
+    xs = [Value(0.3 * k - 0.4) for k in range(12)]
+    f = pygrad.sum([(xs[k] * xs[(k + 5) % 12]).tanh() for k in range(12)])
+    htape = pygrad.compile(pygrad.grad(f, xs, create_graph=True), inputs=xs)
+    want_h = b"".join(bytes(r) for r in htape.jacobian(threads=1))
+    a, b = Value(0.0), Value(0.0)
+    p = [Value(0.1 * k) for k in range(8)]
+    g = pygrad.sum([(a * p[k] + b * p[7 - k]).sin() for k in range(8)])
+    mtape = pygrad.compile(g, inputs=[a, b])
+    rows = np.random.default_rng(0).normal(size=(3000, 2))
+    want_m = mtape.map(rows, threads=2).tobytes()
+    errors, stop = [], threading.Event()
+
+    def mapper():
+        try:
+            while not stop.is_set():
+                if mtape.map(rows, threads=2).tobytes() != want_m:
+                    errors.append("map")
+        except BaseException as e:   # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=mapper)
+    t.start()
+    try:
+        for _ in range(200):
+            got = b"".join(bytes(r) for r in htape.jacobian(threads=2))
+            if got != want_h:
+                errors.append("jacobian")
+    finally:
+        stop.set()
+        t.join()
+    assert errors == []
