@@ -9,9 +9,9 @@
  * last forward's), the same adds in the same order, and only the nodes
  * that root reaches pass anything on.  That last point is per lane: a
  * node reached by some lanes only adds to the others nothing at all, not
- * even 0 * partial (an infinite partial would make that NaN, and +0.0 would
- * turn a -0.0 sum into +0.0), so the lanes a node reaches are kept as a
- * bit mask per node and the adds are blended by it.
+ * even 0 * partial (an infinite partial would make that NaN where the
+ * scalar sweep has no term), so the lanes a node reaches are kept as a bit
+ * mask per node and the adds are blended by it.
  *
  * Rows: instruction j's node is row j, leaf q's row ncode + q.  The sweep
  * reads operands as rows, precomputed once per call (a hash of node
@@ -65,16 +65,12 @@ static int make_plan(const pg_tape *t, const pg_codemap *m, plan *P)
 {
     const pg_arena *a = t->a;
     size_t n = t->ncode, nopd = 0;
-    pg_list *const *lp = t->list;
     for (size_t j = 0; j < n; j++) {
         int o = t->op[j] & PG_OPMASK;
-        if (pg_is_nary(o)) {
-            const pg_step e = t->fwd[j];
-            nopd += e.in0 + (e.in1 != PG_NONE);
-            lp++;
-        } else {
+        if (pg_is_nary(o))
+            nopd += t->fwd[j].in0 + (t->fwd[j].in1 != PG_NONE);
+        else
             nopd += (size_t)pg_arity(o);
-        }
     }
     P->first = malloc((n + 1) * sizeof *P->first);
     P->opd = malloc((nopd + 1) * sizeof *P->opd);
@@ -82,8 +78,8 @@ static int make_plan(const pg_tape *t, const pg_codemap *m, plan *P)
     if (!P->first || !P->opd || !P->part)
         return PG_ENOMEM;
     const double *d = t->d;
+    pg_list *const *lp = t->list;
     size_t k = 0;
-    lp = t->list;
     for (size_t j = 0; j < n; j++) {
         const pg_step e = t->fwd[j];
         int o = t->op[j] & PG_OPMASK;
