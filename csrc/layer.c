@@ -237,6 +237,8 @@ PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, doubl
     }
     /* the inputs (write the x_q's adjoints: after the weights, which read
      * only values, so the order of the two does not matter; xt is free) */
+    if (L->no_x_adjoints)
+        return;
     size_t r0 = 0;
     for (; r0 + RT <= nb; r0 += RT)
         in_rows(L, A, NULL, r0, RT);

@@ -36,12 +36,15 @@ typedef struct pg_layer_args {
     const int32_t *wpar;   /* m * n: the weights' parameter numbers */
     const int32_t *spar;   /* m: the starts' parameter numbers, -1: a constant */
     double *xt;            /* max(n, m + 8) * max(nb, 8) doubles of scratch */
+    int no_x_adjoints;     /* backward: leave the x_q's adjoints alone (nobody
+                            * reads them: the map's inputs, no input_grads) */
 } pg_layer_args;
 
 /* out_i[r] for every neuron i and row r < nb, into V. */
 void pg__layer_forward(const pg_layer_args *L, double *V);
 
-/* With A the adjoints (out_i's complete): A's x_q rows += the products,
+/* With A the adjoints (out_i's complete): A's x_q rows += the products
+ * (unless no_x_adjoints),
  * gpar[wpar[i*n + q]] += d/dw_iq and gpar[spar[i]] += d/ds_i (the sum of
  * g_i over the rows, in row order).  The x_q must be distinct row arrays
  * (an input given twice would lose an add). */

@@ -61,6 +61,7 @@ struct pg_prog {
         uint32_t n, m;    /* inputs, neurons */
         uint32_t x;       /* its inputs: lst[x .. x+n) */
         uint32_t first;   /* its first node (building only) */
+        uint32_t on_inputs;   /* its inputs are all the map's inputs */
         uint32_t o;       /* its neurons: lay_out, lay_spar, lay_sk [o .. o+m) */
         size_t w;         /* its weights: lay_wpar[w .. w + m*n) */
     } *lay;
@@ -296,6 +297,9 @@ static int find_layers(pg_prog *p)
                 y->m = 1;
                 y->x = p->lo[j] + m2;
                 y->first = (uint32_t)j;
+                y->on_inputs = 1;
+                for (uint32_t q = 0; q < m2; q++)
+                    y->on_inputs &= x[q] < (int32_t)p->nin;
                 slot[h] = nlay + 1;
                 last[nlay] = (int32_t)j;
                 p->lay_of[j] = (int32_t)nlay++;
@@ -475,7 +479,10 @@ static pg_layer_args layer_args(const job *J, uint32_t g, size_t nb, double *xt)
     const struct pg_lay *y = &p->lay[g];
     pg_layer_args L = {y->n, y->m, J->R, nb, p->lst + y->x, p->lay_out + y->o,
                        J->lw + y->w, J->lw + p->lay_nw + y->o,
-                       p->lay_wpar + y->w, p->lay_spar + y->o, xt};
+                       p->lay_wpar + y->w, p->lay_spar + y->o, xt,
+                       /* a first layer's input adjoints are a third of its
+                        * backward, and only input_grads reads them */
+                       y->on_inputs && !J->in_grads};
     return L;
 }
 

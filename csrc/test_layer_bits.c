@@ -42,7 +42,7 @@ int main(void)
                     V[k] = 0.013 * (double)((k * 104729) % 31) - 0.2;
                     A[k] = 0.031 * (double)((k * 7) % 11) - 0.17;
                 }
-                pg_layer_args L = {n, m, R, nb, x, out, w, s, wpar, spar, xt};
+                pg_layer_args L = {n, m, R, nb, x, out, w, s, wpar, spar, xt, 0};
                 pg__layer_forward(&L, V);
                 pg__layer_backward(&L, V, A, gpar);
                 const unsigned char *b[3] = {(void *)V, (void *)A, (void *)gpar};
