@@ -56,7 +56,10 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
                 grad[carry_to] += carry;
                 carry_to = PG_NONE;
             }
-            if (fresh && (f & PG_STORED)) {   /* pg_propagate's stored case */
+            if (fresh && (f & PG_STORED)) {
+                /* stored partials, current (arena.h): two multiply-adds and
+                 * no per-op branch; a one-input node sends -0.0, which leaves
+                 * any sum unchanged, to input 0 a second time */
                 double g = grad[i];
                 pg_index i0 = a->in0[i], i1 = a->in1[i];
                 int two = i1 != PG_NONE;
@@ -74,7 +77,7 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
                 }
                 continue;
             }
-            if (pg_propagate(a, i, 0, &pending) && python) {
+            if (pg_propagate(a, i, &pending) && python) {
                 w->top = o;              /* go on below i, in i's chunk */
                 w->next = w->chunk;
                 w->first = 1;

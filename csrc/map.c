@@ -322,6 +322,9 @@ static int find_layers(pg_prog *p)
         struct pg_lay *y = &p->lay[g];
         y->o = (uint32_t)o;
         y->w = w;
+        uint32_t need = y->n > y->m + 8 ? y->n : y->m + 8;   /* layer.h's xt */
+        if (need > p->lay_maxn)
+            p->lay_maxn = need;
         for (int32_t j = (int32_t)y->first; j >= 0; j = next[j]) {
             const int32_t *l = p->lst + p->lo[j];
             int32_t st = p->a1[j];
@@ -334,9 +337,6 @@ static int find_layers(pg_prog *p)
         }
     }
     p->nlay = nlay;
-    for (uint32_t g = 0; g < nlay; g++)
-        if (p->lay[g].n > p->lay_maxn || p->lay[g].m + 8 > p->lay_maxn)
-            p->lay_maxn = p->lay[g].n > p->lay[g].m + 8 ? p->lay[g].n : p->lay[g].m + 8;
     p->lay_nm = o;
     p->lay_nw = w;
     rc = PG_OK;

@@ -65,25 +65,12 @@ static inline void pg_step_back(pg_arena *a, int op, pg_index in0, pg_index in1,
     }
 }
 
-/* The eager sweep's step for node i: propagate and mark.  With `stored`
- * (node i has stored partials, PG_STORED, and they are current, see
- * arena.h) a one- or two-input node costs two multiply-adds and no per-op
- * branch: a one-input node sends -0.0, which leaves any sum unchanged, to
- * input 0 a second time.  Returns 1 for a Python-defined node, whose
- * backward is Python's: its inputs are marked, their grads untouched;
- * else 0. */
-static inline int pg_propagate(pg_arena *a, pg_index i, int stored,
-                               size_t *pending)
+/* The eager sweep's step for node i, from the values (a node whose stored
+ * partials are current takes backward.c's shorter path): propagate and
+ * mark.  Returns 1 for a Python-defined node, whose backward is Python's:
+ * its inputs are marked, their grads untouched; else 0. */
+static inline int pg_propagate(pg_arena *a, pg_index i, size_t *pending)
 {
-    if (stored) {
-        double g = a->grad[i];
-        pg_index i0 = a->in0[i], i1 = a->in1[i];
-        int two = i1 != PG_NONE;
-        pg_reach(a, i0, a->d0[i] * g, 1, pending);
-        double c = a->aux[i].d1 * g;          /* garbage for one-input ops */
-        pg_reach(a, two ? i1 : i0, two ? c : -0.0, 1, pending);
-        return 0;
-    }
     int op = a->op[i];
     if (pg_is_python(op)) {
         /* its backward is Python's, and adds to its inputs' grads: they
