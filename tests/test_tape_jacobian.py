@@ -234,3 +234,36 @@ def test_jacobian_and_map_from_two_threads_at_once():
         stop.set()
         t.join()
     assert errors == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_takes_jacobians():
+    """fork() while another thread is inside a threaded Jacobian (holding
+    the arena's lock, its pool running): the child's own threaded Jacobian
+    gives the parent's bytes."""
+    import os
+    import threading
+    xs = [Value(0.1 * k) for k in range(40)]
+    f = pygrad.sum([(xs[k] * xs[(k + 3) % 40]).sin() for k in range(40)])
+    tape = pygrad.compile(pygrad.grad(f, xs, create_graph=True), inputs=xs)
+    want = b"".join(bytes(r) for r in tape.jacobian(threads=2))
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            tape.jacobian(threads=2)
+
+    th = threading.Thread(target=spin)
+    th.start()
+    codes = []
+    try:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:   # pragma: no cover - the child's exit code is the check
+                got = b"".join(bytes(r) for r in tape.jacobian(threads=2))
+                os._exit(0 if got == want else 1)
+            codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    finally:
+        stop.set()
+        th.join()
+    assert codes == [0] * 5
