@@ -14,6 +14,22 @@
 #include <stdlib.h>
 #include "sweep.h"
 
+/* How many slots ahead of the walk the far input's grad and flags are
+ * prefetched.  On a graph just built, its nodes' lines have mostly left
+ * the cache by the time backward runs (Python's objects for the same nodes
+ * push them out: reading 16 MB evicts a 1e5-node graph here), and the sweep
+ * waited on a miss at every edge that jumps far back; the walk knows those
+ * edges long before it reaches them.  (16 to 64 measure the same.) */
+#define PG_EAGER_AHEAD 32
+/* ... when the arena spans this many chunks at least: a smaller one stays in
+ * the cache, and the prefetches only cost (dag 1e4: 7.1 -> 8.2 ns/node). */
+#define PG_EAGER_PREFETCH_CHUNKS 32
+#if defined(__GNUC__)
+#define PG_PREFETCH_W(p) __builtin_prefetch((p), 1)
+#else
+#define PG_PREFETCH_W(p) ((void)(p))
+#endif
+
 /* The sweep itself, from walk w with *pending marked nodes.  With
  * `python`, it stops at a Python-defined node and returns it, the walk left
  * where it goes on; otherwise such nodes pass nothing on.  PG_NONE when the
@@ -38,6 +54,8 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
     double carry = 0.0;
     pg_index carry_to = PG_NONE;
     double *grad = a->grad;
+    const pg_index live_end = a->nchunks << PG_CHUNK_BITS;
+    const uint32_t ahead = a->nchunks >= PG_EAGER_PREFETCH_CHUNKS ? PG_EAGER_AHEAD : PG_CHUNK;
     while (pending && stop == PG_NONE && pg__walk_chunk(a, w)) {
         /* stored partials are current unless a value was written since
          * this chunk started (arena.h) */
@@ -45,6 +63,16 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
         const uint8_t *flags = a->flags;
         for (uint32_t o = w->top; o-- > 0 && pending;) {
             pg_index i = w->base + o;
+            if (o >= ahead) {
+                /* the input of the slot AHEAD below that is not the slot
+                 * just below it (which the walk is about to touch anyway);
+                 * a free slot's, a leaf's or a missing input reads as i */
+                pg_index p = i - PG_EAGER_AHEAD;
+                pg_index far = a->in0[p] == p - 1 ? a->in1[p] : a->in0[p];
+                far = far < live_end ? far : i;
+                PG_PREFETCH_W(&grad[far]);
+                PG_PREFETCH_W(&flags[far]);
+            }
             uint8_t f = flags[i];
             if (!(f & PG_MARK))
                 continue;
