@@ -25,7 +25,9 @@ test-c: csrc/test_pygrad test-isa
 	./csrc/test_pygrad
 
 # layer.c's kernels, built for each vector unit this machine has (the
-# library picks one at load time): the same bits from each.  (Binaries in
+# library picks one at load time): the same bits from each.  And the C tests
+# against a build with no clones (clones.h) at all, as on a machine without
+# AVX2: jacobian.c's sweep there against the scalar backward, bit for bit.  (Binaries in
 # csrc/, as test_pygrad: a build/ directory in the checkout's root would
 # shadow the `build` package the packaging test runs.)
 ISAS = default avx2 avx512f
@@ -40,6 +42,9 @@ test-isa:
 	done; \
 	test $$(cut -d' ' -f2 csrc/test_layer_bits.txt | sort -u | wc -l) = 1 || \
 	  { echo "layer.c: different bits for different vector units"; exit 1; }
+	@$(CC) -O2 $(CFLAGS_STRICT) -DPG_NO_CLONES -Icsrc $(CSRC) csrc/test_pygrad.c \
+	  -o csrc/test_pygrad_baseline -lm -lpthread && \
+	  ./csrc/test_pygrad_baseline | sed 's/^/baseline build: /'
 
 csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
 	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread

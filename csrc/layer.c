@@ -16,6 +16,7 @@
  * (the block's unused rows are not initialised).
  */
 #include <string.h>
+#include "clones.h"
 #include "layer.h"
 
 #define NT 4    /* neurons a forward tile */
@@ -30,17 +31,7 @@
 #define INLINE static inline
 #endif
 
-/* The two kernels, compiled for the x86-64 baseline (two doubles a vector
- * instruction) and for AVX2 (four) and AVX-512 (eight), the one for the
- * machine it runs on picked at load time (an ifunc).  The operations and
- * their order are the same in each, and -ffp-contract=off (pygrad/_build.py,
- * the Makefile) keeps a multiply and an add from being fused: so the bits
- * are too (make test-isa checks). */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(PG_NO_CLONES)
-#define PG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PG_CLONES
-#endif
+/* The two kernels are compiled for each vector unit (clones.h). */
 
 /* The tiles' sums are vectors of GCC's (and clang's) vector extension, RT
  * doubles each, one register or a few, whatever the vector unit: written
