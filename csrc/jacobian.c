@@ -29,17 +29,25 @@
 typedef double pg_lanes __attribute__((vector_size(LANES * sizeof(double))));
 typedef int64_t pg_lmask __attribute__((vector_size(LANES * sizeof(int64_t))));
 
-/* *t += c in the lanes whose bit is set in m; the others keep their bits. */
-static inline void add_lanes(pg_lanes *t, pg_lanes c, unsigned m)
+/* Row r, reached by lanes m, gets k * g in those lanes (the others keep
+ * their bits); the new row into *out, and stored.  A row no lane had
+ * reached is zero first (a row is read only where its mask says, so the
+ * rows need no clearing between sweeps: on a large tape that memset was
+ * most of a sweep).  (Vectors by pointer: by value, GCC warns that the
+ * baseline's calling convention for them differs, though it is inlined.) */
+static inline void add_row(pg_lanes *adj, uint8_t *mask, int32_t r, double k,
+                           const pg_lanes *g, unsigned m, pg_lanes *out)
 {
-    pg_lanes s = *t + c;
-    if (m == (1u << LANES) - 1) {
-        *t = s;
-        return;
+    pg_lanes old = mask[r] ? adj[r] : (pg_lanes){0};
+    pg_lanes s = old + k * *g;
+    if (m != (1u << LANES) - 1) {
+        const pg_lmask bit = {1, 2, 4, 8, 16, 32, 64, 128};
+        pg_lmask keep = (bit & (int64_t)m) != 0;   /* all ones in the lanes of m */
+        s = (pg_lanes)(((pg_lmask)s & keep) | ((pg_lmask)old & ~keep));
     }
-    const pg_lmask bit = {1, 2, 4, 8, 16, 32, 64, 128};
-    pg_lmask keep = (bit & (int64_t)m) != 0;   /* all ones in the lanes of m */
-    *t = (pg_lanes)(((pg_lmask)s & keep) | ((pg_lmask)*t & ~keep));
+    mask[r] |= (uint8_t)m;
+    adj[r] = s;
+    *out = s;
 }
 
 /* One operand of an n-ary instruction: its row, and the factor its
@@ -127,40 +135,49 @@ static int make_plan(const pg_tape *t, const pg_codemap *m, plan *P)
     return bad ? PG_EINVAL : PG_OK;
 }
 
-/* Row r reached by lanes m: zeroed first if no lane had reached it (a
- * row is read only where its mask says, so the rows need no clearing
- * between sweeps: on a large tape that memset was most of a sweep). */
-static inline pg_lanes *reach(pg_lanes *adj, uint8_t *mask, int32_t r, unsigned m)
-{
-    if (!mask[r])
-        adj[r] = (pg_lanes){0};
-    mask[r] |= (uint8_t)m;
-    return &adj[r];
-}
-
 /* One sweep, for the roots in lanes 0 .. nl-1 (rows rr[0..nl)).  A row
  * is one AVX-512 register, four on the baseline (clones.h). */
 PG_CLONES static void sweep(const pg_tape *t, const plan *P, pg_lanes *adj, uint8_t *mask,
                   size_t nrows, const int32_t *rr, size_t nl)
 {
     memset(mask, 0, nrows);
-    for (size_t l = 0; l < nl; l++)
-        (*reach(adj, mask, rr[l], 1u << l))[l] = 1.0;
+    for (size_t l = 0; l < nl; l++) {
+        pg_lanes one = {0}, s;
+        one[l] = 1.0;
+        add_row(adj, mask, rr[l], 1.0, &one, 1u << l, &s);   /* 0 + 1.0 * 1.0 */
+    }
+    /* The row of the node visited next, as just computed: most nodes add
+     * to the node made just before them, and loading it back from memory
+     * right after storing it would put a store-to-load round trip (longer
+     * for a whole 64-byte row) on every step of the chain. */
+    pg_lanes next = {0};
+    size_t next_row = SIZE_MAX;
     for (size_t j = t->ncode; j-- > 0;) {
         unsigned m = mask[j];
         if (!m)
             continue;   /* no lane reaches this node */
-        pg_lanes g = adj[j];
+        pg_lanes g = j == next_row ? next : adj[j];
         const step sj = P->step[j];
+        pg_lanes s0, s1;
         if (sj.row[0] >= 0) {
-            add_lanes(reach(adj, mask, sj.row[0], m), sj.part[0] * g, m);
-            if (sj.row[1] >= 0)
-                add_lanes(reach(adj, mask, sj.row[1], m), sj.part[1] * g, m);
+            add_row(adj, mask, sj.row[0], sj.part[0], &g, m, &s0);
+            if (sj.row[1] >= 0) {
+                add_row(adj, mask, sj.row[1], sj.part[1], &g, m, &s1);
+                if ((size_t)sj.row[1] == j - 1) {
+                    next = s1;
+                    next_row = j - 1;
+                    continue;
+                }
+            }
+            if ((size_t)sj.row[0] == j - 1) {   /* (when both are, s1 is the newer) */
+                next = s0;
+                next_row = j - 1;
+            }
             continue;
         }
         const operand *op = P->opd + (-1 - (int64_t)sj.row[0]), *end = op + sj.row[1];
         for (; op < end; op++)
-            add_lanes(reach(adj, mask, op->row, m), op->coef * g, m);
+            add_row(adj, mask, op->row, op->coef, &g, m, &s0);
     }
 }
 
