@@ -52,6 +52,7 @@ static void take_references(pg_tape *t)
 static void tape_release(pg_tape *t)
 {
     pg__prog_unref(t->prog);
+    pg__jplan_free(t->jplan);
     free(t->op);
     free(t->back);
     free(t->fwd ? t->fwd - PG_AHEAD : NULL);

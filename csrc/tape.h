@@ -59,9 +59,14 @@ typedef struct pg_step {
 typedef struct pg_prog pg_prog;
 void pg__prog_unref(pg_prog *p);   /* frees it with the last reference; lock held */
 
+/* jacobian.c: a tape's plan for Jacobians (built on first use). */
+typedef struct pg_jplan pg_jplan;
+void pg__jplan_free(pg_jplan *p);
+
 struct pg_tape {
     pg_arena *a;
     pg_prog *prog;      /* for pg_tape_map, or NULL */
+    pg_jplan *jplan;    /* for pg_tape_jacobian, or NULL */
     size_t ncode;       /* instructions: the non-leaf nodes, oldest first */
     uint8_t *op;        /* forward's: op code | PG_CHAIN* */
     uint8_t *back;      /* backward's: partials stored | PG_NARYOP | PG_CHAIN* */
