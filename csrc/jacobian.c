@@ -93,8 +93,9 @@ struct pg_jplan {
     int32_t nslots, npin;
     int32_t *root_slot;    /* per root */
     pg_index *ins;         /* the inputs the plan pins ... */
-    int32_t *col_slot;     /* ... and their slots */
+    int32_t *col_slot;     /* ... and their slots (-1: not in the tape) */
     size_t nin;
+    int absent;            /* an input is not in the tape */
 };
 
 void pg__jplan_free(pg_jplan *P)
@@ -172,7 +173,8 @@ static int give_slots(const pg_tape *t, pg_jplan *P, const int32_t *root_row,
         for (size_t r = 0; r < nrows; r++)
             slot_of[r] = -1;
         for (size_t c = 0; c < P->nin; c++)
-            P->col_slot[c] = slot_for(slot_of, col_row[c], free_slots, &nfree, &ns);
+            P->col_slot[c] = col_row[c] < 0 ? -1   /* not in the tape: 0 */
+                             : slot_for(slot_of, col_row[c], free_slots, &nfree, &ns);
         for (size_t q = 0; q < t->nleaf; q++)
             slot_for(slot_of, (int32_t)(n + q), free_slots, &nfree, &ns);
         P->npin = ns;
@@ -203,8 +205,7 @@ static int give_slots(const pg_tape *t, pg_jplan *P, const int32_t *root_row,
 }
 
 /* A new plan of tape t for the inputs ins[0..nin), under the lock; its
- * partials not yet set (refresh).  PG_OK, PG_ENOMEM, or PG_EINVAL for an
- * input that is not a node of the tape. */
+ * partials not yet set (refresh).  PG_OK or PG_ENOMEM. */
 static int make_plan(const pg_tape *t, const pg_index *ins, size_t nin, pg_jplan **out)
 {
     size_t n = t->ncode, nrows = n + t->nleaf, nopd = 0;
@@ -242,7 +243,7 @@ static int make_plan(const pg_tape *t, const pg_index *ins, size_t nin, pg_jplan
             pg__cm_put(&m, t->leaf[q], (int32_t)(n + q));
         for (size_t c = 0; c < nin && rc == PG_OK; c++)
             if ((col_row[c] = pg__cm_get(&m, ins[c], -1)) < 0)
-                rc = PG_EINVAL;   /* not a node of this tape */
+                P->absent = 1;   /* not a node of this tape */
         for (size_t r = 0; r < t->nroots; r++)
             root_row[r] = pg__cm_get(&m, t->root[r], -1);
     }
@@ -377,6 +378,11 @@ static void work(void *ctx, int w)
         double *out = J->out + r0 * J->nin;
         for (size_t c = 0; c < J->nin; c++) {   /* (a lane never reached: 0) */
             int32_t k = J->P->col_slot[c];
+            if (k < 0) {   /* not in the tape */
+                for (size_t l = 0; l < nl; l++)
+                    out[l * J->nin + c] = 0.0;
+                continue;
+            }
             pg_lanes row = adj[k];
             unsigned mk = mask[k];
             for (size_t l = 0; l < nl; l++)
@@ -396,7 +402,10 @@ static int same_inputs(const pg_jplan *P, const pg_index *ins, size_t nin)
     return P->nin == nin && memcmp(P->ins, ins, nin * sizeof *ins) == 0;
 }
 
-int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads)
+/* pg_tape_jacobian; an input not in the tape is PG_EINVAL when `strict`,
+ * else a column of zeros (pg_jacobian). */
+static int tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out,
+                         int threads, int strict)
 {
     pg_arena *a = t->a;
     int nt = threads > 0 ? threads : pg__pool_cores();
@@ -417,6 +426,8 @@ int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, i
             t->jplan = P;
         }
     }
+    if (rc == PG_OK && strict && t->jplan->absent)
+        rc = PG_EINVAL;
     if (rc == PG_OK) {
         J.P = t->jplan;
         refresh(t, t->jplan);
@@ -443,5 +454,31 @@ int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, i
         free(J.adj[w]);
         free(J.mask[w]);
     }
+    return rc;
+}
+
+int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads)
+{
+    return tape_jacobian(t, ins, nin, out, threads, 1);
+}
+
+/* A tape of the outputs, for the one call: compiling costs a small
+ * fraction of the sweeps it saves (on the moons MLP's gradient, 5 ms
+ * against 100 ms of one sweep per output).  Its partials are compile
+ * time's, from the values now, as pg_gradient's sweep reads them. */
+int pg_jacobian(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
+                size_t nin, double *out, int threads)
+{
+    LOCK(a);
+    int rc = pg__all_live(a, ins, nin);
+    UNLOCK(a);
+    if (rc != PG_OK)
+        return rc;
+    pg_tape *t;
+    rc = pg_compile(a, outs, nout, &t);
+    if (rc != PG_OK)
+        return rc;
+    rc = tape_jacobian(t, ins, nin, out, threads, 0);
+    pg_tape_free(t);
     return rc;
 }

@@ -150,6 +150,14 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
 int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
            const double *tangents, size_t nin, double *result);
 
+/* The Jacobian out[r * nin + c] = d outs[r] / d ins[c] (nout >= 1): row r
+ * is pg_gradient's for outs[r] alone, to the bit, but by a tape of the
+ * outputs compiled for the call and eight outputs a reverse sweep
+ * (pg_tape_jacobian), on `threads` threads (0: every core; the same bits
+ * for any number).  Errors as pg_gradient's; nothing changes. */
+int pg_jacobian(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
+                size_t nin, double *out, int threads);
+
 /* Gradients on (1, the default) or off (0) for the calling thread; returns
  * the mode it replaces.  Off, every op (pg_op1, pg_op2, pg_sum, pg_dot,
  * pg_custom) makes a leaf holding its value: no graph, no references on its

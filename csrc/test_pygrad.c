@@ -749,6 +749,15 @@ static void test_gradients(void)
     }
     CHECK(pg_tape_jacobian(ht, &other, 1, &J[0][0], 1) == PG_EINVAL);
     pg_tape_free(ht);
+    /* the same without a tape of one's own (pg_jacobian): rows pg_gradient's
+     * to the bit, an input under no output a column of zeros */
+    pg_index ins4[4] = {in[0], in[1], other, in[2]};
+    double J4[11][4], row4[4];
+    CHECK(pg_jacobian(a, roots, 11, ins4, 4, &J4[0][0], 3) == PG_OK);
+    for (int r = 0; r < 11; r++) {
+        CHECK(pg_gradient(a, &roots[r], &one, 1, ins4, 4, row4) == PG_OK);
+        CHECK(memcmp(J4[r], row4, sizeof row4) == 0 && J4[r][2] == 0.0);
+    }
     (void)before;
     pg_arena_free(a);
 }

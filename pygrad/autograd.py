@@ -24,6 +24,7 @@ from ._core import check as _check
 from ._core import ffi as _ffi
 from ._core import lib as _lib
 from .engine import DEAD, Value, _new
+from .tape import _threads
 
 __all__ = ["grad", "jacobian", "hessian", "hvp", "jvp", "no_grad"]
 
@@ -129,26 +130,48 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
     return got[0] if single else got
 
 
-def jacobian(outputs, inputs):
+def _jacobian(outs, ins, threads, what):
+    """pg_jacobian: rows d outs[r] / d ins as lists of floats, each
+    _numbers([outs[r]], ins)'s to the bit, by a tape compiled for the call
+    (eight outputs a reverse sweep, on `threads` threads)."""
+    if not outs:
+        return []
+    nin = len(ins)
+    flat = _ffi.new("double[]", max(len(outs) * nin, 1))
+    with engine._sweeps, engine._sweep_scope():
+        rc = _lib.pg_jacobian(_A, [o._h for o in outs], len(outs), [x._h for x in ins], nin,
+                              flat, _threads(threads, what, "pygrad."))
+    if rc == _lib.PG_ETYPE:
+        raise _python_op_error(outs, what)
+    _check(rc, what)
+    values = _ffi.unpack(flat, len(outs) * nin)
+    return [values[r * nin:(r + 1) * nin] for r in range(len(outs))]
+
+
+def jacobian(outputs, inputs, *, threads=None):
     """The m x n matrix d outputs[i] / d inputs[j], as nested lists of
-    floats (torch.autograd.functional.jacobian, on a graph)."""
+    floats (torch.autograd.functional.jacobian, on a graph).  Row i is
+    ``grad(outputs[i], inputs)``, to the bit, but the outputs are compiled
+    into a tape for the call and eight of them share each reverse sweep,
+    on `threads` threads (None: every core; the same bits for any number).
+    """
     outs, single_out = _values(outputs, "jacobian() outputs")
     ins, single_in = _values(inputs, "jacobian() inputs")
-    rows = [_numbers([o], ins, [1.0], "jacobian") for o in outs]
+    rows = _jacobian(outs, ins, threads, "jacobian")
     if single_in:
         rows = [r[0] for r in rows]
     return rows[0] if single_out else rows
 
 
-def hessian(output, inputs):
+def hessian(output, inputs, *, threads=None):
     """The n x n matrix of second derivatives of one output, as nested
-    lists of floats: the gradient built as a graph once, then one row per
-    input from it."""
+    lists of floats: the gradient built as a graph once, then its Jacobian
+    (as jacobian(): eight rows a sweep, on `threads` threads)."""
     if not isinstance(output, Value):
         raise TypeError(f"hessian() output must be a Value, not {type(output).__name__}")
     ins, single = _values(inputs, "hessian() inputs")
     g = _graph([output], ins, [1.0], "hessian")
-    rows = [_numbers([gi], ins, [1.0], "hessian") for gi in g]
+    rows = _jacobian(g, ins, threads, "hessian")
     return rows[0][0] if single else rows
 
 

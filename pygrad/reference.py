@@ -591,7 +591,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
     return got[0] if single else got
 
 
-def jacobian(outputs, inputs):
+def jacobian(outputs, inputs, *, threads=None):
+    """(threads: pygrad's signature; this engine runs on the caller's.)"""
     outs, single_out = _as_list(outputs)
     ins, single_in = _as_list(inputs)
     rows = [grad(o, ins) for o in outs]
@@ -599,7 +600,8 @@ def jacobian(outputs, inputs):
     return rows[0] if single_out else rows
 
 
-def hessian(output, inputs):
+def hessian(output, inputs, *, threads=None):
+    """(threads: pygrad's signature; this engine runs on the caller's.)"""
     ins, single = _as_list(inputs)
     g = grad(output, ins, create_graph=True)
     rows = [grad(gi, ins) for gi in g]

@@ -222,14 +222,14 @@ class Tape:
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"
 
 
-def _threads(threads, what):
+def _threads(threads, what, owner="tape."):
     """threads= as C takes it: 0 for None (every core), else a positive int."""
     if threads is None:
         return 0
     if type(threads) is not int or threads < 1:
         if isinstance(threads, bool) or not hasattr(threads, "__index__") or \
                 operator.index(threads) < 1:
-            raise ValueError(f"tape.{what}(): threads must be a positive int or None, "
+            raise ValueError(f"{owner}{what}(): threads must be a positive int or None, "
                              f"not {threads!r}")
         threads = operator.index(threads)
     return threads

@@ -8,17 +8,18 @@ method in test_newton.py.  The tests under "Bugs" at the end fail until
 what they describe is fixed.
 """
 import math
+import struct
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import pygrad
 from pygrad import Value
 from pygrad import reference as R
 from helpers import settled_live_nodes
-from higher_programs import Engine, bounded_programs, build, examples
+from higher_programs import Engine, bounded_programs, build, examples, wild_programs
 
 
 # -- the seed exercise ------------------------------------------------------
@@ -195,6 +196,51 @@ def test_single_and_list_arguments():
     assert pygrad.hvp(f, x, 2.0) == 0.0
     assert pygrad.jvp(f, x, 2.0) == 6.0
     assert pygrad.jvp([f, x], [x, y], [1.0, 1.0]) == [5.0, 1.0]
+
+
+def _bits(rows):
+    return [struct.pack(f"{len(r)}d", *r) for r in rows]
+
+
+@settings(max_examples=examples(120), deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(wild_programs(), st.data())
+def test_jacobian_rows_are_grads_rows_to_the_bit(program, data):
+    """pygrad.jacobian compiles its outputs into a tape for the call and
+    takes eight rows a sweep: each row must be grad()'s for that output (an
+    independent sweep, over the arena's nodes), bit for bit, with outputs
+    that are leaves, repeated or constants, inputs that are interior nodes,
+    repeated, or not under any output, and infinities and NaN where the
+    program makes them."""
+    leaves, steps = program
+    xs = [Value(v) for v in leaves]
+    try:
+        nodes = build(Engine("pygrad"), steps, xs)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        assume(False)
+    pick = st.lists(st.sampled_from(nodes), min_size=1, max_size=11)
+    outs = data.draw(pick) + [Value(1.5)]
+    ins = data.draw(pick) + [Value(-2.0)]
+    want = [pygrad.grad(o, ins) for o in outs]
+    for threads in (1, 2, None):
+        assert _bits(pygrad.jacobian(outs, ins, threads=threads)) == _bits(want)
+
+
+def test_hessian_is_the_gradients_jacobian_on_any_thread_count():
+    """hessian() = jacobian() of the gradient graph: rows as grad() of each
+    gradient entry, the same bytes on 1, 2, 3 and every thread, and a bad
+    thread count a ValueError naming the function."""
+    xs = [Value(0.05 * k - 0.6) for k in range(19)]
+    f = pygrad.sum([(xs[k] * xs[(k * 5) % 19]).tanh() + xs[k] ** 3 for k in range(19)])
+    g = pygrad.grad(f, xs, create_graph=True)
+    want = _bits([pygrad.grad(gk, xs) for gk in g])
+    for threads in (1, 2, 3, None):
+        assert _bits(pygrad.hessian(f, xs, threads=threads)) == want
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"pygrad\.hessian\(\): threads"):
+            pygrad.hessian(f, xs, threads=bad)
+        with pytest.raises(ValueError, match=r"pygrad\.jacobian\(\): threads"):
+            pygrad.jacobian(g, xs, threads=bad)
 
 
 def test_an_input_the_outputs_do_not_depend_on_gets_zero():

@@ -170,8 +170,9 @@ def task_tables(records, workload, engines, sizes, meta):
                        [unit] + list(engines), grid(status_or(mac_cell))))
     elif w.family == "hessian":
         blocks.append(("dense Hessian at the point: pygrad = the graph of f and "
-                       "pygrad.hessian; pygrad-tape = the compiled gradient (create_graph) "
-                       "replayed forward once, then its Jacobian (Tape.jacobian: reverse "
+                       "pygrad.hessian (the gradient's graph compiled for the call, its "
+                       "Jacobian on one thread); pygrad-tape = the compiled gradient "
+                       "(create_graph) replayed forward once, then its Jacobian (Tape.jacobian: reverse "
                        "sweeps of eight Hessian rows each, one thread); torch = "
                        "autograd.functional.hessian (one thread)",
                        [unit] + list(engines), grid(time_cell)))

@@ -269,7 +269,7 @@ def _hessian_eager(plan, **_):
         else:
             xs = params
             s["f"] = f = _pygrad_batch_loss(plan, model)
-        s["H"] = pg.hessian(f, xs)
+        s["H"] = pg.hessian(f, xs, threads=1)   # one thread, as the torch engines
 
     return Task([("hessian", hessian)], lambda: (s["f"].data, _flat(s["H"])), reset)
 
