@@ -323,6 +323,11 @@ typedef struct pg_nodes {
     size_t nleaf, leaf_cap;
 } pg_nodes;
 int pg__collect(pg_arena *a, const pg_index *roots, size_t nroots, pg_nodes *s);
+/* The same; with cut_python, an op written in Python is listed with the
+ * nodes but what lies under it is not reached through it (no PG_ETYPE):
+ * the gradient graph of pg_gradient_graph_cut stops there. */
+int pg__collect_cut(pg_arena *a, const pg_index *roots, size_t nroots, pg_nodes *s,
+                    int cut_python);
 void pg__nodes_free(pg_nodes *s);
 
 /* collect.c: appends x (size bytes) to a growable array; -1 (array

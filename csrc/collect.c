@@ -43,6 +43,12 @@ static void reach(pg_arena *a, pg_nodes *s, pg_index i, size_t *pending, int *rc
 
 int pg__collect(pg_arena *a, const pg_index *roots, size_t nroots, pg_nodes *s)
 {
+    return pg__collect_cut(a, roots, nroots, s, 0);
+}
+
+int pg__collect_cut(pg_arena *a, const pg_index *roots, size_t nroots, pg_nodes *s,
+                    int cut_python)
+{
     memset(s, 0, sizeof *s);
     if (a->sweep.paused)
         return PG_EBUSY;
@@ -64,18 +70,24 @@ int pg__collect(pg_arena *a, const pg_index *roots, size_t nroots, pg_nodes *s)
             if ((a->flags[i] & (PG_MARK | PG_LEAFNODE)) != PG_MARK)
                 continue;
             pg__unmark(a, i, &pending);
-            if (pg_is_python(a->op[i]) && rc == PG_OK)
+            int python = pg_is_python(a->op[i]);
+            if (python && !cut_python && rc == PG_OK)
                 rc = PG_ETYPE;   /* the walk goes on, to clear the marks */
-            if (pg_has_list(a->op[i])) {
-                for (uint32_t j = 0; j < a->in0[i]; j++)
-                    reach(a, s, a->aux[i].list->item[j], &pending, &rc);
+            if (python && cut_python) {
+                /* listed, but nothing under it is reached through it */
             } else {
-                reach(a, s, a->in0[i], &pending, &rc);
+                if (pg_has_list(a->op[i])) {
+                    for (uint32_t j = 0; j < a->in0[i]; j++)
+                        reach(a, s, a->aux[i].list->item[j], &pending, &rc);
+                } else {
+                    reach(a, s, a->in0[i], &pending, &rc);
+                }
+                if (a->in1[i] != PG_NONE)
+                    reach(a, s, a->in1[i], &pending, &rc);
             }
-            if (a->in1[i] != PG_NONE)
-                reach(a, s, a->in1[i], &pending, &rc);
-            if (rc == PG_OK && pg__push((void **)&s->node, &s->n, &s->cap, sizeof i, &i))
-                rc = PG_ENOMEM;
+            if ((rc == PG_OK || rc == PG_ETYPE) &&
+                pg__push((void **)&s->node, &s->n, &s->cap, sizeof i, &i))
+                rc = PG_ENOMEM;   /* (after PG_ETYPE too: the lists stay whole) */
         }
     }
     for (size_t j = 0; j < s->nleaf; j++)

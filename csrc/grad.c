@@ -31,14 +31,14 @@ static pg_index nth(const sweep *s, size_t j)
  * PG_ETYPE for an op written in Python (its backward is Python's, which
  * these sweeps do not run), and the errors of pg__collect. */
 static int sweep_begin(sweep *s, pg_arena *a, const pg_index *outs, size_t nout,
-                       const pg_index *ins, size_t nin, double fill)
+                       const pg_index *ins, size_t nin, double fill, int cut_python)
 {
     s->a = a;
     s->saved = NULL;
     int rc = pg__all_live(a, ins, nin);
     if (rc != PG_OK)
         return rc;
-    rc = pg__collect(a, outs, nout, &s->set);
+    rc = pg__collect_cut(a, outs, nout, &s->set, cut_python);
     if (rc != PG_OK) {
         pg__nodes_free(&s->set);
         return rc;
@@ -76,7 +76,7 @@ int pg_gradient(pg_arena *a, const pg_index *outs, const double *seeds, size_t n
 {
     LOCK(a);
     sweep s;
-    int rc = sweep_begin(&s, a, outs, nout, ins, nin, 0.0);
+    int rc = sweep_begin(&s, a, outs, nout, ins, nin, 0.0, 0);
     if (rc != PG_OK) {
         UNLOCK(a);
         return rc;
@@ -287,6 +287,8 @@ static int is_seed(const pg_index *seeds, size_t n, pg_index i)
  * are settled before it. */
 static void find_wanted(sweep *s, const pg_index *ins, size_t nin)
 {
+    /* (an op written in Python is only in the sweep where it is cut: an
+     * input, or AWAY; its inputs, not in the sweep, are never looked at) */
     pg_arena *a = s->a;
     size_t total = s->set.n + s->set.nleaf;
     for (size_t j = 0; j < total; j++)
@@ -296,7 +298,7 @@ static void find_wanted(sweep *s, const pg_index *ins, size_t nin)
             a->grad[ins[j]] = NONE_YET;
     for (size_t j = s->set.n; j-- > 0;) {
         pg_index i = s->set.node[j];
-        if (a->grad[i] != AWAY)
+        if (a->grad[i] != AWAY || pg_is_python(a->op[i]))
             continue;
         int any = a->in1[i] != PG_NONE && wanted(a, a->in1[i]);
         if (pg_has_list(a->op[i])) {
@@ -310,9 +312,13 @@ static void find_wanted(sweep *s, const pg_index *ins, size_t nin)
     }
 }
 
-int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
-                  size_t nout, const pg_index *ins, size_t nin, pg_index *result,
-                  int *bad_op)
+/* pg_gradient_graph, and with `cut` pg_gradient_graph_cut: ops written in
+ * Python are where the sweep stops (pygrad/autograd.py goes on from there
+ * with their Value-written derivatives), and an input no output reaches
+ * gets PG_NONE instead of a new 0.0. */
+static int gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
+                          size_t nout, const pg_index *ins, size_t nin, pg_index *result,
+                          int *bad_op, int cut)
 {
     /* The derivative is a graph even inside no_grad (torch's
      * create_graph=True asks for one there too). */
@@ -325,7 +331,7 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
         if (seeds[r] != PG_NONE && !pg__is_live(a, seeds[r]))
             rc = PG_EINVAL;
     if (rc == PG_OK)
-        rc = sweep_begin(&s, a, outs, nout, ins, nin, NONE_YET);
+        rc = sweep_begin(&s, a, outs, nout, ins, nin, NONE_YET, cut);
     if (rc != PG_OK) {
         UNLOCK(a);
         pg_set_grad_mode(was);
@@ -338,7 +344,7 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
     for (size_t j = 0; j < s.set.n && b.rc == PG_OK; j++) {
         pg_index i = s.set.node[j];
         pg_index g = adjoint(a, i);
-        if (g != ZERO)
+        if (g != ZERO && !pg_is_python(a->op[i]))   /* (a cut: see above) */
             step_back(&b, i, g);
     }
     /* the results, written out only when all is made, each with a
@@ -348,6 +354,10 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
         b.rc = PG_ENOMEM;
     for (size_t j = 0; j < nin && b.rc == PG_OK; j++) {
         pg_index t = (a->flags[ins[j]] & PG_MARK) ? adjoint(a, ins[j]) : ZERO;
+        if (t == ZERO && cut) {
+            got[j] = PG_NONE;
+            continue;
+        }
         got[j] = t == ZERO ? leaf(&b, 0.0) : node_of(&b, t);
         if (got[j] != BAD && (is_seed(seeds, nout, got[j]) || (a->flags[got[j]] & PG_MARK)))
             got[j] = make(&b, PG_MULC, got[j], PG_NONE, 1.0);   /* a node of its own
@@ -356,7 +366,8 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
     rc = b.rc;
     if (rc == PG_OK)
         for (size_t j = 0; j < nin; j++) {
-            a->ref[got[j]]++;
+            if (got[j] != PG_NONE)
+                a->ref[got[j]]++;
             result[j] = got[j];
         }
     free(got);
@@ -371,6 +382,41 @@ int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
     return rc;
 }
 
+int pg_gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *seeds,
+                  size_t nout, const pg_index *ins, size_t nin, pg_index *result,
+                  int *bad_op)
+{
+    return gradient_graph(a, outs, seeds, nout, ins, nin, result, bad_op, 0);
+}
+
+int pg_gradient_graph_cut(pg_arena *a, const pg_index *outs, const pg_index *seeds,
+                          size_t nout, const pg_index *ins, size_t nin, pg_index *result,
+                          int *bad_op)
+{
+    return gradient_graph(a, outs, seeds, nout, ins, nin, result, bad_op, 1);
+}
+
+int64_t pg_python_nodes(pg_arena *a, const pg_index *outs, size_t nout, pg_index *buf,
+                        size_t cap)
+{
+    LOCK(a);
+    pg_nodes set;
+    int rc = pg__collect(a, outs, nout, &set);
+    int64_t n = 0;
+    if (rc == PG_OK || rc == PG_ETYPE) {
+        for (size_t j = 0; j < set.n; j++)   /* (newest first) */
+            if (pg_is_python(a->op[set.node[j]])) {
+                if ((size_t)n < cap)
+                    buf[n] = set.node[j];
+                n++;
+            }
+        rc = PG_OK;
+    }
+    pg__nodes_free(&set);
+    UNLOCK(a);
+    return rc == PG_OK ? n : rc;
+}
+
 /* -- forward mode --------------------------------------------------------- */
 
 int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
@@ -378,7 +424,7 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
 {
     LOCK(a);
     sweep s;
-    int rc = sweep_begin(&s, a, outs, nout, ins, nin, 0.0);
+    int rc = sweep_begin(&s, a, outs, nout, ins, nin, 0.0, 0);
     if (rc != PG_OK) {
         UNLOCK(a);
         return rc;

@@ -878,6 +878,18 @@ static void test_python_ops(void)
     pg_set_grad(a, y, pg_grad(a, y) + 1.5 * pg_grad(a, (pg_index)c));
     CHECK(pg_sweep(a, PG_NONE, &node) == PG_OK);
     CLOSE(pg_grad(a, x), 10.0 + 6.0, 0);             /* z directly, and via c */
+    /* a gradient graph cut at the Python node: its adjoint (z's 2.0 times
+     * u's x), x's from u alone (z = 2c), y (only under c) PG_NONE; the
+     * Python node listed, once; the plain call refuses it */
+    pg_index cut_in[3] = {(pg_index)c, x, y}, got[3], none = PG_NONE, py[2];
+    CHECK(pg_gradient_graph_cut(a, &u, &none, 1, cut_in, 3, got, NULL) == PG_OK);
+    CHECK(got[0] != PG_NONE && pg_data(a, got[0]) == 3.0);
+    CHECK(got[1] != PG_NONE && pg_data(a, got[1]) == 10.0 && got[2] == PG_NONE);
+    pg_decref(a, got[0]);
+    pg_decref(a, got[1]);
+    CHECK(pg_gradient_graph(a, &u, &none, 1, cut_in, 3, got, NULL) == PG_ETYPE);
+    CHECK(pg_python_nodes(a, &u, 1, py, 2) == 1 && py[0] == (pg_index)c);
+    CHECK(pg_python_nodes(a, &x, 1, py, 2) == 0);
     CLOSE(pg_grad(a, y), 4.5, 0);
     CHECK(pg_sweep(a, PG_NONE, &node) == PG_EINVAL); /* nothing paused */
     /* abort: marks cleared, the next sweep is right */

@@ -40,29 +40,44 @@ def _values(xs, what):
     return xs, False
 
 
-def _python_op_error(roots, what):
+def _python_op_error(roots, what, state=None):
+    """TypeError for an op written in Python with no _vjp (state: its
+    node's, if known) under roots."""
     from .tape import _python_op
+    op = state.get("_op", "") if state is not None else _python_op(roots)
     return TypeError(f"pygrad.{what}(): the graph holds an op written in Python "
-                     f"({_python_op(roots)!r}), whose backward is Python's: only "
-                     "backward() runs it")
+                     f"({op!r}), whose backward is Python's: only backward() runs it "
+                     "(give it a _vjp, its derivative written with Values, for this)")
 
 
 def _numbers(outs, ins, seeds, what):
-    """pg_gradient: d(sum seeds * outs)/d ins as floats."""
+    """pg_gradient: d(sum seeds * outs)/d ins as floats (through ops written
+    in Python by their _vjp: see _through_python)."""
     result = _ffi.new("double[]", max(len(ins), 1))
     with engine._sweeps, engine._sweep_scope():
         rc = _lib.pg_gradient(_A, [o._h for o in outs], seeds, len(outs),
                               [x._h for x in ins], len(ins), result)
     if rc == _lib.PG_ETYPE:
-        raise _python_op_error(outs, what)
+        return [v.data for v in _through_python(outs, ins, seeds, what)]
     _check(rc, what)
     return list(result)[:len(ins)]
 
 
 def _graph(outs, ins, seeds, what):
-    """pg_gradient_graph: the same as Values.  The handles exist before C
-    hands out the references, so an interrupt leaves each owned or
-    released (as engine._children)."""
+    """pg_gradient_graph: the same as Values (through ops written in Python
+    by their _vjp: see _through_python)."""
+    got = _graph_at([o._h for o in outs], [x._h for x in ins], seeds, what, cut=False)
+    if got is None:
+        return _through_python(outs, ins, seeds, what)
+    return got
+
+
+def _graph_at(outs, ins, seeds, what, cut):
+    """pg_gradient_graph (pg_gradient_graph_cut when `cut`) on node
+    indices: Values (None where the cut call says no output reaches), or
+    None for an op written in Python under the outputs (not `cut`).  The
+    handles exist before C hands out the references, so an interrupt
+    leaves each owned or released (as engine._children)."""
     handles = [_new(Value) for _ in ins]
     buf = _ffi.new("pg_index[]", [DEAD] * max(len(ins), 1))
     keep = []    # seeds made from numbers, alive until C holds them
@@ -76,24 +91,93 @@ def _graph(outs, ins, seeds, what):
             keep.append(Value(s))
             idx.append(keep[-1]._h)
     bad_op = _ffi.new("int *", -1)
+    call = _lib.pg_gradient_graph_cut if cut else _lib.pg_gradient_graph
     try:
         with engine._sweeps, engine._sweep_scope():
-            rc = _lib.pg_gradient_graph(_A, [o._h for o in outs], idx, len(outs),
-                                        [x._h for x in ins], len(ins), buf, bad_op)
+            rc = call(_A, outs, idx, len(outs), ins, len(ins), buf, bad_op)
         if rc == _lib.PG_ETYPE:
-            raise _python_op_error(outs, what)
+            return None
         if rc < 0 and bad_op[0] >= 0:   # a derivative that does not exist there
             raise _core.error_in_op(rc, bad_op[0],
                                     f"of the derivative graph {what}() was building")
         _check(rc, what)
         for j in range(len(ins)):
-            handles[j]._h = buf[j]
+            if buf[j] != DEAD:
+                handles[j]._h = buf[j]
     except BaseException:
         for j in range(len(ins)):
             if buf[j] != DEAD and not hasattr(handles[j], "_h"):
                 _lib.py_decref(buf[j])
         raise
-    return handles
+    return [h if hasattr(h, "_h") else None for h in handles]
+
+
+def _python_nodes(outs, what):
+    """The ops written in Python under outs (node indices), newest first."""
+    idx = [o._h for o in outs]
+    with engine._sweeps, engine._sweep_scope():
+        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), _ffi.NULL, 0), what)
+        buf = _ffi.new("pg_index[]", max(n, 1))
+        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), buf, n), what)
+    return [buf[j] for j in range(n)]
+
+
+def _through_python(outs, ins, seeds, what):
+    """d(sum seeds * outs)/d ins as Values when ops written in Python lie
+    under the outputs: the chain rule taken through each by its _vjp.
+
+    C builds the gradient graph up to those ops (pg_gradient_graph_cut),
+    which gives each its adjoint from the paths that meet no other; then,
+    newest first (so that every path into an op is in its adjoint before
+    it is used), each op's _vjp turns its adjoint into its children's
+    shares, and C carries those on down to the inputs and the older ops.
+    The adjoints are summed in another order than one sweep would: the
+    same numbers, not always the same last bit.  An op with no _vjp is a
+    TypeError naming it, as before there were any."""
+    pys = _python_nodes(outs, what)
+    vjps = []
+    for i in pys:
+        fn = engine._python_backward(i, "_vjp")
+        if fn is None:
+            raise _python_op_error(outs, what, engine._side.get(i) or {})
+        vjps.append(fn)
+    nin = len(ins)
+    targets = [x._h for x in ins] + pys
+    acc = [None] * len(targets)
+
+    def carry(roots, weights):
+        for j, v in enumerate(_graph_at(roots, targets, weights, what, cut=True)):
+            if v is not None:
+                acc[j] = v if acc[j] is None else acc[j] + v
+
+    carry([o._h for o in outs], seeds)
+    for k, (i, fn) in enumerate(zip(pys, vjps)):
+        adj = acc[nin + k]
+        if adj is None:
+            continue       # no output reaches it
+        kids = engine._lib_inputs(i)
+        was = _lib.pg_set_grad_mode(1)   # a graph, even inside no_grad
+        try:
+            shares = list(fn(adj))
+        except BaseException as exc:
+            if hasattr(exc, "add_note"):
+                op = (engine._side.get(i) or {}).get("_op", "")
+                exc.add_note(f"(raised by the _vjp of the op written in Python {op!r}, "
+                             f"during {what}())")
+            raise
+        finally:
+            _lib.pg_set_grad_mode(was)
+        if len(shares) != len(kids):
+            op = (engine._side.get(i) or {}).get("_op", "")
+            raise ValueError(f"the _vjp of the op written in Python {op!r} gave "
+                             f"{len(shares)} values for its {len(kids)} children")
+        for sh in shares:
+            if not isinstance(sh, Value) and engine._as_float(sh) is None:
+                raise TypeError(f"a _vjp must give Values or numbers, not "
+                                f"{type(sh).__name__}")
+        carry(kids, [sh if isinstance(sh, Value) else Value(engine._as_float(sh))
+                     for sh in shares])
+    return [acc[j] if acc[j] is not None else Value(0.0) for j in range(nin)]
 
 
 def grad(outputs, inputs, grad_outputs=None, create_graph=False):
@@ -141,8 +225,8 @@ def _jacobian(outs, ins, threads, what):
     with engine._sweeps, engine._sweep_scope():
         rc = _lib.pg_jacobian(_A, [o._h for o in outs], len(outs), [x._h for x in ins], nin,
                               flat, _threads(threads, what, "pygrad."))
-    if rc == _lib.PG_ETYPE:
-        raise _python_op_error(outs, what)
+    if rc == _lib.PG_ETYPE:   # a tape cannot hold it: one output at a time
+        return [_numbers([o], ins, [1.0], what) for o in outs]
     _check(rc, what)
     values = _ffi.unpack(flat, len(outs) * nin)
     return [values[r * nin:(r + 1) * nin] for r in range(len(outs))]

@@ -353,9 +353,10 @@ def _python_sweep(node):
 _KEEPERS = {}    # Value class -> its subclass whose handles keep a _backward
 
 
-def _keep_backward(v, fn):
-    state = _side.ensure(v._h, "_backward")
-    state.pop("_backward", None)
+def _keep_backward(v, fn, name="_backward"):
+    """Keeps fn as node v's `name` (_backward, or _vjp: the same story)."""
+    state = _side.ensure(v._h, name)
+    state.pop(name, None)
     # The closure's hold on the op's inputs (the lecture's self, other):
     # the node keeps its inputs alive, so a view that does not own them
     # serves, and stays valid when the collector finalizes the handles
@@ -371,10 +372,11 @@ def _keep_backward(v, fn):
             key = _lib.pg_side_key(_A, held._h) or _side_key(held._h)
             cell.cell_contents = _View(held._h, key)
     if isinstance(v, _View):   # owns nothing: the node keeps fn itself
-        state["_backward"] = fn
+        state[name] = fn
         return
-    v.__dict__["_pygrad_backward"] = fn
+    v.__dict__["_pygrad" + name] = fn
     state["_keeper"] = weakref.ref(v)
+    state["_kept"] = state.get("_kept", frozenset()) | {name}   # (what _keeper_del moves)
     cls = type(v)
     if cls not in _KEEPERS.values():
         keeper = _KEEPERS.get(cls)
@@ -399,22 +401,22 @@ def _side_key(i):
     return _lib.pg_side_key(_A, i)
 
 
-def _python_backward(i):
-    """The _backward of node i, an op written in Python, or None."""
+def _python_backward(i, name="_backward"):
+    """The _backward (or _vjp) of node i, an op written in Python, or None."""
     state = _side.get(i)
     if not state:
         return None
-    fn = state.get("_backward")
+    fn = state.get(name)
     if fn is None and "_keeper" in state:
         keeper = state["_keeper"]()
         if keeper is not None:
-            fn = keeper.__dict__.get("_pygrad_backward")
-        else:
-            fn = _in_transit(state)
+            fn = keeper.__dict__.get("_pygrad" + name)
+        elif name in state.get("_kept", ()):
+            fn = _in_transit(state, name)
     return fn
 
 
-def _in_transit(state):
+def _in_transit(state, name="_backward"):
     """The _backward of a node whose keeper handle the collector is
     finalizing: it clears weak references to the whole cycle before it
     runs any finalizer, so between the two the closure is in neither
@@ -423,7 +425,7 @@ def _in_transit(state):
     it to put the closure in the node's state."""
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
-        fn = state.get("_backward")
+        fn = state.get(name)
         if fn is not None:
             return fn
         time.sleep(0.0001)   # lets the collecting thread run
@@ -432,21 +434,25 @@ def _in_transit(state):
 
 
 def _keeper_del(self):
-    """__del__ of a handle that keeps its node's _backward (see above)."""
-    fn = self.__dict__.get("_pygrad_backward")
+    """__del__ of a handle that keeps its node's _backward and _vjp (see
+    above): they move to the node's state."""
     i = getattr(self, "_h", DEAD)
-    if fn is not None and i != DEAD:
+    fns = {name: self.__dict__.get("_pygrad" + name) for name in ("_backward", "_vjp")}
+    if i != DEAD and any(fn is not None for fn in fns.values()):
         key = _lib.pg_side_key(_A, i)
         state = _side._states.get(key) if key else None
         if state is not None:
-            for cell in getattr(fn, "__closure__", None) or ():
-                try:
-                    held = cell.cell_contents
-                except ValueError:   # a cell not yet filled
+            for name, fn in fns.items():
+                if fn is None:
                     continue
-                if held is self:
-                    cell.cell_contents = _View(i, key)
-            state["_backward"] = fn
+                for cell in getattr(fn, "__closure__", None) or ():
+                    try:
+                        held = cell.cell_contents
+                    except ValueError:   # a cell not yet filled
+                        continue
+                    if held is self:
+                        cell.cell_contents = _View(i, key)
+                state[name] = fn
             state.pop("_keeper", None)
     Value.__del__(self)
 
@@ -605,6 +611,31 @@ class Value:
                 "only a Value made as Value(data, _children, _op), an op written in "
                 f"Python, takes a _backward of its own; this one is '{self._op or 'a leaf'}'")
         _keep_backward(self, fn)
+
+    @property
+    def _vjp(self):
+        """For an op written in Python, its derivative written with Values,
+        if it was given one (else None): a function that takes g, a Value
+        standing for d(result)/d(this node), and returns one Value (or
+        number) per child, in _children order: g times d(this node)/d(child),
+        built from Values.  pygrad.grad(..., create_graph=True), hessian,
+        hvp and jacobian take the chain rule through it (as torch's custom
+        Function.backward); without one they refuse the op.  backward()
+        runs _backward, not this."""
+        return _python_backward(self._h, "_vjp")
+
+    @_vjp.setter
+    def _vjp(self, fn):
+        if not callable(fn):
+            raise TypeError(f"_vjp must be callable, not {type(fn).__name__}")
+        code = _lib.pg_opcode(_A, self._h)
+        if code < 0:
+            raise _released(self)
+        if _core.OPS[code][1] != "python":
+            raise AttributeError(
+                "only a Value made as Value(data, _children, _op), an op written in "
+                f"Python, takes a _vjp; this one is '{self._op or 'a leaf'}'")
+        _keep_backward(self, fn, "_vjp")
 
     # -- identity: one node, one Value ------------------------------------
     def __eq__(self, other):

@@ -8,7 +8,7 @@
 #
 # Numbers: `float` accepts int and bool too (PEP 484's numeric promotion);
 # at run time any numbers.Real works (Fraction, numpy scalars).
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 _Operand: TypeAlias = Value | float   # what a binary operator takes
@@ -36,6 +36,12 @@ class Value:
     def _op(self) -> str: ...
     @property
     def _i(self) -> int: ...
+    # an op written in Python: its derivative written with Values (g -> a
+    # share per child), for grad(create_graph=True), hessian, hvp, jacobian
+    @property
+    def _vjp(self) -> Callable[[Value], Sequence[Value | float]] | None: ...
+    @_vjp.setter
+    def _vjp(self, fn: Callable[[Value], Sequence[Value | float]]) -> None: ...
 
     def backward(self) -> None: ...
 
