@@ -387,6 +387,21 @@ def _keep_backward(v, fn, name="_backward"):
         v.__class__ = keeper
 
 
+def _keep_python(v, fn, name):
+    """Gives v's node, an op written in Python, its `name` (_backward,
+    _vjp); refused for any other node."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
+    code = _lib.pg_opcode(_A, v._h)
+    if code < 0:
+        raise _released(v)
+    if _core.OPS[code][1] != "python":
+        raise AttributeError(
+            "only a Value made as Value(data, _children, _op), an op written in "
+            f"Python, takes a {name} of its own; this one is '{v._op or 'a leaf'}'")
+    _keep_backward(v, fn, name)
+
+
 def _lib_inputs(i):
     """Node i's input indices (no references taken)."""
     n = _check(_lib.pg_ninputs(_A, i), "_backward")
@@ -601,16 +616,7 @@ class Value:
 
     @_backward.setter
     def _backward(self, fn):
-        if not callable(fn):
-            raise TypeError(f"_backward must be callable, not {type(fn).__name__}")
-        code = _lib.pg_opcode(_A, self._h)
-        if code < 0:
-            raise _released(self)
-        if _core.OPS[code][1] != "python":
-            raise AttributeError(
-                "only a Value made as Value(data, _children, _op), an op written in "
-                f"Python, takes a _backward of its own; this one is '{self._op or 'a leaf'}'")
-        _keep_backward(self, fn)
+        _keep_python(self, fn, "_backward")
 
     @property
     def _vjp(self):
@@ -626,16 +632,7 @@ class Value:
 
     @_vjp.setter
     def _vjp(self, fn):
-        if not callable(fn):
-            raise TypeError(f"_vjp must be callable, not {type(fn).__name__}")
-        code = _lib.pg_opcode(_A, self._h)
-        if code < 0:
-            raise _released(self)
-        if _core.OPS[code][1] != "python":
-            raise AttributeError(
-                "only a Value made as Value(data, _children, _op), an op written in "
-                f"Python, takes a _vjp; this one is '{self._op or 'a leaf'}'")
-        _keep_backward(self, fn, "_vjp")
+        _keep_python(self, fn, "_vjp")
 
     # -- identity: one node, one Value ------------------------------------
     def __eq__(self, other):

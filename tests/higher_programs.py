@@ -23,6 +23,7 @@ start).  Two generators:
 import math
 import os
 
+from hypothesis import assume
 from hypothesis import strategies as st
 
 import pygrad
@@ -300,3 +301,14 @@ def build(engine, steps, leaves):
                                  [nodes[q] for _, q in step[1]], s)
         nodes.append(out)
     return nodes
+
+
+def built_on_pygrad(program):
+    """(leaf Values, every node) of a wild program on pygrad; a program
+    whose ops fail (a log of 0, say) is not one hypothesis should pursue."""
+    leaves, steps = program
+    xs = [pygrad.Value(v) for v in leaves]
+    try:
+        return xs, build(Engine("pygrad"), steps, xs)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        assume(False)

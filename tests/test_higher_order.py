@@ -12,14 +12,15 @@ import struct
 import threading
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pygrad
 from pygrad import Value
 from pygrad import reference as R
 from helpers import settled_live_nodes
-from higher_programs import Engine, bounded_programs, build, examples, wild_programs
+from higher_programs import (Engine, bounded_programs, build, built_on_pygrad, examples,
+                             wild_programs)
 
 
 # -- the seed exercise ------------------------------------------------------
@@ -212,12 +213,7 @@ def test_jacobian_rows_are_grads_rows_to_the_bit(program, data):
     that are leaves, repeated or constants, inputs that are interior nodes,
     repeated, or not under any output, and infinities and NaN where the
     program makes them."""
-    leaves, steps = program
-    xs = [Value(v) for v in leaves]
-    try:
-        nodes = build(Engine("pygrad"), steps, xs)
-    except (ValueError, ZeroDivisionError, OverflowError):
-        assume(False)
+    xs, nodes = built_on_pygrad(program)
     pick = st.lists(st.sampled_from(nodes), min_size=1, max_size=11)
     outs = data.draw(pick) + [Value(1.5)]
     ins = data.draw(pick) + [Value(-2.0)]
