@@ -141,6 +141,18 @@ def _through_python(outs, ins, seeds, what):
         if fn is None:
             raise _python_op_error(outs, what, engine._side.get(i) or {})
         vjps.append(fn)
+    # the derivative is a graph even inside no_grad, as C's part is: the
+    # _vjp's and the sums of shares below are built with graphs on
+    was = _lib.pg_set_grad_mode(1)
+    try:
+        return _through_python_ops(outs, ins, seeds, what, pys, vjps)
+    finally:
+        _lib.pg_set_grad_mode(was)
+
+
+def _through_python_ops(outs, ins, seeds, what, pys, vjps):
+    """_through_python's chain rule (graphs on): the ops pys, newest first,
+    with their _vjps."""
     nin = len(ins)
     targets = [x._h for x in ins] + pys
     acc = [None] * len(targets)
@@ -156,7 +168,6 @@ def _through_python(outs, ins, seeds, what):
         if adj is None:
             continue       # no output reaches it
         kids = engine._lib_inputs(i)
-        was = _lib.pg_set_grad_mode(1)   # a graph, even inside no_grad
         try:
             shares = list(fn(adj))
         except BaseException as exc:
@@ -165,8 +176,6 @@ def _through_python(outs, ins, seeds, what):
                 exc.add_note(f"(raised by the _vjp of the op written in Python {op!r}, "
                              f"during {what}())")
             raise
-        finally:
-            _lib.pg_set_grad_mode(was)
         if len(shares) != len(kids):
             op = (engine._side.get(i) or {}).get("_op", "")
             raise ValueError(f"the _vjp of the op written in Python {op!r} gave "

@@ -220,3 +220,15 @@ def test_bad_vjps():
     with pytest.raises(AttributeError, match="op written in Python"):
         (x * 2)._vjp = lambda g: [g]
     assert (x * 2)._vjp is None and cube(x)._vjp is not None
+
+
+def test_inside_no_grad_paths_through_two_ops_are_summed_as_a_graph():
+    """Two ops written in Python over one input: its derivative is the sum
+    of their shares, and inside no_grad that sum must still be a node, or
+    the second derivative loses it."""
+    x = Value(0.7)
+    f = cube(x) + softplus(x)
+    with pygrad.no_grad():
+        h = pygrad.hessian(f, [x])
+    s = 1 / (1 + math.exp(-0.7))
+    assert h[0][0] == pytest.approx(6 * 0.7 + s * (1 - s), rel=1e-12)
