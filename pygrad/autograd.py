@@ -169,7 +169,11 @@ def _through_python_ops(outs, ins, seeds, what, pys, vjps):
             continue       # no output reaches it
         kids = engine._lib_inputs(i)
         try:
-            shares = list(fn(adj))
+            got = fn(adj)
+            # one Value or number: the one child's share (as torch's
+            # backward may return one tensor)
+            single = isinstance(got, Value) or engine._as_float(got) is not None
+            shares = [got] if single else list(got)
         except BaseException as exc:
             if hasattr(exc, "add_note"):
                 op = (engine._side.get(i) or {}).get("_op", "")

@@ -624,7 +624,7 @@ class Value:
         if it was given one (else None): a function that takes g, a Value
         standing for d(result)/d(this node), and returns one Value (or
         number) per child, in _children order: g times d(this node)/d(child),
-        built from Values.  pygrad.grad(..., create_graph=True), hessian,
+        built from Values (for one child, that one alone will do).  pygrad.grad(..., create_graph=True), hessian,
         hvp and jacobian take the chain rule through it (as torch's custom
         Function.backward); without one they refuse the op.  backward()
         runs _backward, not this."""

@@ -215,6 +215,9 @@ def test_bad_vjps():
         pygrad.grad(op_with(lambda g: [1 / 0]) * 1.0, x)
     assert any("'bad'" in n for n in getattr(err.value, "__notes__", ["'bad'"]))
     assert pygrad.grad(op_with(lambda g: [2.5]) * 2.0, x) == 2.5   # a number: a constant share
+    assert pygrad.grad(op_with(lambda g: g * 3) * 2.0, x) == 6.0   # one share, not a list
+    with pytest.raises(TypeError):
+        pygrad.grad(op_with(lambda g: None) * 1.0, x)
     with pytest.raises(TypeError, match="callable"):
         op_with(lambda g: [g])._vjp = 3
     with pytest.raises(AttributeError, match="op written in Python"):
