@@ -396,22 +396,59 @@ int pg_gradient_graph_cut(pg_arena *a, const pg_index *outs, const pg_index *see
     return gradient_graph(a, outs, seeds, nout, ins, nin, result, bad_op, 1);
 }
 
-int64_t pg_python_nodes(pg_arena *a, const pg_index *outs, size_t nout, pg_index *buf,
-                        size_t cap)
+/* Whether node i (under the lock) has a node flagged in `lead` among its
+ * inputs. */
+static int leads(const pg_arena *a, pg_index i, const uint8_t *lead)
+{
+#define LEAD(j) (lead[(j) >> 3] >> ((j) & 7) & 1)
+    if (a->in1[i] != PG_NONE && LEAD(a->in1[i]))
+        return 1;
+    if (pg_has_list(a->op[i])) {
+        for (uint32_t q = 0; q < a->in0[i]; q++)
+            if (LEAD(a->aux[i].list->item[q]))
+                return 1;
+        return 0;
+    }
+    return LEAD(a->in0[i]);
+#undef LEAD
+}
+
+int64_t pg_python_nodes(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
+                        size_t nin, pg_index *buf, size_t cap)
 {
     LOCK(a);
     pg_nodes set;
-    int rc = pg__collect(a, outs, nout, &set);
-    int64_t n = 0;
+    int rc = pg__all_live(a, ins, nin);
+    if (rc == PG_OK)
+        rc = pg__collect(a, outs, nout, &set);
+    else
+        memset(&set, 0, sizeof set);
+    /* which nodes an input lies under, oldest first, through everything
+     * (a bit per slot of the arena) */
+    uint8_t *lead = NULL;
     if (rc == PG_OK || rc == PG_ETYPE) {
-        for (size_t j = 0; j < set.n; j++)   /* (newest first) */
-            if (pg_is_python(a->op[set.node[j]])) {
+        lead = calloc(((size_t)a->nchunks << PG_CHUNK_BITS) / 8 + 1, 1);
+        rc = lead ? PG_OK : PG_ENOMEM;
+    }
+    int64_t n = 0;
+    if (rc == PG_OK) {
+        for (size_t j = 0; j < nin; j++)
+            lead[ins[j] >> 3] |= (uint8_t)(1u << (ins[j] & 7));
+        for (size_t j = set.n; j-- > 0;) {
+            pg_index i = set.node[j];
+            if (leads(a, i, lead))
+                lead[i >> 3] |= (uint8_t)(1u << (i & 7));
+        }
+        for (size_t j = 0; j < set.n; j++) {   /* newest first */
+            pg_index i = set.node[j];
+            if (pg_is_python(a->op[i]) && leads(a, i, lead)) {
                 if ((size_t)n < cap)
-                    buf[n] = set.node[j];
+                    buf[n] = i;
                 n++;
             }
-        rc = PG_OK;
+        }
     }
+    free(lead);
     pg__nodes_free(&set);
     UNLOCK(a);
     return rc == PG_OK ? n : rc;

@@ -153,14 +153,16 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
 /* For ops written in Python whose derivative is written with Values
  * (pygrad/autograd.py takes the chain rule through them):
  *   pg_python_nodes: how many ops written in Python lie under the outputs
- *     (or a negative error, as pg_gradient's but for PG_ETYPE); the first
- *     `cap` of them into buf, newest first;
+ *     with one of the inputs ins[0..nin) under them (the ones whose
+ *     derivative a gradient by those inputs needs), or a negative error, as
+ *     pg_gradient's but for PG_ETYPE; the first `cap` of them into buf,
+ *     newest first;
  *   pg_gradient_graph_cut: pg_gradient_graph, except that an op written in
  *     Python is where the sweep stops (its own adjoint is made, if it is an
  *     input, but nothing under it is reached through it), and an input no
  *     output reaches gets PG_NONE_INDEX instead of a new 0.0. */
-int64_t pg_python_nodes(pg_arena *a, const pg_index *outs, size_t nout, pg_index *buf,
-                        size_t cap);
+int64_t pg_python_nodes(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
+                        size_t nin, pg_index *buf, size_t cap);
 int pg_gradient_graph_cut(pg_arena *a, const pg_index *outs, const pg_index *seeds,
                           size_t nout, const pg_index *ins, size_t nin, pg_index *result,
                           int *bad_op);

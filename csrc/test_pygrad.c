@@ -888,8 +888,9 @@ static void test_python_ops(void)
     pg_decref(a, got[0]);
     pg_decref(a, got[1]);
     CHECK(pg_gradient_graph(a, &u, &none, 1, cut_in, 3, got, NULL) == PG_ETYPE);
-    CHECK(pg_python_nodes(a, &u, 1, py, 2) == 1 && py[0] == (pg_index)c);
-    CHECK(pg_python_nodes(a, &x, 1, py, 2) == 0);
+    CHECK(pg_python_nodes(a, &u, 1, &y, 1, py, 2) == 1 && py[0] == (pg_index)c);
+    CHECK(pg_python_nodes(a, &u, 1, &z, 1, py, 2) == 0);   /* z is above c */
+    CHECK(pg_python_nodes(a, &x, 1, &x, 1, py, 2) == 0);
     CLOSE(pg_grad(a, y), 4.5, 0);
     CHECK(pg_sweep(a, PG_NONE, &node) == PG_EINVAL); /* nothing paused */
     /* abort: marks cleared, the next sweep is right */

@@ -112,13 +112,16 @@ def _graph_at(outs, ins, seeds, what, cut):
     return [h if hasattr(h, "_h") else None for h in handles]
 
 
-def _python_nodes(outs, what):
-    """The ops written in Python under outs (node indices), newest first."""
-    idx = [o._h for o in outs]
+def _python_nodes(outs, ins, what):
+    """The ops written in Python under outs with one of ins under them
+    (node indices), newest first: those the chain rule must go through."""
+    idx, ins_idx = [o._h for o in outs], [x._h for x in ins]
     with engine._sweeps, engine._sweep_scope():
-        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), _ffi.NULL, 0), what)
+        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), ins_idx, len(ins_idx),
+                                        _ffi.NULL, 0), what)
         buf = _ffi.new("pg_index[]", max(n, 1))
-        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), buf, n), what)
+        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), ins_idx, len(ins_idx), buf, n),
+                   what)
     return [buf[j] for j in range(n)]
 
 
@@ -132,9 +135,11 @@ def _through_python(outs, ins, seeds, what):
     it is used), each op's _vjp turns its adjoint into its children's
     shares, and C carries those on down to the inputs and the older ops.
     The adjoints are summed in another order than one sweep would: the
-    same numbers, not always the same last bit.  An op with no _vjp is a
-    TypeError naming it, as before there were any."""
-    pys = _python_nodes(outs, what)
+    same numbers, not always the same last bit.  Only the ops with an
+    input under them are gone through (nothing is built toward the others,
+    as C builds nothing toward a node with no input under it); one of those
+    with no _vjp is a TypeError naming it, as before there were any."""
+    pys = _python_nodes(outs, ins, what)
     vjps = []
     for i in pys:
         fn = engine._python_backward(i, "_vjp")

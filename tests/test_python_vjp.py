@@ -235,3 +235,37 @@ def test_inside_no_grad_paths_through_two_ops_are_summed_as_a_graph():
         h = pygrad.hessian(f, [x])
     s = 1 / (1 + math.exp(-0.7))
     assert h[0][0] == pytest.approx(6 * 0.7 + s * (1 - s), rel=1e-12)
+
+
+def test_no_grad_hvp_and_create_graph_through_an_op_and_a_c_path():
+    """(From the review: x reaches f through the op and directly.)"""
+    x = Value(1.2)
+    f = cube(x) + x * x
+    want = pygrad.hessian(f, [x])[0][0]            # 6x + 2
+    assert want == pytest.approx(9.2)
+    with pygrad.no_grad():
+        assert pygrad.hessian(f, [x])[0][0] == pytest.approx(want)
+        assert pygrad.hvp(f, [x], [1.0])[0] == pytest.approx(want)
+        g = pygrad.grad(f, x, create_graph=True)
+    assert pygrad.grad(g, x) == pytest.approx(want)
+
+
+def test_an_op_under_no_input_asked_for_is_left_alone():
+    """d/dy of sqrt(P(x)) * y at P(x) = 0 is sqrt(0) = 0, as C alone gives
+    for (x * 2) ** 0.5 * y: nothing is built toward a node under no input
+    asked for (grad.c's AWAY), so neither toward an op written in Python,
+    nor is its _vjp called -- and one without a _vjp is not refused."""
+    calls = []
+
+    def double(x, with_vjp=True):
+        out = Value(2 * x.data, (x,), "double")
+        if with_vjp:
+            out._vjp = lambda g: calls.append(1) or [2 * g]
+        return out
+    x, y = Value(0.0), Value(3.0)
+    assert pygrad.grad((x * 2.0) ** 0.5 * y, y) == 0.0
+    assert pygrad.grad(double(x) ** 0.5 * y, y) == 0.0
+    g = pygrad.grad(double(x, with_vjp=False) ** 0.5 * y, y, create_graph=True)
+    assert g.data == 0.0 and calls == []
+    with pytest.raises(TypeError, match="'double'"):   # asked for: refused by name
+        pygrad.grad(double(x, with_vjp=False) * y, [x, y])
