@@ -103,3 +103,23 @@ void pg__nodes_free(pg_nodes *s)
     free(s->leaf);
     memset(s, 0, sizeof *s);
 }
+
+int pg_lies_under(pg_arena *a, const pg_index *roots, size_t nroots, pg_index node)
+{
+    LOCK(a);
+    pg_nodes set;
+    int rc = pg__is_live(a, node) ? pg__collect(a, roots, nroots, &set) : PG_EINVAL;
+    int found = 0;
+    if (rc == PG_OK || rc == PG_ETYPE) {
+        for (size_t j = 0; j < set.n && !found; j++)
+            found = set.node[j] == node;
+        for (size_t j = 0; j < set.nleaf && !found; j++)
+            found = set.leaf[j] == node;
+        for (size_t r = 0; r < nroots && !found; r++)
+            found = roots[r] == node;
+        rc = PG_OK;
+        pg__nodes_free(&set);
+    }
+    UNLOCK(a);
+    return rc == PG_OK ? found : rc;
+}

@@ -163,6 +163,9 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
  *     output reaches gets PG_NONE_INDEX instead of a new 0.0. */
 int64_t pg_python_nodes(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
                         size_t nin, pg_index *buf, size_t cap);
+/* 1 if node is one of roots[0..nroots) or lies under them, else 0;
+ * PG_EINVAL (a dead index), PG_EBUSY (a sweep is paused), PG_ENOMEM. */
+int pg_lies_under(pg_arena *a, const pg_index *roots, size_t nroots, pg_index node);
 int pg_gradient_graph_cut(pg_arena *a, const pg_index *outs, const pg_index *seeds,
                           size_t nout, const pg_index *ins, size_t nin, pg_index *result,
                           int *bad_op);

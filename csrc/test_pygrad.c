@@ -891,6 +891,8 @@ static void test_python_ops(void)
     CHECK(pg_python_nodes(a, &u, 1, &y, 1, py, 2) == 1 && py[0] == (pg_index)c);
     CHECK(pg_python_nodes(a, &u, 1, &z, 1, py, 2) == 0);   /* z is above c */
     CHECK(pg_python_nodes(a, &x, 1, &x, 1, py, 2) == 0);
+    CHECK(pg_lies_under(a, &u, 1, x) == 1 && pg_lies_under(a, &u, 1, u) == 1);
+    CHECK(pg_lies_under(a, &x, 1, u) == 0 && pg_lies_under(a, &z, 1, y) == 1);
     CLOSE(pg_grad(a, y), 4.5, 0);
     CHECK(pg_sweep(a, PG_NONE, &node) == PG_EINVAL); /* nothing paused */
     /* abort: marks cleared, the next sweep is right */

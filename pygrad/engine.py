@@ -399,7 +399,36 @@ def _keep_python(v, fn, name):
         raise AttributeError(
             "only a Value made as Value(data, _children, _op), an op written in "
             f"Python, takes a {name} of its own; this one is '{v._op or 'a leaf'}'")
+    if name == "_vjp":
+        _refuse_self_holding(v, fn)
     _keep_backward(v, fn, name)
+
+
+def _refuse_self_holding(v, fn):
+    """ValueError if fn holds a Value made from v's own node (d = 1 - v*v,
+    say): v's node would keep its _vjp, the _vjp d, and d v's node, a cycle
+    through C that no collector sees (the node would never die; with v
+    held too, a collection would free d under the _vjp).  The lecture's
+    own hold on `out` is fine: _keep_backward handles that one."""
+    held = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            x = cell.cell_contents
+        except ValueError:   # a cell not yet filled
+            continue
+        if isinstance(x, Value) and not isinstance(x, _View) and x is not v:
+            held.append(x)
+    if not held:
+        return
+    with _sweeps, _sweep_scope():
+        rc = _lib.pg_lies_under(_A, [x._h for x in held], len(held), v._h)
+    if rc < 0:
+        raise _error(rc, "_vjp")
+    if rc:
+        raise ValueError(
+            f"this _vjp holds a Value made from the op's own output ('{v._op}'): the node "
+            "would keep itself alive through it.  Build that Value inside the _vjp "
+            "(from out, the children and g), or hold numbers")
 
 
 def _lib_inputs(i):

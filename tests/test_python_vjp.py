@@ -269,3 +269,37 @@ def test_an_op_under_no_input_asked_for_is_left_alone():
     assert g.data == 0.0 and calls == []
     with pytest.raises(TypeError, match="'double'"):   # asked for: refused by name
         pygrad.grad(double(x, with_vjp=False) * y, [x, y])
+
+
+def _tanh_holding(x, what):
+    """tanh written in Python whose _vjp holds a Value made from its own
+    output (d = 1 - out**2, made once) -- and `out` too if asked."""
+    out = Value(math.tanh(x.data), (x,), "tanh")
+    d = 1 - out * out
+    out._vjp = (lambda g: [d * g + 0 * out]) if what == "d and out" else (lambda g: [d * g])
+    return out
+
+
+@pytest.mark.parametrize("what", ["d", "d and out"])
+def test_a_vjp_may_not_hold_a_value_made_from_its_own_output(what):
+    """(From the review.)  The node would keep itself alive through C (the
+    node -> its _vjp -> d -> the node), a cycle no collector sees: it leaked,
+    or, with `out` held too, broke after a collection.  Refused when the
+    _vjp is given, with what to do instead; building d inside works."""
+    base = settled_live_nodes()
+    x = Value(0.3)
+    with pytest.raises(ValueError, match="made from the op's own output"):
+        _tanh_holding(x, what)
+
+    def tanh_built_inside(x):
+        out = Value(math.tanh(x.data), (x,), "tanh")
+        out._vjp = lambda g: [(1 - out * out) * g]
+        return out
+    z = tanh_built_inside(x) * 2.0     # (the output's handle: gone)
+    want = pygrad.grad(z, x)
+    gc.collect()
+    assert pygrad.grad(z, x) == want == pytest.approx(2 * (1 - math.tanh(0.3) ** 2))
+    assert pygrad.hessian(z, [x])[0][0] == pytest.approx(
+        -4 * math.tanh(0.3) * (1 - math.tanh(0.3) ** 2))
+    del x, z
+    assert settled_live_nodes() == base
