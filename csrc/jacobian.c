@@ -215,14 +215,11 @@ static int make_plan(const pg_tape *t, const pg_index *ins, size_t nin, pg_jplan
             nopd += t->fwd[j].in0 + (t->fwd[j].in1 != PG_NONE);
     }
     pg_jplan *P = calloc(1, sizeof *P);
-    pg_codemap m = {NULL, NULL, 64};
-    while (m.cap < 2 * (nrows + 1))
-        m.cap *= 2;
-    m.key = malloc(m.cap * sizeof *m.key);
-    m.code = malloc(m.cap * sizeof *m.code);
+    pg_codemap m;
+    int have_map = pg__cm_init(&m, nrows) == 0;
     int32_t *col_row = malloc((nin + 1) * sizeof *col_row);
     int32_t *root_row = malloc((t->nroots + 1) * sizeof *root_row);
-    int rc = P && m.key && m.code && col_row && root_row ? PG_OK : PG_ENOMEM;
+    int rc = P && have_map && col_row && root_row ? PG_OK : PG_ENOMEM;
     if (rc == PG_OK) {
         P->nin = nin;
         P->step = malloc((n + 1) * sizeof *P->step);
@@ -235,8 +232,6 @@ static int make_plan(const pg_tape *t, const pg_index *ins, size_t nin, pg_jplan
     }
     if (rc == PG_OK) {
         memcpy(P->ins, ins, nin * sizeof *ins);
-        for (size_t s = 0; s < m.cap; s++)
-            m.key[s] = PG_NONE;
         for (size_t j = 0; j < n; j++)
             pg__cm_put(&m, t->fwd[j].out, (int32_t)j);
         for (size_t q = 0; q < t->nleaf; q++)
@@ -258,8 +253,7 @@ static int make_plan(const pg_tape *t, const pg_index *ins, size_t nin, pg_jplan
     }
     if (rc == PG_OK)
         rc = give_slots(t, P, root_row, col_row);
-    free(m.key);
-    free(m.code);
+    pg__cm_free(&m);
     free(col_row);
     free(root_row);
     if (rc != PG_OK) {

@@ -127,11 +127,8 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
     pg_prog *p = calloc(1, sizeof *p);
     if (p)
         p->refs = 1;   /* the tape's */
-    codemap m = {NULL, NULL, 64};
-    while (m.cap < 2 * (n + nl + nin + 1))
-        m.cap *= 2;
-    m.key = malloc(m.cap * sizeof *m.key);
-    m.code = malloc(m.cap * sizeof *m.code);
+    codemap m;
+    int have_map = pg__cm_init(&m, n + nl + nin) == 0;
     size_t nlst = 0;
     for (size_t j = 0, q = 0; j < n; j++)
         if (pg_is_nary(t->op[j] & PG_OPMASK))
@@ -148,13 +145,11 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
         p->lst = malloc((nlst + 1) * sizeof *p->lst);
         p->root = malloc((t->nroots + 1) * sizeof *p->root);
     }
-    if (!p || !m.key || !m.code || !p->in_node || !p->par_node || !p->op || !p->a0 ||
+    if (!p || !have_map || !p->in_node || !p->par_node || !p->op || !p->a0 ||
         !p->a1 || !p->k || !p->lo || !p->ln || !p->lst || !p->root) {
         *rc = PG_ENOMEM;
         goto fail;
     }
-    for (size_t s = 0; s < m.cap; s++)
-        m.key[s] = PG_NONE;
     p->nin = (uint32_t)nin;
     p->ncode = (uint32_t)n;
     p->nroots = (uint32_t)t->nroots;
@@ -215,12 +210,10 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
         *rc = PG_ENOMEM;
         goto fail;
     }
-    free(m.key);
-    free(m.code);
+    pg__cm_free(&m);
     return p;
 fail:
-    free(m.key);
-    free(m.code);
+    pg__cm_free(&m);
     pg__prog_unref(p);
     return NULL;
 }
