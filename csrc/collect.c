@@ -107,19 +107,37 @@ void pg__nodes_free(pg_nodes *s)
 int pg_lies_under(pg_arena *a, const pg_index *roots, size_t nroots, pg_index node)
 {
     LOCK(a);
-    pg_nodes set;
-    int rc = pg__is_live(a, node) ? pg__collect(a, roots, nroots, &set) : PG_EINVAL;
+    int rc = pg__all_live(a, roots, nroots);
+    if (rc == PG_OK && !pg__is_live(a, node))
+        rc = PG_EINVAL;
+    /* A leaf root has nothing under it, and when node is no leaf, only a
+     * root placed after it can have it under it (a node's position follows
+     * its inputs', arena.h; leaves sit anywhere): most calls (a _vjp
+     * holding its op's inputs) walk nothing. */
+    int leaf = rc == PG_OK && (a->flags[node] & PG_LEAFNODE);
+    pg_index *later = rc == PG_OK ? malloc((nroots + 1) * sizeof *later) : NULL;
+    size_t nlater = 0;
     int found = 0;
-    if (rc == PG_OK || rc == PG_ETYPE) {
-        for (size_t j = 0; j < set.n && !found; j++)
-            found = set.node[j] == node;
-        for (size_t j = 0; j < set.nleaf && !found; j++)
-            found = set.leaf[j] == node;
-        for (size_t r = 0; r < nroots && !found; r++)
-            found = roots[r] == node;
-        rc = PG_OK;
-        pg__nodes_free(&set);
+    if (rc == PG_OK && !later)
+        rc = PG_ENOMEM;
+    for (size_t r = 0; rc == PG_OK && r < nroots && !found; r++) {
+        found = roots[r] == node;
+        if (!(a->flags[roots[r]] & PG_LEAFNODE) && (leaf || pg__newer(a, roots[r], node)))
+            later[nlater++] = roots[r];
     }
+    if (rc == PG_OK && !found && nlater) {
+        pg_nodes set;
+        rc = pg__collect(a, later, nlater, &set);
+        if (rc == PG_OK || rc == PG_ETYPE) {
+            for (size_t j = 0; j < set.n && !found; j++)
+                found = set.node[j] == node;
+            for (size_t j = 0; j < set.nleaf && !found; j++)
+                found = set.leaf[j] == node;
+            rc = PG_OK;
+            pg__nodes_free(&set);
+        }
+    }
+    free(later);
     UNLOCK(a);
     return rc == PG_OK ? found : rc;
 }
