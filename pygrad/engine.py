@@ -222,8 +222,16 @@ class WeakCache:
             self._purge()
 
     def _purge(self):
-        self._refs = {k: r for k, r in list(self._refs.items()) if r() is not None}
-        self._purge_at = max(64, 2 * len(self._refs))
+        # In place, from a copy: the collector may run a finalizer in the
+        # middle (at any allocation), and it, or another thread that its
+        # cffi call lets run, may add an entry -- which a rebuilt dict
+        # would lose, and which changes the dict under any iteration of it.
+        # dict.copy() runs no Python code while it copies.
+        refs = self._refs
+        for k, r in refs.copy().items():
+            if r() is None and refs.get(k) is r:
+                del refs[k]
+        self._purge_at = max(64, 2 * len(refs))
 
     def setdefault(self, key, obj):
         """The live object under key, else obj (which then takes the key)."""
@@ -242,7 +250,7 @@ class WeakCache:
 
     def __len__(self):
         """How many objects it holds that are alive."""
-        return sum(1 for r in list(self._refs.values()) if r() is not None)
+        return sum(1 for r in self._refs.copy().values() if r() is not None)
 
 
 # Handles that _prev handed out (and the Values walked from), by node: the

@@ -186,3 +186,43 @@ def test_compile_and_bulk_reject_non_values():
         pygrad.compile([])
     with pytest.raises(TypeError):
         pygrad.grads([1.0])
+
+
+def test_a_finalizer_making_values_while_the_handle_cache_is_purged():
+    """engine's cache of handles (WeakCache) drops dead entries now and
+    then, iterating its dict; a finalizer that the collector runs in the
+    middle -- a __del__ that makes a Value, or, as seen in
+    test_idioms.py's two-thread test, one whose cffi call lets another
+    thread make one -- changed the dict under the iteration:
+    RuntimeError('dictionary changed size during iteration') from a plain
+    Value(...) in the other thread.  Here the collector runs at every
+    allocation while the cache is purged, and each finalizer makes a Value
+    and leaves the next cycle behind for the next collection."""
+    import gc
+    from pygrad import engine
+
+    made = []
+
+    class Maker:
+        def __init__(self, left):
+            self.left, self.me = left, self     # a cycle: only the collector frees it
+
+        def __del__(self):
+            made.append(Value(float(len(made))))
+            if self.left:
+                Maker(self.left - 1)
+
+    cache = engine._handles
+    keep = [Value(float(k)) for k in range(200)]
+    del keep[::2]                               # dead entries for the purge to drop
+    old = gc.get_threshold()
+    Maker(50)
+    gc.set_threshold(1)
+    try:
+        cache._purge()
+    finally:
+        gc.set_threshold(*old)
+    gc.collect()
+    assert len(made) > 2                        # finalizers did run during the purge
+    for v in keep + made:                       # every live handle still found by its node
+        assert cache.get(v._h) is v
