@@ -116,13 +116,15 @@ def _python_nodes(outs, ins, what):
     """The ops written in Python under outs with one of ins under them
     (node indices), newest first: those the chain rule must go through."""
     idx, ins_idx = [o._h for o in outs], [x._h for x in ins]
-    with engine._sweeps, engine._sweep_scope():
-        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), ins_idx, len(ins_idx),
-                                        _ffi.NULL, 0), what)
-        buf = _ffi.new("pg_index[]", max(n, 1))
-        n = _check(_lib.pg_python_nodes(_A, idx, len(idx), ins_idx, len(ins_idx), buf, n),
-                   what)
-    return [buf[j] for j in range(n)]
+    cap = 64     # (a second walk of the graph only for more ops than that)
+    while True:
+        buf = _ffi.new("pg_index[]", cap)
+        with engine._sweeps, engine._sweep_scope():
+            n = _check(_lib.pg_python_nodes(_A, idx, len(idx), ins_idx, len(ins_idx), buf,
+                                            cap), what)
+        if n <= cap:
+            return [buf[j] for j in range(n)]
+        cap = n
 
 
 def _through_python(outs, ins, seeds, what):
