@@ -303,6 +303,21 @@ def test_relu_at_signed_zero_keeps_the_sign():
     assert math.copysign(1.0, got[0]) == -1.0
 
 
+def test_relu_in_whole_vectors_keeps_eager_bits():
+    """The same over blocks long enough for the vectorised loop (map runs
+    relu as a plain expression the compiler vectorises, not eager mode's
+    maxsd): signed zeros, subnormals, NaN and infinities in every lane of a
+    vector, rows 0..69 of one block and of a two-block map."""
+    special = [-0.0, 0.0, -5e-324, 5e-324, math.nan, -math.nan, math.inf, -math.inf, -1.5, 2.5]
+    for n in (64, 70, 130):
+        vals = [special[(k * 7) % len(special)] for k in range(n)]
+        s = Value(1.0)
+        tape = pygrad.compile(s.relu(), inputs=[s])
+        got = tape.map([[v] for v in vals])
+        want = array("d", [Value(v).relu().data for v in vals])
+        assert got.tobytes() == want.tobytes(), n
+
+
 def test_non_finite_rows_follow_eager_mode():
     """NaN, infinities and overflow in rows: the values eager mode gives
     (inf - inf is NaN, exp(inf) inf, no error), bit for bit; sin(inf) is
