@@ -156,13 +156,17 @@ INLINE void in_rows(const pg_layer_args *L, double *A, const double *pad, size_t
  * (the adjoints read transposed, gt[r*mp + i], mp >= i0 + RT) and inputs
  * q0 .. q0+nq (nq <= RT sums in flight): each x_q[r] is loaded once for
  * RT neurons.  Only the first ni neurons' sums are kept (a last tile
- * runs over gt's zero padding). */
+ * runs over gt's zero padding).  With `starts`, the same pass sums the
+ * starts' derivatives too (the g_i[r], in row order, from 0.0 as a
+ * parameter's sum is): alone, that sum was one chain of dependent adds,
+ * each waiting on the one before. */
 INLINE void weight_tile(const pg_layer_args *L, const double *V, const double *gt,
-                        size_t mp, double *gpar, size_t i0, size_t ni, size_t q0, size_t nq)
+                        size_t mp, double *gpar, size_t i0, size_t ni, size_t q0, size_t nq,
+                        int starts)
 {
     const size_t n = L->n;
     const double *x[RT];
-    pg_v8 acc[RT];
+    pg_v8 acc[RT], sacc = {0};
     for (size_t q = 0; q < nq; q++) {
         x[q] = ROW(V, L->x[q0 + q], L->R);
         acc[q] = (pg_v8){0};
@@ -170,6 +174,8 @@ INLINE void weight_tile(const pg_layer_args *L, const double *V, const double *g
     for (size_t r = 0; r < L->nb; r++) {
         pg_v8 g;
         load_v(&g, gt + r * mp + i0);
+        if (starts)
+            sacc = sacc + g;
         for (size_t q = 0; q < nq; q++)
             acc[q] = acc[q] + g * x[q][r];
     }
@@ -177,22 +183,23 @@ INLINE void weight_tile(const pg_layer_args *L, const double *V, const double *g
         for (size_t e = 0; e < RT; e++)   /* (a constant bound keeps acc in registers) */
             if (e < ni)
                 gpar[L->wpar[(i0 + e) * n + q0 + q]] += acc[q][e];
+    if (starts)
+        for (size_t e = 0; e < RT; e++)
+            if (e < ni && L->spar[i0 + e] >= 0)
+                gpar[L->spar[i0 + e]] += sacc[e];
 }
 
-/* The starts of neurons i0 .. i0+ni: their adjoints summed in row order
- * (from 0.0, as a parameter's sum is), side by side. */
-INLINE void start_tile(const pg_layer_args *L, const double *gt, size_t mp, double *gpar,
-                       size_t i0, size_t ni)
+/* The weights of neurons i0 .. i0+ni against inputs q0 .. q0+nq (nq <=
+ * RT, a constant in each call); the first tile of a row of them (q0 == 0)
+ * with the starts. */
+INLINE void weight_tile_at(const pg_layer_args *L, const double *V, const double *gt,
+                           size_t mp, double *gpar, size_t i0, size_t ni, size_t q0,
+                           size_t nq)
 {
-    pg_v8 acc = {0};
-    for (size_t r = 0; r < L->nb; r++) {
-        pg_v8 g;
-        load_v(&g, gt + r * mp + i0);
-        acc = acc + g;
-    }
-    for (size_t e = 0; e < RT; e++)
-        if (e < ni && L->spar[i0 + e] >= 0)
-            gpar[L->spar[i0 + e]] += acc[e];
+    if (q0 == 0)
+        weight_tile(L, V, gt, mp, gpar, i0, ni, q0, nq, 1);
+    else
+        weight_tile(L, V, gt, mp, gpar, i0, ni, q0, nq, 0);
 }
 
 PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, double *A, double *gpar)
@@ -209,20 +216,19 @@ PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, doubl
         for (size_t r = 0; r < nb; r++)
             gt[r * mp + i] = g[r];
     }
-    /* the starts and the weights (read the adjoints and the values) */
+    /* the weights and the starts (read the adjoints and the values) */
     for (size_t i0 = 0; i0 < m; i0 += RT) {
         size_t ni = m - i0 < RT ? m - i0 : RT, q = 0;
-        start_tile(L, gt, mp, gpar, i0, ni);
         for (; q + RT <= n; q += RT)
-            weight_tile(L, V, gt, mp, gpar, i0, ni, q, RT);
+            weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, RT);
         switch (n - q) {   /* the inputs left, as a constant bound */
-        case 7: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 7); break;
-        case 6: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 6); break;
-        case 5: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 5); break;
-        case 4: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 4); break;
-        case 3: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 3); break;
-        case 2: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 2); break;
-        case 1: weight_tile(L, V, gt, mp, gpar, i0, ni, q, 1); break;
+        case 7: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 7); break;
+        case 6: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 6); break;
+        case 5: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 5); break;
+        case 4: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 4); break;
+        case 3: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 3); break;
+        case 2: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 2); break;
+        case 1: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 1); break;
         default: break;
         }
     }
