@@ -40,6 +40,13 @@
  * Each lane is the plain C expression it replaces: the same bits. */
 typedef double pg_v8 __attribute__((vector_size(RT * sizeof(double))));
 
+/* A 64-byte vector passed or returned by value has a different ABI in each
+ * clone, which GCC warns of (-Wpsabi); the functions that do are always
+ * inlined, so no call passes one. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 /* Loads RT doubles from p (any alignment); stores the first nr lanes. */
 INLINE void load_v(pg_v8 *v, const double *p)
 {
@@ -202,34 +209,173 @@ INLINE void weight_tile_at(const pg_layer_args *L, const double *V, const double
         weight_tile(L, V, gt, mp, gpar, i0, ni, q0, nq, 0);
 }
 
+/* -- small layers: rows in the lanes -------------------------------------- */
+
+/* In a layer of fewer than 8 inputs or neurons (the moons MLP's 2 -> 16
+ * and 16 -> 1) the tiles above run mostly on padding (one neuron in eight
+ * lanes) or on chains of adds too short to hide an add's latency; both of
+ * those layers cost more than the 16 x 16 one between them, for an eighth
+ * of its work.  There the lanes hold eight rows instead, each weight's
+ * derivative summed in eight sums of every eighth row, and the lanes
+ * added up at the end. */
+
+/* Eight sums at once: s[k] = the sum of v[k]'s lanes, for k < 8, each as
+ * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)): three rounds of
+ * shuffles and adds instead of seven adds a sum.  A fixed order, the same
+ * in every clone. */
+typedef long long pg_i8 __attribute__((vector_size(RT * sizeof(long long))));
+
+#define PAIR_SUMS(a, b, lo, hi) (__builtin_shuffle((a), (b), (lo)) + __builtin_shuffle((a), (b), (hi)))
+
+INLINE pg_v8 lane_sums(const pg_v8 v[RT])
+{
+    const pg_i8 e1 = {0, 8, 2, 10, 4, 12, 6, 14}, o1 = {1, 9, 3, 11, 5, 13, 7, 15};
+    const pg_i8 e2 = {0, 1, 8, 9, 4, 5, 12, 13}, o2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const pg_i8 e3 = {0, 1, 2, 3, 8, 9, 10, 11}, o3 = {4, 5, 6, 7, 12, 13, 14, 15};
+    pg_v8 a = PAIR_SUMS(v[0], v[1], e1, o1), b = PAIR_SUMS(v[2], v[3], e1, o1);
+    pg_v8 c = PAIR_SUMS(v[4], v[5], e1, o1), d = PAIR_SUMS(v[6], v[7], e1, o1);
+    pg_v8 ab = PAIR_SUMS(a, b, e2, o2), cd = PAIR_SUMS(c, d, e2, o2);
+    return PAIR_SUMS(ab, cd, e3, o3);
+}
+/* Rows 8c .. 8c+8 of a block's row array a, or, for the last chunk when
+ * it is ragged (c == nfull), its copy padded with zeros at pad + k * RT. */
+#define CHUNK(base, a, pad, k, c, nfull, R) \
+    ((c) < (nfull) ? ROW(base, a, R) + (c) * RT : (pad) + (size_t)(k) * RT)
+
+/* The weights of neurons i0 .. i0+NI by inputs q0 .. q0+NQ (NI * NQ <= 8
+ * sums in registers, constants in each call): x_q * g_i summed over the
+ * block's chunks of rows, then the lanes.  xp, gp: the ragged chunk's
+ * copies of the x_q and the g_i. */
+INLINE void row_weight_tile(const pg_layer_args *L, const double *V, const double *A,
+                            const double *xp, const double *gp, size_t nfull, size_t nch,
+                            double *gpar, size_t i0, size_t NI, size_t q0, size_t NQ)
+{
+    pg_v8 acc[RT];
+    for (size_t k = 0; k < RT; k++)
+        acc[k] = (pg_v8){0};
+    for (size_t c = 0; c < nch; c++) {
+        pg_v8 g[RT], x[RT];
+        for (size_t i = 0; i < NI; i++)
+            load_v(&g[i], CHUNK(A, L->out[i0 + i], gp, i0 + i, c, nfull, L->R));
+        for (size_t q = 0; q < NQ; q++)
+            load_v(&x[q], CHUNK(V, L->x[q0 + q], xp, q0 + q, c, nfull, L->R));
+        for (size_t i = 0; i < NI; i++)
+            for (size_t q = 0; q < NQ; q++)
+                acc[i * NQ + q] = acc[i * NQ + q] + x[q] * g[i];
+    }
+    pg_v8 s = lane_sums(acc);
+    for (size_t i = 0; i < NI; i++)
+        for (size_t q = 0; q < NQ; q++)
+            gpar[L->wpar[(i0 + i) * L->n + q0 + q]] += s[i * NQ + q];
+}
+
+/* Neurons i0 .. i0+NI against every input, NQ at a time, then one. */
+INLINE void row_weight_tiles(const pg_layer_args *L, const double *V, const double *A,
+                             const double *xp, const double *gp, size_t nfull, size_t nch,
+                             double *gpar, size_t i0, size_t NI, size_t NQ)
+{
+    size_t q = 0;
+    for (; q + NQ <= L->n; q += NQ)
+        row_weight_tile(L, V, A, xp, gp, nfull, nch, gpar, i0, NI, q, NQ);
+    for (; q < L->n; q++)
+        row_weight_tile(L, V, A, xp, gp, nfull, nch, gpar, i0, NI, q, 1);
+}
+
+/* The starts of neurons i0 .. i0+NI (NI <= 8): g_i summed as above. */
+INLINE void row_start_tile(const pg_layer_args *L, const double *A, const double *gp,
+                           size_t nfull, size_t nch, double *gpar, size_t i0, size_t NI)
+{
+    pg_v8 acc[RT];
+    for (size_t k = 0; k < RT; k++)
+        acc[k] = (pg_v8){0};
+    for (size_t c = 0; c < nch; c++)
+        for (size_t i = 0; i < NI; i++) {
+            pg_v8 g;
+            load_v(&g, CHUNK(A, L->out[i0 + i], gp, i0 + i, c, nfull, L->R));
+            acc[i] = acc[i] + g;
+        }
+    pg_v8 s = lane_sums(acc);
+    for (size_t i = 0; i < NI; i++)
+        if (L->spar[i0 + i] >= 0)
+            gpar[L->spar[i0 + i]] += s[i];
+}
+
+/* A small layer's weights and starts: tiles of four neurons by two inputs,
+ * the neurons left as three by two, two by four or one by eight. */
+INLINE void small_layer_weights(const pg_layer_args *L, const double *V, const double *A,
+                                double *gpar)
+{
+    const size_t n = L->n, m = L->m, R = L->R, nb = L->nb;
+    const size_t nfull = nb / RT, nch = (nb + RT - 1) / RT;
+    double *xp = L->xt, *gp = L->xt + n * RT;
+    if (nch > nfull) {
+        size_t r0 = nfull * RT, nr = nb - r0;
+        for (size_t q = 0; q < n; q++) {
+            const double *x = ROW(V, L->x[q], R) + r0;
+            for (size_t e = 0; e < RT; e++)
+                xp[q * RT + e] = e < nr ? x[e] : 0.0;
+        }
+        for (size_t i = 0; i < m; i++) {
+            const double *g = ROW(A, L->out[i], R) + r0;
+            for (size_t e = 0; e < RT; e++)
+                gp[i * RT + e] = e < nr ? g[e] : 0.0;
+        }
+    }
+    size_t i0 = 0;
+    for (; i0 + RT <= m; i0 += RT)
+        row_start_tile(L, A, gp, nfull, nch, gpar, i0, RT);
+    switch (m - i0) {   /* the neurons left, as a constant bound */
+    case 7: row_start_tile(L, A, gp, nfull, nch, gpar, i0, 7); break;
+    case 6: row_start_tile(L, A, gp, nfull, nch, gpar, i0, 6); break;
+    case 5: row_start_tile(L, A, gp, nfull, nch, gpar, i0, 5); break;
+    case 4: row_start_tile(L, A, gp, nfull, nch, gpar, i0, 4); break;
+    case 3: row_start_tile(L, A, gp, nfull, nch, gpar, i0, 3); break;
+    case 2: row_start_tile(L, A, gp, nfull, nch, gpar, i0, 2); break;
+    case 1: row_start_tile(L, A, gp, nfull, nch, gpar, i0, 1); break;
+    default: break;
+    }
+    for (i0 = 0; i0 + 4 <= m; i0 += 4)
+        row_weight_tiles(L, V, A, xp, gp, nfull, nch, gpar, i0, 4, 2);
+    switch (m - i0) {
+    case 3: row_weight_tiles(L, V, A, xp, gp, nfull, nch, gpar, i0, 3, 2); break;
+    case 2: row_weight_tiles(L, V, A, xp, gp, nfull, nch, gpar, i0, 2, 4); break;
+    case 1: row_weight_tiles(L, V, A, xp, gp, nfull, nch, gpar, i0, 1, 8); break;
+    default: break;
+    }
+}
+
 PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, double *A, double *gpar)
 {
     const size_t n = L->n, m = L->m, R = L->R, nb = L->nb;
-    const size_t mp = (m + RT - 1) / RT * RT;   /* m, padded to whole tiles */
-    /* the adjoints, transposed: gt[r*mp + i] = g_i[r], zeros past m */
-    double *gt = L->xt;
-    for (size_t r = 0; r < nb; r++)
-        for (size_t i = m; i < mp; i++)
-            gt[r * mp + i] = 0.0;
-    for (size_t i = 0; i < m; i++) {
-        const double *g = ROW(A, L->out[i], R);
-        for (size_t r = 0; r < nb; r++)
-            gt[r * mp + i] = g[r];
-    }
     /* the weights and the starts (read the adjoints and the values) */
-    for (size_t i0 = 0; i0 < m; i0 += RT) {
-        size_t ni = m - i0 < RT ? m - i0 : RT, q = 0;
-        for (; q + RT <= n; q += RT)
-            weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, RT);
-        switch (n - q) {   /* the inputs left, as a constant bound */
-        case 7: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 7); break;
-        case 6: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 6); break;
-        case 5: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 5); break;
-        case 4: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 4); break;
-        case 3: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 3); break;
-        case 2: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 2); break;
-        case 1: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 1); break;
-        default: break;
+    if (n < RT || m < RT) {
+        small_layer_weights(L, V, A, gpar);
+    } else {   /* neurons in the lanes (weight_tile) */
+        const size_t mp = (m + RT - 1) / RT * RT;   /* m, padded to whole tiles */
+        /* the adjoints, transposed: gt[r*mp + i] = g_i[r], zeros past m */
+        double *gt = L->xt;
+        for (size_t r = 0; r < nb; r++)
+            for (size_t i = m; i < mp; i++)
+                gt[r * mp + i] = 0.0;
+        for (size_t i = 0; i < m; i++) {
+            const double *g = ROW(A, L->out[i], R);
+            for (size_t r = 0; r < nb; r++)
+                gt[r * mp + i] = g[r];
+        }
+        for (size_t i0 = 0; i0 < m; i0 += RT) {
+            size_t ni = m - i0 < RT ? m - i0 : RT, q = 0;
+            for (; q + RT <= n; q += RT)
+                weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, RT);
+            switch (n - q) {   /* the inputs left, as a constant bound */
+            case 7: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 7); break;
+            case 6: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 6); break;
+            case 5: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 5); break;
+            case 4: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 4); break;
+            case 3: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 3); break;
+            case 2: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 2); break;
+            case 1: weight_tile_at(L, V, gt, mp, gpar, i0, ni, q, 1); break;
+            default: break;
+            }
         }
     }
     /* the inputs (write the x_q's adjoints: after the weights, which read

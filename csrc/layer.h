@@ -17,9 +17,11 @@
  * Backward, an input's adjoint gets w_iq * g_i for i = m-1 down to 0, one
  * add at a time, as the reverse sweep of the separate nodes adds them; a
  * weight's derivative, the sum over the block's rows of x_q[r] * g_i[r],
- * and a start's, the sum of g_i[r], are added up in row order.  So the
- * order is fixed by the block alone: the same bits for any thread count,
- * tile or vector unit.  Neither function can fail. */
+ * and a start's, the sum of g_i[r], are added up in row order -- or, in a
+ * layer of fewer than 8 inputs or neurons, in eight sums of every eighth
+ * row (r % 8), added up at the end in a fixed order.  So the order is
+ * fixed by the block and the layer's shape alone: the same bits for any
+ * thread count or vector unit.  Neither function can fail. */
 #ifndef PYGRAD_LAYER_H
 #define PYGRAD_LAYER_H
 
@@ -35,7 +37,7 @@ typedef struct pg_layer_args {
     const double *s;       /* m: the starts' values */
     const int32_t *wpar;   /* m * n: the weights' parameter numbers */
     const int32_t *spar;   /* m: the starts' parameter numbers, -1: a constant */
-    double *xt;            /* max(n, m + 8) * max(nb, 8) doubles of scratch */
+    double *xt;            /* (n + m + 8) * max(nb, 8) doubles of scratch */
     int no_x_adjoints;     /* backward: leave the x_q's adjoints alone (nobody
                             * reads them: the map's inputs, no input_grads) */
 } pg_layer_args;

@@ -71,7 +71,7 @@ struct pg_prog {
     double *lay_sk;       /* ... this one */
     int32_t *lay_wpar;    /* the weights' parameters, neuron by neuron */
     size_t lay_nw, lay_nm;   /* weights, neurons in all layers */
-    uint32_t lay_maxn;       /* layer.h's scratch: max(n, m + 8) rows */
+    uint32_t lay_maxn;       /* layer.h's scratch: n + m + 8 rows */
     /* Scratch kept from call to call: a training loop maps every step, and
      * megabytes freshly allocated each time cost their page faults again.
      * One call at a time holds it (busy, under the arena's lock); a call
@@ -316,7 +316,7 @@ static int find_layers(pg_prog *p)
         struct pg_lay *y = &p->lay[g];
         y->o = (uint32_t)o;
         y->w = w;
-        uint32_t need = y->n > y->m + 8 ? y->n : y->m + 8;   /* layer.h's xt */
+        uint32_t need = y->n + y->m + 8;   /* layer.h's xt, in rows of R >= 8 */
         if (need > p->lay_maxn)
             p->lay_maxn = need;
         for (int32_t j = (int32_t)y->first; j >= 0; j = next[j]) {
@@ -756,6 +756,17 @@ static size_t block_rows(size_t R, size_t nrows)
     return rows < R ? rows : R;
 }
 
+/* A thread's block scratch, n doubles, on a 64-byte boundary: row arrays
+ * are R doubles apart, R a multiple of 8, so each starts on a cache line
+ * and the layers' 8-row vectors never straddle two (with malloc's 16-byte
+ * alignment, where the scratch fell decided whether they did). */
+static double *scratch_new(size_t n)
+{
+    size_t bytes = ((n + 1) * sizeof(double) + 63) / 64 * 64;
+    void *mem = NULL;
+    return posix_memalign(&mem, 64, bytes) == 0 ? mem : NULL;
+}
+
 /* Ends a call's use of program p (and of its scratch, if it held it). */
 static void drop(pg_arena *a, pg_prog *p, int held_scratch)
 {
@@ -848,7 +859,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     rc = J->blk_par && J->blk_val ? PG_OK : PG_ENOMEM;
     for (int w = 0; w < nt && rc == PG_OK; w++) {
         double *mine = cached ? p->scratch[w] : NULL;
-        if (!mine && !(mine = malloc((block_doubles + 1) * sizeof(double))))
+        if (!mine && !(mine = scratch_new(block_doubles)))
             rc = PG_ENOMEM;
         else if (cached)
             p->scratch[w] = mine;   /* (the program is not shared meanwhile: busy) */
