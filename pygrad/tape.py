@@ -53,6 +53,11 @@ class Tape:
         _check(rc, "compile")
         self._failed = _ffi.new("int *"), _ffi.new("pg_index *")
         self._stale = False   # the last forward() failed half-way
+        # map()'s (reduced values, failing row and op) buffers, reused: two
+        # allocations were a sixth of a small map's Python cost.  A call
+        # takes a pair from the list (or makes one) and puts it back once it
+        # has read it, so concurrent maps of this tape never share one.
+        self._map_outs = []
 
     @property
     def _tape(self):
@@ -191,17 +196,24 @@ class Tape:
                 raise ValueError("tape.map(input_grads=True) on a tape of several roots: "
                                  "say which root with backward=k")
             broot, add_params = 0, False
-        threads = _threads(threads, "map")
+        if threads is None:
+            threads = 0
+        elif type(threads) is not int or threads < 1:
+            threads = _threads(threads, "map")
         nin, nroots = len(inputs), len(self.roots)
         if nin == 0:
             raise ValueError("tape.map(): the tape was compiled with no inputs")
         buf, nrows, np = _rows(rows, nin)
         values = _ffi.NULL if red else _ffi.new("double[]", nrows * nroots + 1)
-        reduced = _ffi.new("double[]", nroots) if red else _ffi.NULL
         ig = _ffi.new("double[]", nrows * nin + 1) if input_grads else _ffi.NULL
-        bad = _ffi.new("int64_t[2]")   # the failing row and op, if one fails
+        try:
+            outs = self._map_outs.pop()
+        except IndexError:   # (the failing row and op, if one fails)
+            outs = _ffi.new("double[]", nroots), _ffi.new("int64_t[2]")
+        reduced, bad = outs
         rc = _lib.pg_tape_map(self._slot[0], self._inputs, nin, buf, nrows, broot, red,
-                              add_params, values, reduced, ig, threads, bad)
+                              add_params, values, reduced if red else _ffi.NULL, ig,
+                              threads, bad)
         if rc < 0:
             if rc == _lib.PG_EINVAL:
                 raise ValueError("tape.map(): an input is a node the tape computes (or "
@@ -211,7 +223,9 @@ class Tape:
             _check(rc, "map")
         if red:
             result = reduced[0] if self.single else list(reduced)
+            self._map_outs.append(outs)   # (read: free for the next call)
         else:
+            self._map_outs.append(outs)
             per_root = [_column(values, nrows, nroots, q, np) for q in range(nroots)]
             result = per_root[0] if self.single else per_root
         if not input_grads:
@@ -244,18 +258,20 @@ def _index(x, what):
 
 _REDUCE = {None: 0, "sum": 1, "mean": 2}
 _ZERO = (0.0,)
-_F64 = []   # numpy's float64 dtype, once numpy is seen
+_NUMPY = [None, None, None]   # numpy, its ndarray, its float64 dtype: once seen
 
 
 def _rows(rows, nin):
     """(C view of the rows' numbers, how many rows, numpy or None): numpy
     is returned when rows is a numpy array, so the results can be too."""
-    np = sys.modules.get("numpy")
-    if np is not None and type(rows) is np.ndarray:
-        if not _F64:
-            _F64.append(np.dtype(np.float64))
+    np, ndarray, f64 = _NUMPY
+    if np is None and "numpy" in sys.modules:
+        np = sys.modules["numpy"]
+        _NUMPY[:] = np, np.ndarray, np.dtype(np.float64)
+        np, ndarray, f64 = _NUMPY
+    if type(rows) is ndarray:
         shape = rows.shape
-        if len(shape) == 2 and shape[1] == nin and rows.dtype is _F64[0]:
+        if len(shape) == 2 and shape[1] == nin and rows.dtype is f64:
             try:   # in place; numpy refuses (ValueError) if not C-contiguous
                 return _ffi.from_buffer("double[]", rows), shape[0], np
             except ValueError:

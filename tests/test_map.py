@@ -1251,6 +1251,30 @@ def test_one_tape_mapped_from_several_threads(np):
     assert pygrad.grads(params).tobytes() == grads_serial
 
 
+def test_reduced_maps_of_one_tape_from_several_threads(np):
+    """Threads map one Tape with reduce= at once, each its own rows: each
+    gets its own sum (map reuses its result buffers from call to call; two
+    calls at once must never share one), the NaN one's sum NaN in its own
+    thread only."""
+    tape, params, inputs, build = hinge_tape()
+    datasets = [hinge_rows(np, n, seed=s) for s, n in enumerate((1000, 1700, 2500))]
+    want = [tape.map(d, reduce="sum", threads=1) for d in datasets]
+    bad = datasets[0].copy()
+    bad[7, 0] = float("nan")                      # a NaN row: no error, a NaN sum
+    assert math.isnan(tape.map(bad, reduce="sum"))
+
+    def sums(k):
+        def run():
+            for _ in range(40):
+                assert tape.map(datasets[k], reduce="sum", threads=1) == want[k]
+        return run
+
+    def nans():
+        for _ in range(40):
+            assert math.isnan(tape.map(bad, reduce="mean", threads=1))
+    in_threads([sums(0), sums(1), sums(2), nans])
+
+
 def test_two_input_sets_on_one_graph_at_once():
     """Two tapes of one graph with different inputs (a, b | b, c), and the
     same compiled tape switched between both input sets (its C program is
