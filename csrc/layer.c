@@ -39,6 +39,7 @@
  * load between two adds of the same sum), or did not vectorise at all.
  * Each lane is the plain C expression it replaces: the same bits. */
 typedef double pg_v8 __attribute__((vector_size(RT * sizeof(double))));
+typedef long long pg_i8 __attribute__((vector_size(RT * sizeof(long long))));
 
 /* A 64-byte vector passed or returned by value has a different ABI in each
  * clone, which GCC warns of (-Wpsabi); the functions that do are always
@@ -73,16 +74,27 @@ INLINE void fwd_tile(const pg_layer_args *L, double *V, const double *pad, size_
     pg_v8 acc[NT];
     const size_t n = L->n;
     const double *w = L->w + i0 * n;
-    for (size_t i = 0; i < ni; i++)
-        acc[i] = (pg_v8){0} + L->s[i0 + i];
+    for (size_t i = 0; i < ni; i++) {   /* each sum from its start, as eager's */
+        double s[RT];   /* (0.0 + s, a zero vector plus s, made a -0.0 start 0.0) */
+        for (size_t e = 0; e < RT; e++)
+            s[e] = L->s[i0 + i];
+        load_v(&acc[i], s);
+    }
     for (size_t q = 0; q < n; q++) {
         pg_v8 x;
         load_v(&x, pad ? pad + q * RT : ROW(V, L->x[q], L->R) + r0);
         for (size_t i = 0; i < ni; i++)
             acc[i] = acc[i] + w[i * n + q] * x;
     }
-    for (size_t i = 0; i < ni; i++)
-        store_v(ROW(V, L->out[i0 + i], L->R) + r0, &acc[i], nr);
+    if (L->relu)   /* pg_relu's 0 > x ? 0 : x, lane by lane (NaN, -0.0 kept) */
+        for (size_t i = 0; i < ni; i++) {
+            pg_v8 z = {0};
+            pg_v8 v = (pg_v8)((pg_i8)acc[i] & ~(pg_i8)(acc[i] < z));
+            store_v(ROW(V, L->relu[i0 + i], L->R) + r0, &v, nr);
+        }
+    else
+        for (size_t i = 0; i < ni; i++)
+            store_v(ROW(V, L->out[i0 + i], L->R) + r0, &acc[i], nr);
 }
 
 /* Every neuron over rows r0 .. r0+nr (nr <= RT). */
@@ -223,7 +235,6 @@ INLINE void weight_tile_at(const pg_layer_args *L, const double *V, const double
  * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)): three rounds of
  * shuffles and adds instead of seven adds a sum.  A fixed order, the same
  * in every clone. */
-typedef long long pg_i8 __attribute__((vector_size(RT * sizeof(long long))));
 
 #define PAIR_SUMS(a, b, lo, hi) (__builtin_shuffle((a), (b), (lo)) + __builtin_shuffle((a), (b), (hi)))
 
@@ -347,6 +358,13 @@ INLINE void small_layer_weights(const pg_layer_args *L, const double *V, const d
 PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, double *A, double *gpar)
 {
     const size_t n = L->n, m = L->m, R = L->R, nb = L->nb;
+    if (L->relu)   /* the relus' backward: g_i = 0.0 + (v > 0) * the relu's adjoint */
+        for (size_t i = 0; i < m; i++) {
+            const double *v = ROW(V, L->relu[i], R), *gr = ROW(A, L->relu[i], R);
+            double *g = ROW(A, L->out[i], R);
+            for (size_t r = 0; r < nb; r++)
+                g[r] = 0.0 + (double)(v[r] > 0.0) * gr[r];
+        }
     /* the weights and the starts (read the adjoints and the values) */
     if (n < RT || m < RT) {
         small_layer_weights(L, V, A, gpar);

@@ -33,6 +33,7 @@ typedef struct pg_layer_args {
     size_t R, nb;          /* rows a row array holds, rows used */
     const int32_t *x;      /* n: the inputs' row arrays */
     const uint32_t *out;   /* m: the neurons' row arrays */
+    const uint32_t *relu;  /* m: row arrays of relu(out_i), or NULL (below) */
     const double *w;       /* m * n: neuron i's weights at w[i*n ..] */
     const double *s;       /* m: the starts' values */
     const int32_t *wpar;   /* m * n: the weights' parameter numbers */
@@ -42,10 +43,14 @@ typedef struct pg_layer_args {
                             * reads them: the map's inputs, no input_grads) */
 } pg_layer_args;
 
-/* out_i[r] for every neuron i and row r < nb, into V. */
+/* out_i[r] for every neuron i and row r < nb, into V; with relu, instead,
+ * relu(out_i[r]) into relu_i's row (pg_relu's bits; out_i's row is not
+ * written: nothing but the relu reads it). */
 void pg__layer_forward(const pg_layer_args *L, double *V);
 
-/* With A the adjoints (out_i's complete): A's x_q rows += the products
+/* With A the adjoints (out_i's complete; with relu, relu_i's, and out_i's
+ * row is set to 0.0 + (relu_i > 0) * its adjoint, as relu's backward adds
+ * it to a zero adjoint): A's x_q rows += the products
  * (unless no_x_adjoints),
  * gpar[wpar[i*n + q]] += d/dw_iq and gpar[spar[i]] += d/ds_i (the sum of
  * g_i over the rows, in row order).  The x_q must be distinct row arrays

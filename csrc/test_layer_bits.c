@@ -4,7 +4,7 @@
  * hashes it prints).  The same operations in the same order, no fused
  * multiply-add: so a map's results do not depend on the machine's vector
  * width.  Layers of 1..19 neurons, 1..21 inputs, 1..40 rows: every ragged
- * edge of the tiles. */
+ * edge of the tiles; and each with its neurons' relus run in the kernels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "layer.h"
@@ -14,16 +14,18 @@ int main(void)
     unsigned long long h = 1469598103934665603ull;   /* FNV-1a over the bytes */
     for (size_t m = 1; m <= 19; m += 3)
         for (size_t n = 1; n <= 21; n += 4)
-            for (size_t nb = 1; nb <= 40; nb += 7) {
-                size_t R = 64, narr = n + m, nw = m * n;
+            for (size_t nb = 1; nb <= 40; nb += 7)
+            for (int relu = 0; relu < 2; relu++) {
+                size_t R = 64, narr = n + 2 * m, nw = m * n;
                 double *V = calloc(narr * R, sizeof *V), *A = calloc(narr * R, sizeof *A);
                 double *xt = calloc((n + m + 8) * R, sizeof *xt);
                 double *w = malloc(nw * sizeof *w), *s = malloc(m * sizeof *s);
                 double *gpar = calloc(nw + m, sizeof *gpar);
                 int32_t *x = malloc(n * sizeof *x), *wpar = malloc(nw * sizeof *wpar);
                 int32_t *spar = malloc(m * sizeof *spar);
-                uint32_t *out = malloc(m * sizeof *out);
-                if (!V || !A || !xt || !w || !s || !gpar || !x || !wpar || !spar || !out) {
+                uint32_t *out = malloc(m * sizeof *out), *act = malloc(m * sizeof *act);
+                if (!V || !A || !xt || !w || !s || !gpar || !x || !wpar || !spar || !out ||
+                    !act) {
                     fprintf(stderr, "out of memory\n");
                     return 1;
                 }
@@ -31,6 +33,7 @@ int main(void)
                     x[q] = (int32_t)q;
                 for (size_t i = 0; i < m; i++) {
                     out[i] = (uint32_t)(n + i);
+                    act[i] = (uint32_t)(n + m + i);
                     spar[i] = i % 3 ? (int32_t)(nw + i) : -1;
                     s[i] = 0.1 * (double)i - 0.3;
                 }
@@ -42,7 +45,8 @@ int main(void)
                     V[k] = 0.013 * (double)((k * 104729) % 31) - 0.2;
                     A[k] = 0.031 * (double)((k * 7) % 11) - 0.17;
                 }
-                pg_layer_args L = {n, m, R, nb, x, out, w, s, wpar, spar, xt, 0};
+                pg_layer_args L = {n, m, R, nb, x, out, relu ? act : NULL, w, s, wpar, spar,
+                                   xt, 0};
                 pg__layer_forward(&L, V);
                 pg__layer_backward(&L, V, A, gpar);
                 const unsigned char *b[3] = {(void *)V, (void *)A, (void *)gpar};
@@ -52,7 +56,7 @@ int main(void)
                     for (size_t k = 0; k < len[t]; k++)
                         h = (h ^ b[t][k]) * 1099511628211ull;
                 free(V), free(A), free(xt), free(w), free(s), free(gpar);
-                free(x), free(wpar), free(spar), free(out);
+                free(x), free(wpar), free(spar), free(out), free(act);
             }
     printf("%016llx\n", h);
     return 0;

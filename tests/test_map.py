@@ -846,6 +846,68 @@ def test_random_layer_stacks_map_like_eager_rows(program):
                 (b, i, g[b][i], per_row_in[b][i], rmag[b][i])
 
 
+def relu_layered(E, xs, ps):
+    """Layers whose neurons feed only relus (map.c runs those relus in the
+    layer kernels) and layers it must not treat so.  Inputs: 3.
+
+    - R1: 11 neurons on the inputs (fewer than 8 inputs: the small-layer
+      kernel), each read by one relu; neuron 5's start -0.0 and its weights
+      0.0 (on negative inputs a sum of -0.0, whose relu is -0.0), its relu
+      also a root;
+    - R2: 9 neurons on R1's relus (the wide kernel), each read by one relu,
+      relu 2 also a root;
+    - R3: 4 neurons on R2's relus, neuron 1 also read by a product: no
+      relu fusing for R3;
+    - R4: 3 neurons on R1's relus reversed, neuron 0 itself a root."""
+    it = iter(ps)
+    x = list(xs)
+    r1 = []
+    for i in range(11):
+        w = [next(it) for _ in x]
+        start = next(it)
+        r1.append(E.dot(w, x, -0.0 if i == 5 else start).relu())
+    d2 = [E.dot([next(it) for _ in r1], r1, next(it)) for _ in range(9)]
+    r2 = [d.relu() for d in d2]
+    d3 = [E.dot([next(it) for _ in r2], r2, next(it)) for _ in range(4)]
+    r3 = [d.relu() for d in d3]
+    d4 = [E.dot([next(it) for _ in r1], r1[::-1], next(it)) for _ in range(3)]
+    r4 = [d.relu() for d in d4]
+    out = E.sum(r3 + r4 + [d3[1] * x[0]], 0.5)
+    return [out, r2[2], d4[0], r1[5]]
+
+
+RELU_LAYERED_PARAMS = [0.0 if 20 <= k < 24 else math.sin(2.3 * k) * 0.7
+                       for k in range(11 * 4 + 9 * 12 + 4 * 10 + 3 * 12)]
+
+
+def test_fused_relu_layers_keep_eager_bits_and_grads(np):
+    """Values of every root are eager mode's to the bit (-0.0 sums, NaN and
+    infinite rows included), the parameters' grads and the inputs' are the
+    reference engine's, and every thread count gives the same bytes."""
+    special = [0.0, -0.0, math.inf, -math.inf, math.nan, 1e-310, -2.0, 3.0]
+    rng = random.Random(5)
+    rows = [[special[(b + q) % len(special)] if b % 5 == 0 else rng.uniform(-2, 2)
+             for q in range(3)] for b in range(130)]
+    tape, ps, xs, roots = record(relu_layered, RELU_LAYERED_PARAMS, [0.3, -0.2, 0.9])
+    want = eager_values(relu_layered, rows, RELU_LAYERED_PARAMS)
+    got = tape.map(rows)
+    for g, w in zip(got, want):
+        assert all(struct.pack("d", a) == struct.pack("d", b) or (math.isnan(a) and math.isnan(b))
+                   for a, b in zip(g, w))
+    assert any(math.copysign(1.0, v) < 0 and v == 0 for v in got[3])   # a relu's -0.0
+    finite = [r for r in rows if all(math.isfinite(v) for v in r)]
+    for root in (0, 1, 2, 3):
+        runs = []
+        for t in (1, 2, None):
+            pygrad.zero_grad(ps)
+            _, g = tape.map(finite, backward=root, input_grads=True, threads=t)
+            runs.append((bits(g), pygrad.grads(ps).tobytes()))
+        assert all(r == runs[0] for r in runs)
+        per_row, per_row_in = ref_grads(relu_layered, finite, RELU_LAYERED_PARAMS, root=root)
+        assert_param_grads(ps, [0.0] * len(ps), per_row)
+        assert_rows_close(g, per_row_in)
+
+
 def test_layer_stack_magnitudes_bound_the_derivatives():
     """(The magnitudes above are not vacuous: each is at least the size of
     the derivative it bounds, and the example that needed them had an
