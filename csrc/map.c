@@ -81,6 +81,7 @@ struct pg_prog {
      * made meanwhile by another thread allocates its own. */
     int busy;
     double *scratch[PG_MAX_THREADS];
+    double *sums;         /* a call's numbers (call_doubles), or NULL */
 };
 
 #define NOSTART INT32_MIN
@@ -94,6 +95,7 @@ void pg__prog_unref(pg_prog *p)
         return;
     for (int w = 0; w < PG_MAX_THREADS; w++)
         free(p->scratch[w]);
+    free(p->sums);
     free(p->in_node);
     free(p->par_node);
     free(p->op);
@@ -825,6 +827,13 @@ static double *scratch_new(size_t n)
     return posix_memalign(&mem, 64, bytes) == 0 ? mem : NULL;
 }
 
+/* The doubles of a call's numbers (see pg_tape_map). */
+static size_t call_doubles(const pg_prog *p)
+{
+    return (size_t)p->npar + p->lay_nw + p->lay_nm + p->npar + p->nroots +
+           WAVE * ((size_t)p->npar + p->nroots);
+}
+
 /* Ends a call's use of program p (and of its scratch, if it held it). */
 static void drop(pg_arena *a, pg_prog *p, int held_scratch)
 {
@@ -855,15 +864,26 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         p = t->prog = build(t, ins, nin, &rc);
     if (p)
         p->refs++;     /* this call's, dropped at the end */
-    /* the parameters, as they are now, then the layers' weights and starts
-     * packed neuron by neuron (one allocation) */
-    double *par = p ? malloc((p->npar + p->lay_nw + p->lay_nm + 1) * sizeof *par) : NULL;
-    if (p && !par)
-        rc = PG_ENOMEM;
-    if (par) {
+    /* this call's numbers, one allocation (kept with the program, like the
+     * scratch, for the next call: a training loop's map made and freed six
+     * blocks of memory a step, one of them 86 KB): the parameters as they
+     * are now, the layers' weights and starts packed neuron by neuron, the
+     * sums over blocks and the sums of each block of a wave */
+    int cached = rc == PG_OK && !p->busy;   /* this call uses p's scratch */
+    if (cached)
+        p->busy = 1;
+    double *mem = NULL;
+    if (rc == PG_OK) {
+        mem = cached ? p->sums : NULL;
+        if (!mem && !(mem = malloc((call_doubles(p) + 1) * sizeof *mem)))
+            rc = PG_ENOMEM;
+        else if (cached)
+            p->sums = mem;
+    }
+    if (mem) {
         for (uint32_t q = 0; q < p->npar; q++)
-            par[q] = a->val[p->par_node[q]];
-        double *lw = par + p->npar;
+            mem[q] = a->val[p->par_node[q]];
+        double *par = mem, *lw = mem + p->npar;
         for (size_t q = 0; q < p->lay_nw; q++)
             lw[q] = par[p->lay_wpar[q]];
         for (size_t i = 0; i < p->lay_nm; i++)
@@ -871,29 +891,25 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     }
     if (rc == PG_OK && !a->pool && !(a->pool = pg__pool_new()))
         rc = PG_ENOMEM;
-    int cached = rc == PG_OK && !p->busy;   /* this call uses p's scratch */
-    if (cached)
-        p->busy = 1;
     UNLOCK(a);
     if (rc != PG_OK) {
-        free(par);
-        drop(a, p, 0);
+        if (!cached)
+            free(mem);
+        drop(a, p, cached);
         return rc;
     }
 
     /* The sweeps, with no lock held: they read only the program, the
      * snapshot and the rows, and write only their own memory. */
     job *J = calloc(1, sizeof *J);
-    double *gtot = calloc(p->npar + 1, sizeof *gtot);
-    double *vtot = calloc(p->nroots + 1, sizeof *vtot);
-    if (!J || !gtot || !vtot) {
-        free(J);
-        free(gtot);
-        free(vtot);
-        free(par);
+    if (!J) {
+        if (!cached)
+            free(mem);
         drop(a, p, cached);
         return PG_ENOMEM;
     }
+    double *par = mem, *gtot = mem + p->npar + p->lay_nw + p->lay_nm, *vtot = gtot + p->npar;
+    memset(gtot, 0, ((size_t)p->npar + p->nroots) * sizeof *gtot);
     pthread_mutex_init(&J->err_m, NULL);
     J->p = p;
     J->rows = rows;
@@ -906,15 +922,14 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     J->seed = reduce == 2 ? 1.0 / (double)nrows : 1.0;
     J->values = values;
     J->in_grads = in_grads;
-    J->blk_par = malloc((WAVE * (size_t)p->npar + 1) * sizeof(double));
-    J->blk_val = malloc((WAVE * (size_t)p->nroots + 1) * sizeof(double));
+    J->blk_par = vtot + p->nroots;
+    J->blk_val = J->blk_par + WAVE * (size_t)p->npar;
     int nt = threads > 0 ? threads : pg__pool_cores();
     if (nt > PG_MAX_THREADS)
         nt = PG_MAX_THREADS;
     if ((size_t)nt > J->nblocks)
         nt = J->nblocks ? (int)J->nblocks : 1;
     size_t block_doubles = (((size_t)p->nin + p->ncode) * 2 + p->lay_maxn) * p->R;
-    rc = J->blk_par && J->blk_val ? PG_OK : PG_ENOMEM;
     for (int w = 0; w < nt && rc == PG_OK; w++) {
         double *mine = cached ? p->scratch[w] : NULL;
         if (!mine && !(mine = scratch_new(block_doubles)))
@@ -955,13 +970,10 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     if (!cached)
         for (int w = 0; w < nt; w++)
             free(J->scratch[w]);
-    free(J->blk_par);
-    free(J->blk_val);
     pthread_mutex_destroy(&J->err_m);
     free(J);
-    free(gtot);
-    free(vtot);
-    free(par);
+    if (!cached)
+        free(mem);
     drop(a, p, cached);
     return rc;
 }
