@@ -880,7 +880,7 @@ RELU_LAYERED_PARAMS = [0.0 if 20 <= k < 24 else math.sin(2.3 * k) * 0.7
                        for k in range(11 * 4 + 9 * 12 + 4 * 10 + 3 * 12)]
 
 
-def test_fused_relu_layers_keep_eager_bits_and_grads(np):
+def test_fused_relu_layers_keep_eager_bits_and_grads():
     """Values of every root are eager mode's to the bit (-0.0 sums, NaN and
     infinite rows included), the parameters' grads and the inputs' are the
     reference engine's, and every thread count gives the same bytes."""
