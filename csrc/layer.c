@@ -64,6 +64,14 @@ INLINE void store_v(double *p, const pg_v8 *v, size_t nr)
                 p[e] = (*v)[e];
 }
 
+/* dst[0 .. RT) = src[0 .. nr), then zeros: the last, ragged rows of a block
+ * as a whole tile (the zeros' products add nothing). */
+INLINE void pad_chunk(double *dst, const double *src, size_t nr)
+{
+    for (size_t e = 0; e < RT; e++)
+        dst[e] = e < nr ? src[e] : 0.0;
+}
+
 /* Neurons i0 .. i0+ni by rows r0 .. r0+RT: each sum from its start, the
  * inputs in order; the first nr rows stored.  The inputs come from their
  * row arrays, or, for the last rows of a block (pad), from a copy padded
@@ -119,11 +127,8 @@ PG_CLONES void pg__layer_forward(const pg_layer_args *L, double *V)
         fwd_rows(L, V, NULL, r0, RT);
     if (r0 < L->nb) {   /* the last rows, padded */
         size_t nr = L->nb - r0;
-        for (size_t q = 0; q < L->n; q++) {
-            const double *x = ROW(V, L->x[q], L->R) + r0;
-            for (size_t e = 0; e < RT; e++)
-                L->xt[q * RT + e] = e < nr ? x[e] : 0.0;
-        }
+        for (size_t q = 0; q < L->n; q++)
+            pad_chunk(L->xt + q * RT, ROW(V, L->x[q], L->R) + r0, nr);
         fwd_rows(L, V, L->xt, r0, nr);
     }
 }
@@ -321,16 +326,10 @@ INLINE void small_layer_weights(const pg_layer_args *L, const double *V, const d
     double *xp = L->xt, *gp = L->xt + n * RT;
     if (nch > nfull) {
         size_t r0 = nfull * RT, nr = nb - r0;
-        for (size_t q = 0; q < n; q++) {
-            const double *x = ROW(V, L->x[q], R) + r0;
-            for (size_t e = 0; e < RT; e++)
-                xp[q * RT + e] = e < nr ? x[e] : 0.0;
-        }
-        for (size_t i = 0; i < m; i++) {
-            const double *g = ROW(A, L->out[i], R) + r0;
-            for (size_t e = 0; e < RT; e++)
-                gp[i * RT + e] = e < nr ? g[e] : 0.0;
-        }
+        for (size_t q = 0; q < n; q++)
+            pad_chunk(xp + q * RT, ROW(V, L->x[q], R) + r0, nr);
+        for (size_t i = 0; i < m; i++)
+            pad_chunk(gp + i * RT, ROW(A, L->out[i], R) + r0, nr);
     }
     size_t i0 = 0;
     for (; i0 + RT <= m; i0 += RT)
@@ -405,11 +404,8 @@ PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, doubl
         in_rows(L, A, NULL, r0, RT);
     if (r0 < nb) {   /* the last rows, padded */
         size_t nr = nb - r0;
-        for (size_t i = 0; i < m; i++) {
-            const double *g = ROW(A, L->out[i], R) + r0;
-            for (size_t e = 0; e < RT; e++)
-                L->xt[i * RT + e] = e < nr ? g[e] : 0.0;
-        }
+        for (size_t i = 0; i < m; i++)
+            pad_chunk(L->xt + i * RT, ROW(A, L->out[i], R) + r0, nr);
         in_rows(L, A, L->xt, r0, nr);
     }
 }

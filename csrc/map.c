@@ -586,12 +586,9 @@ PG_CLONES static size_t forward(const job *J, double *V, double *xt, size_t nb, 
         }
         const double *x = val_of(J, V, p->a0[j]), *y = val_of(J, V, p->a1[j]);
         int xa = p->a0[j] >= 0, ya = p->a1[j] >= 0, err = PG_OK;
-        if (op == PG_RELU && xa) {
-            /* pg_relu's maxsd(0, x), as a plain expression with the same
-             * result (NaN and -0.0 included) that the compiler
-             * vectorises: the intrinsic it is written with does not */
+        if (op == PG_RELU && xa) {   /* (pg_relu's bits, vectorised: ops.h) */
             for (size_t r = 0; r < nb; r++)
-                o[r] = x[r] < 0.0 ? 0.0 : x[r];
+                o[r] = pg_relu_plain(x[r]);
             continue;
         }
         double k = p->k[j];
@@ -827,7 +824,27 @@ static double *scratch_new(size_t n)
     return posix_memalign(&mem, 64, bytes) == 0 ? mem : NULL;
 }
 
-/* The doubles of a call's numbers (see pg_tape_map). */
+/* A call's numbers, one allocation of call_doubles(p) (see pg_tape_map):
+ * the parameters' values, the layers' weights and starts packed, the sums
+ * over blocks of the parameters' derivatives and of the roots' values, and
+ * those sums for each block of a wave.  The two functions below are the
+ * one description of its layout. */
+typedef struct call_nums {
+    double *par, *lw, *gtot, *vtot, *blk_par, *blk_val;
+} call_nums;
+
+static call_nums call_parts(const pg_prog *p, double *mem)
+{
+    call_nums c;
+    c.par = mem;
+    c.lw = c.par + p->npar;
+    c.gtot = c.lw + p->lay_nw + p->lay_nm;
+    c.vtot = c.gtot + p->npar;
+    c.blk_par = c.vtot + p->nroots;
+    c.blk_val = c.blk_par + WAVE * (size_t)p->npar;
+    return c;
+}
+
 static size_t call_doubles(const pg_prog *p)
 {
     return (size_t)p->npar + p->lay_nw + p->lay_nm + p->npar + p->nroots +
@@ -880,14 +897,15 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         else if (cached)
             p->sums = mem;
     }
+    call_nums c = {NULL, NULL, NULL, NULL, NULL, NULL};
     if (mem) {
+        c = call_parts(p, mem);
         for (uint32_t q = 0; q < p->npar; q++)
-            mem[q] = a->val[p->par_node[q]];
-        double *par = mem, *lw = mem + p->npar;
+            c.par[q] = a->val[p->par_node[q]];
         for (size_t q = 0; q < p->lay_nw; q++)
-            lw[q] = par[p->lay_wpar[q]];
+            c.lw[q] = c.par[p->lay_wpar[q]];
         for (size_t i = 0; i < p->lay_nm; i++)
-            lw[p->lay_nw + i] = p->lay_spar[i] >= 0 ? par[p->lay_spar[i]] : p->lay_sk[i];
+            c.lw[p->lay_nw + i] = p->lay_spar[i] >= 0 ? c.par[p->lay_spar[i]] : p->lay_sk[i];
     }
     if (rc == PG_OK && !a->pool && !(a->pool = pg__pool_new()))
         rc = PG_ENOMEM;
@@ -908,7 +926,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         drop(a, p, cached);
         return PG_ENOMEM;
     }
-    double *par = mem, *gtot = mem + p->npar + p->lay_nw + p->lay_nm, *vtot = gtot + p->npar;
+    double *gtot = c.gtot, *vtot = c.vtot;
     memset(gtot, 0, ((size_t)p->npar + p->nroots) * sizeof *gtot);
     pthread_mutex_init(&J->err_m, NULL);
     J->p = p;
@@ -916,14 +934,14 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     J->nrows = nrows;
     J->R = block_rows(p->R, nrows);
     J->nblocks = (nrows + J->R - 1) / J->R;
-    J->par = par;
-    J->lw = par + p->npar;
+    J->par = c.par;
+    J->lw = c.lw;
     J->broot = broot;
     J->seed = reduce == 2 ? 1.0 / (double)nrows : 1.0;
     J->values = values;
     J->in_grads = in_grads;
-    J->blk_par = vtot + p->nroots;
-    J->blk_val = J->blk_par + WAVE * (size_t)p->npar;
+    J->blk_par = c.blk_par;
+    J->blk_val = c.blk_val;
     int nt = threads > 0 ? threads : pg__pool_cores();
     if (nt > PG_MAX_THREADS)
         nt = PG_MAX_THREADS;

@@ -70,7 +70,15 @@ static inline double pg_sigmoid(double x)
 
 /* x < 0 ? 0 : x, so relu(-0.0) is -0.0 and relu(NaN) NaN, as in micrograd.
  * SSE's maxsd(0, x) is exactly that ("0 > x ? 0 : x") and has no branch on
- * the sign of x, which is a coin toss in a graph. */
+ * the sign of x, which is a coin toss in a graph: GCC compiles the plain
+ * expression, one number at a time, to a jump.  In a loop over many
+ * numbers the plain expression is what the compiler vectorises (the
+ * intrinsic it does not): map.c's loops use pg_relu_plain. */
+static inline double pg_relu_plain(double x)
+{
+    return x < 0.0 ? 0.0 : x;
+}
+
 #ifdef __SSE2__
 #include <emmintrin.h>
 static inline double pg_relu(double x)
@@ -80,7 +88,7 @@ static inline double pg_relu(double x)
 #else
 static inline double pg_relu(double x)
 {
-    return x < 0.0 ? 0.0 : x;
+    return pg_relu_plain(x);
 }
 #endif
 
