@@ -30,13 +30,25 @@
 #define PG_PREFETCH_W(p) ((void)(p))
 #endif
 
+/* Marks node i, as pg__mark does, in the flags column held in a local:
+ * through the arena, every store to a flag (a character type, which C
+ * lets alias anything) would make the compiler reload each column pointer,
+ * and the count, from memory before their next use. */
+static inline void mark(uint8_t *flags, pg_index i, size_t *pending)
+{
+    uint8_t f = flags[i];
+    unsigned fresh = !(f & (PG_MARK | PG_LEAFNODE));
+    *pending += fresh;
+    flags[i] = (uint8_t)(f | (fresh * PG_MARK));
+}
+
 /* The sweep itself, from walk w with *pending marked nodes.  With
  * `python`, it stops at a Python-defined node and returns it, the walk left
  * where it goes on; otherwise such nodes pass nothing on.  PG_NONE when the
- * sweep is done.  Inlined into each caller (`python` a constant there),
- * with the count in a local: kept behind a pointer, it would be stored and
- * reloaded around every store to a flag (a character type, which C lets
- * alias anything): a few percent of the sweep, measured. */
+ * sweep is done.  Inlined into each caller (`python` a constant there).
+ * The count and the columns are locals whose address never leaves this
+ * function (the slow path counts in a variable of its own), for the
+ * reason given at mark(). */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -53,14 +65,17 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
      * the same order, and the same bits. */
     double carry = 0.0;
     pg_index carry_to = PG_NONE;
-    double *grad = a->grad;
+    double *const grad = a->grad;
+    uint8_t *const flags = a->flags;
+    const double *const d0 = a->d0;
+    const pg_aux *const aux = a->aux;
+    const pg_index *const in0 = a->in0, *const in1 = a->in1;
     const pg_index live_end = a->nchunks << PG_CHUNK_BITS;
     const uint32_t ahead = a->nchunks >= PG_EAGER_PREFETCH_CHUNKS ? PG_EAGER_AHEAD : PG_CHUNK;
     while (pending && stop == PG_NONE && pg__walk_chunk(a, w)) {
         /* stored partials are current unless a value was written since
          * this chunk started (arena.h) */
         int fresh = a->chunks[w->chunk].epoch == a->data_epoch;
-        const uint8_t *flags = a->flags;
         for (uint32_t o = w->top; o-- > 0 && pending;) {
             pg_index i = w->base + o;
             if (o >= ahead) {
@@ -68,7 +83,7 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
                  * just below it (which the walk is about to touch anyway);
                  * a free slot's, a leaf's or a missing input reads as i */
                 pg_index p = i - PG_EAGER_AHEAD;
-                pg_index far = a->in0[p] == p - 1 ? a->in1[p] : a->in0[p];
+                pg_index far = in0[p] == p - 1 ? in1[p] : in0[p];
                 far = far < live_end ? far : i;
                 PG_PREFETCH_W(&grad[far]);
                 PG_PREFETCH_W(&flags[far]);
@@ -76,36 +91,48 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
             uint8_t f = flags[i];
             if (!(f & PG_MARK))
                 continue;
-            pg__unmark(a, i, &pending);
+            flags[i] = (uint8_t)(f & ~PG_MARK);
+            pending--;
+            /* i's grad, complete: the carry meant for it added in a
+             * register, or a carry meant for another node (one the walk
+             * did not reach next: input 0 in the chunk before) flushed */
+            double g = grad[i];
             if (carry_to == i) {
-                grad[i] += carry;
-                carry_to = PG_NONE;
+                g += carry;
+                grad[i] = g;
             } else if (carry_to != PG_NONE) {
                 grad[carry_to] += carry;
-                carry_to = PG_NONE;
             }
+            carry_to = PG_NONE;
             if (fresh && (f & PG_STORED)) {
                 /* stored partials, current (arena.h): two multiply-adds and
                  * no per-op branch; a one-input node sends -0.0, which leaves
                  * any sum unchanged, to input 0 a second time */
-                double g = grad[i];
-                pg_index i0 = a->in0[i], i1 = a->in1[i];
+                pg_index i0 = in0[i], i1 = in1[i];
                 int two = i1 != PG_NONE;
-                double c0 = a->d0[i] * g;
+                double c0 = d0[i] * g;
                 if (i0 == i - 1 && i1 != i0 && !(flags[i0] & PG_LEAFNODE)) {
                     carry = c0;   /* (+ -0.0 for a one-input op: no change) */
                     carry_to = i0;
-                    pg__mark(a, i0, &pending);
-                    if (two)
-                        pg_reach(a, i1, a->aux[i].d1 * g, 1, &pending);
+                    mark(flags, i0, &pending);
+                    if (two) {
+                        grad[i1] += aux[i].d1 * g;
+                        mark(flags, i1, &pending);
+                    }
                 } else {
-                    pg_reach(a, i0, c0, 1, &pending);
-                    double c = a->aux[i].d1 * g;          /* garbage for one-input ops */
-                    pg_reach(a, two ? i1 : i0, two ? c : -0.0, 1, &pending);
+                    grad[i0] += c0;
+                    mark(flags, i0, &pending);
+                    double c = aux[i].d1 * g;          /* garbage for one-input ops */
+                    pg_index j = two ? i1 : i0;
+                    grad[j] += two ? c : -0.0;
+                    mark(flags, j, &pending);
                 }
                 continue;
             }
-            if (pg_propagate(a, i, &pending) && python) {
+            size_t counted = pending;   /* its address goes to the step */
+            int is_python = pg_propagate(a, i, &counted);
+            pending = counted;
+            if (is_python && python) {
                 w->top = o;              /* go on below i, in i's chunk */
                 w->next = w->chunk;
                 w->first = 1;

@@ -398,6 +398,41 @@ static void test_kept_nodes_with_inputs(void)
     pg_arena_free(a);
 }
 
+/* A node in slot 0 of a reused chunk whose input 0 sits in the last slot
+ * of the chunk below it by index, made long before: adjacent indices, yet
+ * the walk reaches the chunk made before the reused one first.  The add
+ * the eager sweep holds back for input 0 (backward.c's carry, meant for
+ * the slot below) must land before the walk touches any other grad, not
+ * be lost. */
+static void test_carry_across_reused_chunk(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index p = L(a, 0.5), q = L(a, 0.25), x = O1(a, PG_MULC, p, 1.0);
+    while ((x & (PG_CHUNK - 1)) != PG_CHUNK - 1) {  /* a chain to chunk 0's top */
+        pg_index t = O1(a, PG_ADDC, x, 0.001);
+        pg_decref(a, x);
+        x = t;
+    }
+    pg_index doomed[PG_CHUNK], kept[PG_CHUNK];
+    for (uint32_t j = 0; j < PG_CHUNK; j++)                /* chunk 1, whole */
+        doomed[j] = O1(a, PG_MULC, q, 1.0);
+    pg_index z = O1(a, PG_MULC, q, 2.0);              /* chunk 2, slot 0 */
+    for (uint32_t j = 0; j < PG_CHUNK; j++)                /* chunk 1 empties */
+        pg_decref(a, doomed[j]);
+    for (uint32_t j = 1; j < PG_CHUNK; j++)                /* chunk 2 fills */
+        kept[j] = O1(a, PG_MULC, q, 3.0);
+    pg_index y = O2(a, PG_MUL, x, z);                 /* chunk 1 again */
+    CHECK(y == x + 1 && (y & (PG_CHUNK - 1)) == 0);   /* the case, made */
+    CHECK(pg_backward(a, y) == PG_OK);
+    CHECK(pg_grad(a, x) == pg_data(a, z));
+    CHECK(pg_grad(a, z) == pg_data(a, x));
+    CHECK(pg_grad(a, p) == pg_data(a, z));            /* through 1021 adds */
+    CHECK(pg_grad(a, q) == 2.0 * pg_data(a, x));
+    for (uint32_t j = 1; j < PG_CHUNK; j++)
+        pg_decref(a, kept[j]);
+    pg_arena_free(a);
+}
+
 /* The tail's frontier: a graph rebuilt after the last one died takes the
  * same slots; a leaf kept among them is stepped over; nodes with inputs
  * stay in the order they were made, above every live one. */
@@ -1040,6 +1075,7 @@ int main(int argc, char **argv)
     test_holes_for_leaves();
     test_frontier();
     test_kept_nodes_with_inputs();
+    test_carry_across_reused_chunk();
     test_far_leaves();
     test_pages_handed_back();
     test_nary();
