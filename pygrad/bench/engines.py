@@ -152,6 +152,11 @@ class Engine:
         """The engine's own accounting of its graph memory (None if none)."""
         return None
 
+    def handle_bytes(self):
+        """Python bytes a live Value costs beyond the engine's own graph
+        memory (None where the Value is the graph: the pure engines)."""
+        return None
+
 
 class Pygrad(Engine):
     """pygrad's C engine through its Python Value."""
@@ -174,6 +179,23 @@ class Pygrad(Engine):
     def arena_stats(self):
         import pygrad
         return pygrad.stats()
+
+    def handle_bytes(self):
+        """The handle object and the int holding its index, traced by
+        tracemalloc over 10^4 Values of new nodes (into a list made
+        beforehand; the nodes themselves are the arena's C bytes)."""
+        import tracemalloc
+        x, n = self.Value(0.5), 10_000
+        held = [None] * n
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for j in range(n):
+                held[j] = x * 1.5
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        return grown / n
 
 
 class PygradDot(Pygrad):

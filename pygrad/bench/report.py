@@ -311,6 +311,12 @@ def markdown_report(records, meta):
             "the script keeps count too), with pygrad's C arena alone after `C`.  The task "
             "workloads (training steps, Hessians, HVPs) are timed as a whole, min of the "
             "runs, at their own sizes (rows, variables, parameters).", ""]
+    handle = [r["py_bytes_per_handle"] for r in records
+              if r.get("engine") == SUBJECT and r.get("py_bytes_per_handle")]
+    if handle:
+        out += [f"A live pygrad `Value` costs {fmt_num(min(handle))} bytes of Python "
+                "objects (the handle and the int holding its node's index; tracemalloc, "
+                "10^4 of them) on top of its node's C bytes.", ""]
     out += ["## Targets", ""]
     out += _md_table(["target", "wanted", "measured", "verdict"],
                      target_summary(records, judge=not meta.get("quick")))

@@ -156,6 +156,9 @@ def measure(engine, workload, n, seed, repeats, repeat_time, vector_dir=None):
         if time.perf_counter() - started > repeat_time:
             break
 
+    handle = engine.handle_bytes()   # after the timings: it makes 10^4 nodes
+    if handle is not None:
+        rec["py_bytes_per_handle"] = handle
     rec["_graph"] = g      # the worker exits without freeing it
     rec["repeats"] = len(rec["build_s_all"])
     rec["build_s"] = min(rec["build_s_all"])
