@@ -225,18 +225,28 @@ static inline void pg__values_written(pg_arena *a)
 }
 
 /* Marking, for the sweeps (the eager backward, tape recording, a
- * multi-root tape's backward): a reached node that is not a leaf is flagged
+ * multi-root tape's backward): a reached node i that is not a leaf is flagged
  * and counted in *pending the first time.  Branch-free: whether i was
  * reached already is a coin toss in a DAG.  (Nothing else is kept per
  * mark: a count per chunk, which would let a walk skip chunks without
  * looking, cost the eager sweep a fifth of its time; pg__chunk_marked
  * looks instead, and only when a chunk starts.) */
-static inline void pg__mark(pg_arena *a, pg_index i, size_t *pending)
+static inline void pg__mark_in(uint8_t *flags, pg_index i, size_t *pending)
 {
-    uint8_t f = a->flags[i];
+    uint8_t f = flags[i];
     unsigned fresh = !(f & (PG_MARK | PG_LEAFNODE));
     *pending += fresh;
-    a->flags[i] = (uint8_t)(f | (fresh * PG_MARK));
+    flags[i] = (uint8_t)(f | (fresh * PG_MARK));
+}
+
+/* The same, the flags column read from the arena.  (A hot loop holds the
+ * column in a local and calls pg__mark_in: through the arena, every store
+ * to a flag, a character type that C lets alias anything, makes the
+ * compiler reload the column pointers, and a count kept in memory, before
+ * their next use.) */
+static inline void pg__mark(pg_arena *a, pg_index i, size_t *pending)
+{
+    pg__mark_in(a->flags, i, pending);
 }
 
 /* Clears the mark of node i, which is marked. */

@@ -30,25 +30,13 @@
 #define PG_PREFETCH_W(p) ((void)(p))
 #endif
 
-/* Marks node i, as pg__mark does, in the flags column held in a local:
- * through the arena, every store to a flag (a character type, which C
- * lets alias anything) would make the compiler reload each column pointer,
- * and the count, from memory before their next use. */
-static inline void mark(uint8_t *flags, pg_index i, size_t *pending)
-{
-    uint8_t f = flags[i];
-    unsigned fresh = !(f & (PG_MARK | PG_LEAFNODE));
-    *pending += fresh;
-    flags[i] = (uint8_t)(f | (fresh * PG_MARK));
-}
-
 /* The sweep itself, from walk w with *pending marked nodes.  With
  * `python`, it stops at a Python-defined node and returns it, the walk left
  * where it goes on; otherwise such nodes pass nothing on.  PG_NONE when the
  * sweep is done.  Inlined into each caller (`python` a constant there).
  * The count and the columns are locals whose address never leaves this
  * function (the slow path counts in a variable of its own), for the
- * reason given at mark(). */
+ * reason given at pg__mark (arena.h). */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -114,18 +102,18 @@ static inline pg_index run(pg_arena *a, pg_walk *w, size_t *pending_at, int pyth
                 if (i0 == i - 1 && i1 != i0 && !(flags[i0] & PG_LEAFNODE)) {
                     carry = c0;   /* (+ -0.0 for a one-input op: no change) */
                     carry_to = i0;
-                    mark(flags, i0, &pending);
+                    pg__mark_in(flags, i0, &pending);
                     if (two) {
                         grad[i1] += aux[i].d1 * g;
-                        mark(flags, i1, &pending);
+                        pg__mark_in(flags, i1, &pending);
                     }
                 } else {
                     grad[i0] += c0;
-                    mark(flags, i0, &pending);
+                    pg__mark_in(flags, i0, &pending);
                     double c = aux[i].d1 * g;          /* garbage for one-input ops */
                     pg_index j = two ? i1 : i0;
                     grad[j] += two ? c : -0.0;
-                    mark(flags, j, &pending);
+                    pg__mark_in(flags, j, &pending);
                 }
                 continue;
             }
