@@ -361,6 +361,17 @@ def _python_sweep(node):
 _KEEPERS = {}    # Value class -> its subclass whose handles keep a _backward
 
 
+def _filled_cells(fn):
+    """(cell, what it holds) for each filled cell of fn's closure; none for
+    a callable without one."""
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            held = cell.cell_contents
+        except ValueError:   # a cell not yet filled
+            continue
+        yield cell, held
+
+
 def _keep_backward(v, fn, name="_backward"):
     """Keeps fn as node v's `name` (_backward, or _vjp: the same story)."""
     state = _side.ensure(v._h, name)
@@ -370,11 +381,7 @@ def _keep_backward(v, fn, name="_backward"):
     # serves, and stays valid when the collector finalizes the handles
     # (with the closure's cycle) that the node outlives.
     inputs = set(_lib_inputs(v._h))
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            held = cell.cell_contents
-        except ValueError:   # a cell not yet filled
-            continue
+    for cell, held in _filled_cells(fn):
         if isinstance(held, Value) and not isinstance(held, _View) and held is not v \
                 and held._h in inputs:
             key = _lib.pg_side_key(_A, held._h) or _side_key(held._h)
@@ -418,14 +425,8 @@ def _refuse_self_holding(v, fn):
     through C that no collector sees (the node would never die; with v
     held too, a collection would free d under the _vjp).  The lecture's
     own hold on `out` is fine: _keep_backward handles that one."""
-    held = []
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            x = cell.cell_contents
-        except ValueError:   # a cell not yet filled
-            continue
-        if isinstance(x, Value) and not isinstance(x, _View) and x is not v:
-            held.append(x)
+    held = [x for _, x in _filled_cells(fn)
+            if isinstance(x, Value) and not isinstance(x, _View) and x is not v]
     if not held:
         return
     with _sweeps, _sweep_scope():
@@ -497,11 +498,7 @@ def _keeper_del(self):
             for name, fn in fns.items():
                 if fn is None:
                     continue
-                for cell in getattr(fn, "__closure__", None) or ():
-                    try:
-                        held = cell.cell_contents
-                    except ValueError:   # a cell not yet filled
-                        continue
+                for cell, held in _filled_cells(fn):
                     if held is self:
                         cell.cell_contents = _View(i, key)
                 state[name] = fn

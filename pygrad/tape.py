@@ -223,11 +223,10 @@ class Tape:
             _check(rc, "map")
         if red:
             result = reduced[0] if self.single else list(reduced)
-            self._map_outs.append(outs)   # (read: free for the next call)
         else:
-            self._map_outs.append(outs)
             per_root = [_column(values, nrows, nroots, q, np) for q in range(nroots)]
             result = per_root[0] if self.single else per_root
+        self._map_outs.append(outs)   # read: free for the next call
         if not input_grads:
             return result
         return result, _matrix(ig, nrows, nin, np)
