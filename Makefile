@@ -21,8 +21,15 @@ test: build test-c
 csrc/test_pygrad: $(CSRC) $(CHDR) csrc/test_pygrad.c
 	$(CC) -O2 $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
 
-test-c: csrc/test_pygrad test-isa
+# test_map_order: the library built with a seam in map.c's block loop (see
+# the test), so it is a binary of its own
+csrc/test_map_order: $(CSRC) $(CHDR) csrc/test_map_order.c
+	$(CC) -O2 $(CFLAGS_STRICT) -DPG_TEST_TAKEN=pg_test_taken -Icsrc $(CSRC) \
+	  csrc/test_map_order.c -o $@ -lm -lpthread
+
+test-c: csrc/test_pygrad csrc/test_map_order test-isa
 	./csrc/test_pygrad
+	./csrc/test_map_order
 
 # layer.c's kernels, built for each vector unit this machine has (the
 # library picks one at load time): the same bits from each.  And the C tests
@@ -49,6 +56,10 @@ test-isa:
 csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
 	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
 
+csrc/test_map_order_san: $(CSRC) $(CHDR) csrc/test_map_order.c
+	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -DPG_TEST_TAKEN=pg_test_taken -Icsrc $(CSRC) \
+	  csrc/test_map_order.c -o $@ -lm -lpthread
+
 # C tests, then the whole Python suite, against an ASan+UBSan build of the
 # library.  The sanitized extension is built in a copy of the tree
 # (build/sanitize), so the normal build stays installed.  LD_PRELOAD puts the
@@ -57,8 +68,9 @@ csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
 # leak checking is off for the interpreter (CPython keeps memory at exit;
 # the C tests' leaks are valgrind's job).  Reports go to build/sanitize/asan.*.
 SAN_DIR = build/sanitize
-sanitize: csrc/test_pygrad_san
+sanitize: csrc/test_pygrad_san csrc/test_map_order_san
 	./csrc/test_pygrad_san
+	./csrc/test_map_order_san
 	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
 	cp -r csrc tests examples pyproject.toml $(SAN_DIR)/
 	mkdir $(SAN_DIR)/pygrad && cp -r pygrad/*.py pygrad/bench $(SAN_DIR)/pygrad/
@@ -118,6 +130,7 @@ check-dist:
 
 clean:
 	rm -rf build dist *.egg-info pygrad/*.so pygrad/_pygrad_c.c pygrad/_pygrad_c.o \
-	  csrc/test_pygrad csrc/test_pygrad_san csrc/test_layer_bits_* csrc/test_layer_bits.txt \
+	  csrc/test_pygrad csrc/test_pygrad_san csrc/test_pygrad_baseline csrc/test_map_order \
+	  csrc/test_map_order_san csrc/test_layer_bits_* csrc/test_layer_bits.txt \
 	  .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -exec rm -rf {} +

@@ -772,15 +772,29 @@ static void run_block(job *J, size_t b, size_t w, double *V, double *A)
         }
 }
 
+#ifdef PG_TEST_TAKEN
+/* The tests' seam (test_map_order.c): called by a thread right after it
+ * took block w of a wave, where a preemption could stop it. */
+void PG_TEST_TAKEN(size_t w);
+#endif
+
 static void work(void *ctx, int worker)
 {
     job *J = ctx;
     const pg_prog *p = J->p;
     double *V = J->scratch[worker];
     double *A = V + ((size_t)p->nin + p->ncode) * J->R;
-    for (;;) {
+    /* After a failure no block is taken, but a block taken is always run:
+     * blocks are taken in order, so every block below a failing one was
+     * taken before it and runs, and the lowest failing row is found
+     * (checked after the take, a thread stopped between the two would skip
+     * its block once a later one failed, and the error name a later row) */
+    while (!atomic_load(&J->failed)) {
         size_t w = atomic_fetch_add(&J->next, 1);
-        if (w >= J->wave_n || atomic_load(&J->failed))
+#ifdef PG_TEST_TAKEN
+        PG_TEST_TAKEN(w);
+#endif
+        if (w >= J->wave_n)
             return;
         run_block(J, J->wave0 + w, w, V, A);
     }
