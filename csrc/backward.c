@@ -198,8 +198,9 @@ int pg_sweep(pg_arena *a, pg_index root, pg_index *node)
 }
 
 /* Clears the paused sweep's marks, each node's index into out[] when out
- * is not NULL (room for sweep.pending), and unpauses it. */
-static void unmark_paused(pg_arena *a, pg_index *out)
+ * is not NULL (room for sweep.pending), and unpauses it.  Returns how many
+ * it found (sweep.pending, unless something cleared marks meanwhile). */
+static size_t unmark_paused(pg_arena *a, pg_index *out)
 {
     size_t pending = a->sweep.pending, n = 0;
     pg_walk w = {PG_NONE, 0, a->sweep.top, a->sweep.chunk, 1};
@@ -208,9 +209,11 @@ static void unmark_paused(pg_arena *a, pg_index *out)
             if (a->flags[w.base + o] & PG_MARK) {
                 pg__unmark(a, w.base + o, &pending);
                 if (out)
-                    out[n++] = w.base + o;
+                    out[n] = w.base + o;
+                n++;
             }
     a->sweep.paused = 0;
+    return n;
 }
 
 void pg_sweep_abort(pg_arena *a)
@@ -249,9 +252,8 @@ int pg_sweep_stash(pg_arena *a)
         struct pg_stashed *st = &a->stash[a->nstash++];
         st->chunk = a->sweep.chunk;
         st->top = a->sweep.top;
-        st->pending = a->sweep.pending;
         st->marked = marked;
-        unmark_paused(a, marked);
+        st->pending = unmark_paused(a, marked);   /* (the entries written) */
     }
     UNLOCK(a);
     return rc;

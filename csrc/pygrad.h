@@ -271,7 +271,8 @@ int pg_tape_backward(pg_tape *t, size_t r);
  * of root r given the tangents of nodes ins[0..nin) of the tape (their own
  * inputs do not move them; other leaves: 0), from the local partials of the
  * last pg_tape_forward (or of compile time).  No grad changes.  PG_EINVAL
- * if an input is not a node of the tape or is given twice; PG_ENOMEM. */
+ * if an input is not a node of the tape or is given twice; PG_EBUSY while a
+ * sweep is paused (it flags the tape's nodes, as a sweep does); PG_ENOMEM. */
 int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
                 double *result);
 

@@ -242,6 +242,11 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
     if (!saved)
         return PG_ENOMEM;
     LOCK(a);
+    if (a->sweep.paused) {   /* its marks would mix with the paused sweep's */
+        UNLOCK(a);
+        free(saved);
+        return PG_EBUSY;
+    }
     for (size_t j = 0; j < total; j++) {
         pg_index i = j < n ? t->fwd[j].out : t->leaf[j - n];
         saved[j] = a->grad[i];

@@ -901,6 +901,10 @@ static void test_python_ops(void)
     CHECK(pg_op_kind(pg_opcode(a, (pg_index)c)) == PG_KIND_PYTHON);
     pg_index z = O1(a, PG_MULC, (pg_index)c, 2.0);
     pg_index u = O2(a, PG_MUL, z, x);               /* x also used later */
+    pg_index q = O1(a, PG_MULC, y, 3.0);            /* another graph's tape */
+    pg_tape *tq = NULL;
+    CHECK(pg_compile(a, &q, 1, &tq) == PG_OK);
+    double one = 1.0, dq = 0.0;
     pg_index node = PG_NONE;
     CHECK(pg_sweep(a, u, &node) == PG_PYTHON && node == (pg_index)c);
     CLOSE(pg_grad(a, (pg_index)c), 2.0 * 1.5, 0);   /* complete when stopped */
@@ -908,11 +912,15 @@ static void test_python_ops(void)
     CHECK(pg_sweep(a, u, &node) == PG_EBUSY);
     pg_tape *t = NULL;
     CHECK(pg_compile(a, &u, 1, &t) == PG_EBUSY && t == NULL);
+    CHECK(pg_tape_jvp(tq, &y, &one, 1, &dq) == PG_EBUSY);   /* it flags nodes too */
     /* "Python": c = x * y, so x gets y * grad and y gets x * grad */
     pg_set_grad(a, x, pg_grad(a, x) + 2.0 * pg_grad(a, (pg_index)c));
     pg_set_grad(a, y, pg_grad(a, y) + 1.5 * pg_grad(a, (pg_index)c));
     CHECK(pg_sweep(a, PG_NONE, &node) == PG_OK);
     CLOSE(pg_grad(a, x), 10.0 + 6.0, 0);             /* z directly, and via c */
+    CHECK(pg_tape_jvp(tq, &y, &one, 1, &dq) == PG_OK && dq == 3.0);
+    pg_tape_free(tq);
+    pg_decref(a, q);
     /* a gradient graph cut at the Python node: its adjoint (z's 2.0 times
      * u's x), x's from u alone (z = 2c), y (only under c) PG_NONE; the
      * Python node listed, once; the plain call refuses it */

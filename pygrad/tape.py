@@ -109,7 +109,11 @@ class Tape:
             raise RuntimeError("the last forward() of this tape failed half-way: call "
                                "forward() again (successfully) before jvp()")
         out = _ffi.new("double[]", len(self.roots))
-        rc = _lib.pg_tape_jvp(self._tape, idx, [float(t) for t in tangents], len(ins), out)
+        tangents = [float(t) for t in tangents]
+        # (it flags the tape's nodes, as sweeps do: inside a _backward, the
+        # paused sweep is set aside meanwhile)
+        with engine._sweeps, engine._sweep_scope():
+            rc = _lib.pg_tape_jvp(self._tape, idx, tangents, len(ins), out)
         if rc == _lib.PG_EINVAL:
             raise ValueError("tape.jvp(): an input is not a node of this tape (or is "
                              "given twice)")

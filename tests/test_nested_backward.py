@@ -10,6 +10,8 @@ import pytest
 import pygrad
 from pygrad import Value, reference
 
+from hardening_support import assert_ok, run_python
+
 
 def cube_by_inner_backward(V, share=None):
     """x**3 as a Python op whose derivative 3x**2 is found by running
@@ -89,6 +91,63 @@ def test_grad_and_compile_inside_a_backward():
     y = op(x * 3.0) + x
     y.backward()
     assert x.grad == 2 * 6.0 * 3 + 1
+
+
+def jvp_inside_backward(V, use_tape):
+    """A Python op whose _backward first asks a tape a forward-mode question
+    (tape.jvp marks the tape's nodes in C for the call), then passes its
+    grad on; a, under it, is pending in the paused outer sweep."""
+    a = V(0.5)
+    h = (a * 2.0).tanh()
+    tape = pygrad.compile(h * 2.0, inputs=[a]) if use_tape else None
+    out = V(h.data * 3.0, (h,), 'py')
+
+    def _backward():
+        if tape is not None:
+            assert tape.jvp([1.0]) == 2.0 * 2.0 * (1.0 - h.data ** 2)
+        h.grad += 3.0 * out.grad
+    out._backward = _backward
+    y = out + 0.0
+    y.backward()
+    return a.grad, h.grad
+
+
+def test_tape_jvp_inside_a_backward_keeps_the_outer_sweep():
+    """tape.jvp inside a _backward once cleared the marks of nodes the paused
+    sweep had yet to visit: they were skipped, and a got no gradient (0.0)."""
+    assert jvp_inside_backward(Value, True) == jvp_inside_backward(reference.Value, False)
+
+
+def test_tape_jvp_then_backward_inside_a_backward():
+    """The same, then a backward() of the op's own: that stash of the paused
+    sweep once found fewer marked nodes than it counted, and putting it back
+    marked slots read from uninitialised memory (a crash).  In a child
+    process, which a crash would kill."""
+    r = run_python("""
+        import pygrad
+        from pygrad import Value as V, reference as R
+
+        def run(V, tapes):
+            a = V(0.5)
+            hs = [(a * (2.0 + k)).tanh() for k in range(8)]
+            tape = pygrad.compile(pygrad.sum(hs) * 2.0, inputs=[a]) if tapes else None
+            out = V(0.0, tuple(hs), 'py')
+            def _backward():
+                if tape is not None:
+                    tape.jvp([1.0])
+                t = V(1.0)
+                (t * t).backward()
+                for h in hs:
+                    h.grad += out.grad
+            out._backward = _backward
+            (out + 0.0).backward()
+            return a.grad
+
+        got, want = run(V, True), run(R.Value, False)
+        assert got == want, (got, want)
+        print("ok")
+        """, timeout=60)
+    assert_ok(r)
 
 
 def test_an_error_inside_caught_by_the_op_leaves_the_outer_sweep_whole():
