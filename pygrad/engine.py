@@ -386,6 +386,7 @@ def _keep_backward(v, fn, name="_backward"):
                 and held._h in inputs:
             key = _lib.pg_side_key(_A, held._h) or _side_key(held._h)
             cell.cell_contents = _View(held._h, key)
+    _pin_held(v, fn, state, name)
     if isinstance(v, _View):   # owns nothing: the node keeps fn itself
         state[name] = fn
         return
@@ -400,6 +401,43 @@ def _keep_backward(v, fn, name="_backward"):
                 "__slots__": (), "__del__": _keeper_del,
                 "__module__": cls.__module__, "__qualname__": cls.__qualname__})
         v.__class__ = keeper
+
+
+def _closure_values(fn):
+    """The Values fn's closure holds: in its cells, and in a list, tuple,
+    set or dict (its values) in a cell."""
+    for _, held in _filled_cells(fn):
+        if isinstance(held, Value):
+            yield held
+        elif type(held) in (list, tuple, set, frozenset):
+            yield from (x for x in held if isinstance(x, Value))
+        elif type(held) is dict:
+            yield from (x for x in held.values() if isinstance(x, Value))
+
+
+def _pin_held(v, fn, state, name):
+    """The node's state holds the other Values fn holds (a Python op over
+    many children keeps them in a list; a closure may hold a Value that is
+    no child), as long as the node lives.  Otherwise they are reachable
+    only through the handle <-> closure cycle, a collection of it finalizes
+    them with it (releasing their nodes) while the node keeps the closure,
+    and the next backward() meets released Values.  Not those made from
+    the op's own output: held by its node, they would keep that node alive
+    through C (a cycle no collector sees; see _refuse_self_holding)."""
+    held = list({id(x): x for x in _closure_values(fn)
+                 if x is not v and not isinstance(x, _View) and x._h != DEAD}.values())
+    if held:
+        with _sweeps, _sweep_scope():
+            rc = _lib.pg_lies_under(_A, [x._h for x in held], len(held), v._h)
+            if rc > 0:   # some are made from the output: find them
+                held = [x for x in held if _check(
+                    _lib.pg_lies_under(_A, [x._h], 1, v._h), name) == 0]
+        if rc < 0:
+            raise _error(rc, name)
+    if held:
+        state["_pinned" + name] = held
+    else:
+        state.pop("_pinned" + name, None)
 
 
 def _keep_python(v, fn, name):

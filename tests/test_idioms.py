@@ -852,6 +852,73 @@ def test_python_op_input_held_only_by_its_closure_manual_pass():
     assert leaf.grad == 6 * 1.5 ** 2
 
 
+def mean_op(V, xs):
+    """A Python op over many children, kept in a list its closure holds."""
+    children = list(xs)
+    out = V(sum(c.data for c in children) / len(children), tuple(children), 'mean')
+
+    def _backward():
+        for c in children:
+            c.grad += out.grad / len(children)
+    out._backward = _backward
+    return out
+
+
+def scaled_op(V, x):
+    """A Python op whose closure holds a Value that is not its child."""
+    s = x * 0.0 + 2.0
+    out = V(x.data * s.data, (x,), 'scaled')
+
+    def _backward():
+        x.grad += s.data * out.grad
+    out._backward = _backward
+    return out
+
+
+def test_python_op_values_held_in_a_list_or_aside_survive_the_collector():
+    """The children in a list, and a Value that is no child, held only by
+    the closure: the collector finalizing the op's output handle finalized
+    them too (they were reachable only through its cycle), and backward()
+    raised 'this Value was released'.  As micrograd: the closure keeps
+    them."""
+    got = []
+    for V in (Value, reference.Value):
+        a, b = V(1.0), V(2.0)
+        y = mean_op(V, [a * 2.0, b * 3.0]) * 1.0 + scaled_op(V, a) * 0.5
+        gc.collect()
+        y.backward()
+        got.append((y.data, a.grad, b.grad))
+    assert got[0] == got[1] == (4.0 + 1.0, 1.0 + 1.0, 1.5)
+
+
+def self_held(a):
+    """A Python op whose _backward holds d, a Value made from its output."""
+    out = Value(a.data, (a,), 'self-held')
+    d = out * 2.0
+
+    def _backward():
+        a.grad += out.grad * d.data / d.data
+    out._backward = _backward
+
+
+def test_values_a_python_op_holds_are_freed_with_it():
+    """What the node's state holds for the closure goes when the node dies;
+    a Value made from the op's own output is not held (it would keep the
+    node alive through C)."""
+    base = settled_live_nodes()
+    for k in range(100):
+        a, b = Value(1.0 + k), Value(2.0)
+        y = mean_op(Value, [a * 2.0, b * 3.0]) * scaled_op(Value, b)
+        self_held(a)
+        if k % 10 == 0:
+            gc.collect()
+            y.backward()
+    del a, b, y
+    gc.collect()
+    gc.collect()
+    assert pygrad.live_nodes() == base
+
+
 def test_python_op_exception_graphs_are_freed():
     base = settled_live_nodes()
     for _ in range(50):
