@@ -380,13 +380,24 @@ def _keep_backward(v, fn, name="_backward"):
     # the node keeps its inputs alive, so a view that does not own them
     # serves, and stays valid when the collector finalizes the handles
     # (with the closure's cycle) that the node outlives.
+    # Any other Value it holds, in a cell or in a container there: see
+    # _pin_held.
     inputs = set(_lib_inputs(v._h))
+    others = []
     for cell, held in _filled_cells(fn):
-        if isinstance(held, Value) and not isinstance(held, _View) and held is not v \
-                and held._h in inputs:
-            key = _lib.pg_side_key(_A, held._h) or _side_key(held._h)
-            cell.cell_contents = _View(held._h, key)
-    _pin_held(v, fn, state, name)
+        if isinstance(held, Value):
+            if isinstance(held, _View) or held is v:
+                continue
+            if held._h in inputs:
+                key = _lib.pg_side_key(_A, held._h) or _side_key(held._h)
+                cell.cell_contents = _View(held._h, key)
+            else:
+                others.append(held)
+        elif type(held) in _CONTAINERS:
+            others.extend(x for x in (held.values() if type(held) is dict else held)
+                          if isinstance(x, Value) and x is not v and not isinstance(x, _View))
+    if others or "_pinned" + name in state:
+        _pin_held(v, others, state, name)
     if isinstance(v, _View):   # owns nothing: the node keeps fn itself
         state[name] = fn
         return
@@ -403,37 +414,38 @@ def _keep_backward(v, fn, name="_backward"):
         v.__class__ = keeper
 
 
-def _closure_values(fn):
-    """The Values fn's closure holds: in its cells, and in a list, tuple,
-    set or dict (its values) in a cell."""
-    for _, held in _filled_cells(fn):
-        if isinstance(held, Value):
-            yield held
-        elif type(held) in (list, tuple, set, frozenset):
-            yield from (x for x in held if isinstance(x, Value))
-        elif type(held) is dict:
-            yield from (x for x in held.values() if isinstance(x, Value))
-
-
-def _pin_held(v, fn, state, name):
-    """The node's state holds the other Values fn holds (a Python op over
-    many children keeps them in a list; a closure may hold a Value that is
-    no child), as long as the node lives.  Otherwise they are reachable
-    only through the handle <-> closure cycle, a collection of it finalizes
-    them with it (releasing their nodes) while the node keeps the closure,
-    and the next backward() meets released Values.  Not those made from
-    the op's own output: held by its node, they would keep that node alive
-    through C (a cycle no collector sees; see _refuse_self_holding)."""
-    held = list({id(x): x for x in _closure_values(fn)
-                 if x is not v and not isinstance(x, _View) and x._h != DEAD}.values())
-    if held:
+def _lies_under(roots, v, what):
+    """Whether v's node is one of the roots' (Values) or lies under them.
+    Asked first without the sweep lock: C walks the graph (marking nodes)
+    only when a root was made after v, and refuses (PG_EBUSY) while a
+    sweep is paused; then inside it, which sets a paused sweep aside."""
+    idx = [x._h for x in roots]
+    rc = _lib.pg_lies_under(_A, idx, len(idx), v._h)
+    if rc == _lib.PG_EBUSY:
         with _sweeps, _sweep_scope():
-            rc = _lib.pg_lies_under(_A, [x._h for x in held], len(held), v._h)
-            if rc > 0:   # some are made from the output: find them
-                held = [x for x in held if _check(
-                    _lib.pg_lies_under(_A, [x._h], 1, v._h), name) == 0]
-        if rc < 0:
-            raise _error(rc, name)
+            rc = _lib.pg_lies_under(_A, idx, len(idx), v._h)
+    if rc < 0:
+        raise _error(rc, what)
+    return rc > 0
+
+
+# where a closure's Values may sit, besides its cells (_keep_backward)
+_CONTAINERS = frozenset((list, tuple, set, frozenset, dict))
+
+
+def _pin_held(v, held, state, name):
+    """The node's state holds `held`, the Values other than its inputs that
+    the closure holds (a Python op over many children keeps them in a list;
+    a closure may hold a Value that is no child), as long as the node
+    lives.  Otherwise they are reachable only through the handle <->
+    closure cycle, a collection of it finalizes them with it (releasing
+    their nodes) while the node keeps the closure, and the next backward()
+    meets released Values.  Not those made from the op's own output: held
+    by its node, they would keep that node alive through C (a cycle no
+    collector sees; see _refuse_self_holding)."""
+    held = [x for x in held if x._h != DEAD]
+    if held and _lies_under(held, v, name):   # some are made from the output
+        held = [x for x in held if not _lies_under([x], v, name)]
     if held:
         state["_pinned" + name] = held
     else:
@@ -467,11 +479,7 @@ def _refuse_self_holding(v, fn):
             if isinstance(x, Value) and not isinstance(x, _View) and x is not v]
     if not held:
         return
-    with _sweeps, _sweep_scope():
-        rc = _lib.pg_lies_under(_A, [x._h for x in held], len(held), v._h)
-    if rc < 0:
-        raise _error(rc, "_vjp")
-    if rc:
+    if _lies_under(held, v, "_vjp"):
         raise ValueError(
             f"this _vjp holds a Value made from the op's own output ('{v._op}'): the node "
             "would keep itself alive through it.  Build that Value inside the _vjp "
