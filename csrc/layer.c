@@ -354,6 +354,58 @@ INLINE void small_layer_weights(const pg_layer_args *L, const double *V, const d
     }
 }
 
+/* w[e][k] = v[k][e]: eight vectors transposed in three rounds of
+ * two-vector shuffles (pairs, then fours, then halves), moving the numbers
+ * only. */
+INLINE void transpose8(const pg_v8 v[RT], pg_v8 w[RT])
+{
+    const pg_i8 e1 = {0, 8, 2, 10, 4, 12, 6, 14}, o1 = {1, 9, 3, 11, 5, 13, 7, 15};
+    const pg_i8 e2 = {0, 1, 8, 9, 4, 5, 12, 13}, o2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const pg_i8 lo = {0, 1, 2, 3, 8, 9, 10, 11}, hi = {4, 5, 6, 7, 12, 13, 14, 15};
+    pg_v8 a[RT], b[RT];
+    for (size_t k = 0; k < RT; k += 2) {   /* a[k]: lanes 0,2,4,6 of v[k], v[k+1] */
+        a[k] = __builtin_shuffle(v[k], v[k + 1], e1);
+        a[k + 1] = __builtin_shuffle(v[k], v[k + 1], o1);
+    }
+    for (size_t k = 0; k < RT; k += 4)     /* b[k + e]: lanes e, e+4 of v[k..k+4) */
+        for (size_t e = 0; e < 2; e++) {
+            b[k + e] = __builtin_shuffle(a[k + e], a[k + e + 2], e2);
+            b[k + e + 2] = __builtin_shuffle(a[k + e], a[k + e + 2], o2);
+        }
+    for (size_t e = 0; e < 4; e++) {
+        w[e] = __builtin_shuffle(b[e], b[e + 4], lo);
+        w[e + 4] = __builtin_shuffle(b[e], b[e + 4], hi);
+    }
+}
+
+/* gt[r*mp + i] = g_i[r] for the block's rows, zeros for i in [m, mp): the
+ * weights' pass reads a row's adjoints side by side.  Eight neurons by
+ * eight rows a time, transposed in registers (one number at a time, a
+ * strided store each, this took two thirds as long as the weights'
+ * products); the rows and neurons left over one by one. */
+INLINE void transpose_adjoints(const pg_layer_args *L, const double *A, double *gt, size_t mp)
+{
+    const size_t m = L->m, R = L->R, nb = L->nb;
+    const size_t mfull = m / RT * RT, nbfull = nb / RT * RT;
+    for (size_t i0 = 0; i0 < mfull; i0 += RT)
+        for (size_t r0 = 0; r0 < nbfull; r0 += RT) {
+            pg_v8 v[RT], w[RT];
+            for (size_t k = 0; k < RT; k++)
+                load_v(&v[k], ROW(A, L->out[i0 + k], R) + r0);
+            transpose8(v, w);
+            for (size_t e = 0; e < RT; e++)
+                memcpy(gt + (r0 + e) * mp + i0, &w[e], sizeof w[e]);
+        }
+    for (size_t i = 0; i < m; i++) {
+        const double *g = ROW(A, L->out[i], R);
+        for (size_t r = i < mfull ? nbfull : 0; r < nb; r++)
+            gt[r * mp + i] = g[r];
+    }
+    for (size_t r = 0; r < nb; r++)
+        for (size_t i = m; i < mp; i++)
+            gt[r * mp + i] = 0.0;
+}
+
 PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, double *A, double *gpar)
 {
     const size_t n = L->n, m = L->m, R = L->R, nb = L->nb;
@@ -371,14 +423,7 @@ PG_CLONES void pg__layer_backward(const pg_layer_args *L, const double *V, doubl
         const size_t mp = (m + RT - 1) / RT * RT;   /* m, padded to whole tiles */
         /* the adjoints, transposed: gt[r*mp + i] = g_i[r], zeros past m */
         double *gt = L->xt;
-        for (size_t r = 0; r < nb; r++)
-            for (size_t i = m; i < mp; i++)
-                gt[r * mp + i] = 0.0;
-        for (size_t i = 0; i < m; i++) {
-            const double *g = ROW(A, L->out[i], R);
-            for (size_t r = 0; r < nb; r++)
-                gt[r * mp + i] = g[r];
-        }
+        transpose_adjoints(L, A, gt, mp);
         for (size_t i0 = 0; i0 < m; i0 += RT) {
             size_t ni = m - i0 < RT ? m - i0 : RT, q = 0;
             for (; q + RT <= n; q += RT)
