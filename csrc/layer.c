@@ -143,7 +143,9 @@ INLINE void in_tile(const pg_layer_args *L, double *A, const double *pad, size_t
     const size_t n = L->n;
     for (size_t q = 0; q < nq; q++) {
         const double *t = ROW(A, L->x[q0 + q], L->R) + r0;
-        if (nr == RT)
+        if (L->x_first)
+            acc[q] = (pg_v8){0};
+        else if (nr == RT)
             load_v(&acc[q], t);
         else
             for (size_t e = 0; e < RT; e++)

@@ -41,6 +41,8 @@ typedef struct pg_layer_args {
     double *xt;            /* (n + m + 8) * max(nb, 8) doubles of scratch */
     int no_x_adjoints;     /* backward: leave the x_q's adjoints alone (nobody
                             * reads them: the map's inputs, no input_grads) */
+    int x_first;           /* backward: the x_q's adjoints are 0.0 (not read:
+                            * they are set, as an add to 0.0 would) */
 } pg_layer_args;
 
 /* out_i[r] for every neuron i and row r < nb, into V; with relu, instead,
@@ -51,7 +53,7 @@ void pg__layer_forward(const pg_layer_args *L, double *V);
 /* With A the adjoints (out_i's complete; with relu, relu_i's, and out_i's
  * row is set to 0.0 + (relu_i > 0) * its adjoint, as relu's backward adds
  * it to a zero adjoint): A's x_q rows += the products
- * (unless no_x_adjoints),
+ * (unless no_x_adjoints; with x_first, A's x_q rows are taken as 0.0, not read),
  * gpar[wpar[i*n + q]] += d/dw_iq and gpar[spar[i]] += d/ds_i (the sum of
  * g_i over the rows, in row order).  The x_q must be distinct row arrays
  * (an input given twice would lose an add). */

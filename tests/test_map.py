@@ -908,6 +908,45 @@ def test_fused_relu_layers_keep_eager_bits_and_grads():
         assert_rows_close(g, per_row_in)
 
 
+def skip_connected(E, xs, ps):
+    """Layers whose inputs have other readers after them (map.c then adds
+    into their adjoints; only a layer that is their last reader may start
+    them from zero).  Inputs: 2.  H: 12 tanh neurons on the inputs, then
+    layers of 9 neurons on H in threes, and after all of them:
+
+    - A on H[0..2], read again by H[0] * H[1] and H[2].exp() (binary and
+      unary ops);
+    - B on H[3..5], read again by their sum (an n-ary op);
+    - C on H[6..8], H[7] a root;
+    - D on H[9..11], read by nothing else (the one that starts from zero).
+    Roots: the sum of all of it, and H[7]."""
+    it = iter(ps)
+    h = [E.dot([next(it) for _ in xs], list(xs), next(it)).tanh() for _ in range(12)]
+    layers = [[E.dot([next(it) for _ in range(3)], h[q:q + 3], next(it)) for _ in range(9)]
+              for q in (0, 3, 6, 9)]
+    after = [h[0] * h[1], h[2].exp(), E.sum(h[3:6])]
+    return [E.sum([v for lay in layers for v in lay] + after), h[7]]
+
+
+SKIP_CONNECTED_PARAMS = [math.cos(1.7 * k) * 0.6 for k in range(12 * 3 + 4 * 9 * 4)]
+
+
+def test_layer_inputs_read_after_the_layer_keep_every_add():
+    """The adjoints of a layer's inputs that later ops also read (a skip
+    connection) get those ops' adds as well as the layer's, per row and
+    summed over the rows: the reference engine's, for every root."""
+    rng = random.Random(11)
+    rows = [[rng.uniform(-2, 2) for _ in range(2)] for _ in range(77)]
+    tape, ps, xs, roots = record(skip_connected, SKIP_CONNECTED_PARAMS, [0.1, 0.2])
+    for root in (0, 1):
+        pygrad.zero_grad(ps)
+        for _ in range(2):   # (a second call: the block scratch reused)
+            _, g = tape.map(rows, backward=root, input_grads=True)
+        per_row, per_row_in = ref_grads(skip_connected, rows, SKIP_CONNECTED_PARAMS, root=root)
+        assert_param_grads(ps, [0.0] * len(ps), per_row + per_row)
+        assert_rows_close(g, per_row_in)
+
+
 def test_layer_stack_magnitudes_bound_the_derivatives():
     """(The magnitudes above are not vacuous: each is at least the size of
     the derivative it bounds, and the example that needed them had an
