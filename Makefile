@@ -27,9 +27,14 @@ csrc/test_map_order: $(CSRC) $(CHDR) csrc/test_map_order.c
 	$(CC) -O2 $(CFLAGS_STRICT) -DPG_TEST_TAKEN=pg_test_taken -Icsrc $(CSRC) \
 	  csrc/test_map_order.c -o $@ -lm -lpthread
 
-test-c: csrc/test_pygrad csrc/test_map_order test-isa
+# test_pool: the worker pool's job protocol under stress (pool.c alone)
+csrc/test_pool: csrc/pool.c csrc/pool.h csrc/test_pool.c
+	$(CC) -O2 $(CFLAGS_STRICT) -Icsrc csrc/pool.c csrc/test_pool.c -o $@ -lpthread
+
+test-c: csrc/test_pygrad csrc/test_map_order csrc/test_pool test-isa
 	./csrc/test_pygrad
 	./csrc/test_map_order
+	./csrc/test_pool
 
 # layer.c's kernels, built for each vector unit this machine has (the
 # library picks one at load time): the same bits from each.  And the C tests
@@ -56,6 +61,9 @@ test-isa:
 csrc/test_pygrad_san: $(CSRC) $(CHDR) csrc/test_pygrad.c
 	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -Icsrc $(CSRC) csrc/test_pygrad.c -o $@ -lm -lpthread
 
+csrc/test_pool_san: csrc/pool.c csrc/pool.h csrc/test_pool.c
+	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -Icsrc csrc/pool.c csrc/test_pool.c -o $@ -lpthread
+
 csrc/test_map_order_san: $(CSRC) $(CHDR) csrc/test_map_order.c
 	$(CC) -O1 -g $(SAN) $(CFLAGS_STRICT) -DPG_TEST_TAKEN=pg_test_taken -Icsrc $(CSRC) \
 	  csrc/test_map_order.c -o $@ -lm -lpthread
@@ -68,9 +76,10 @@ csrc/test_map_order_san: $(CSRC) $(CHDR) csrc/test_map_order.c
 # leak checking is off for the interpreter (CPython keeps memory at exit;
 # the C tests' leaks are valgrind's job).  Reports go to build/sanitize/asan.*.
 SAN_DIR = build/sanitize
-sanitize: csrc/test_pygrad_san csrc/test_map_order_san
+sanitize: csrc/test_pygrad_san csrc/test_map_order_san csrc/test_pool_san
 	./csrc/test_pygrad_san
 	./csrc/test_map_order_san
+	./csrc/test_pool_san
 	rm -rf $(SAN_DIR) && mkdir -p $(SAN_DIR)
 	cp -r csrc tests examples pyproject.toml $(SAN_DIR)/
 	mkdir $(SAN_DIR)/pygrad && cp -r pygrad/*.py pygrad/bench $(SAN_DIR)/pygrad/
@@ -131,6 +140,7 @@ check-dist:
 clean:
 	rm -rf build dist *.egg-info pygrad/*.so pygrad/_pygrad_c.c pygrad/_pygrad_c.o \
 	  csrc/test_pygrad csrc/test_pygrad_san csrc/test_pygrad_baseline csrc/test_map_order \
-	  csrc/test_map_order_san csrc/test_layer_bits_* csrc/test_layer_bits.txt \
+	  csrc/test_map_order_san csrc/test_pool csrc/test_pool_san \
+	  csrc/test_layer_bits_* csrc/test_layer_bits.txt \
 	  .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -exec rm -rf {} +

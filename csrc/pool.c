@@ -24,8 +24,20 @@
  * benchmark) would hold up the caller, who had done all the work itself:
  * the moons map took 131 us that way instead of 14.
  *
- * generation, active and stop are atomics for the watching; they change
- * only under the lock, so sleeping works as before.
+ * No lock on the way.  A job is opened and closed by the caller's stores
+ * to `state` (2 * job + 1 open, even closed), and a worker joins by
+ * counting itself in `active` and then seeing the same open state again:
+ * with sequentially consistent atomics either the caller's close comes
+ * first (the worker sees it, leaves and runs nothing) or the caller sees
+ * the worker counted, and waits for it.  fn, ctx and want are written
+ * before the job opens and read only by a worker that joined it, and not
+ * changed until every worker that counted itself has left.  The mutex and
+ * the two conditions are for sleeping only, and each side wakes the other
+ * only when it has said it sleeps (asleep, caller_asleep; the same pairing
+ * of a store and a load makes that safe).  Taking the mutex at each start
+ * and end of a job, as this did before, cost the two-thread moons map
+ * 0.4 us of its 6.5 (AMD EPYC): the worker, done, waited for the lock the
+ * caller held to close the job.
  */
 #include <sched.h>
 #include <stdatomic.h>
@@ -38,20 +50,21 @@
 #define SPIN_NS 100000   /* 0.1 ms */
 
 struct pg_pool {
-    pthread_mutex_t m;
-    pthread_cond_t go;       /* a new job, or stop */
-    pthread_cond_t done;     /* a worker finished the job */
+    pthread_mutex_t m;       /* for sleeping, and starting threads */
+    pthread_cond_t go;       /* the state changed (a job opened), or stop */
+    pthread_cond_t done;     /* the last worker of a job left */
     int nthreads;            /* started, besides the caller */
     pthread_t th[PG_MAX_THREADS];
-    _Atomic uint64_t generation;   /* bumped per job */
-    int want;                /* workers 1..want-1 may take part in this job */
-    int closed;              /* the caller is done: no worker joins now */
-    int joined;              /* workers that took part */
-    atomic_int active;       /* of those, still working */
-    int busy;                /* a job is running */
-    atomic_int stop;         /* the pool is being freed */
-    void (*fn)(void *, int);
+    _Atomic uint64_t state;  /* 2 * jobs + 1 while a job is open, else even */
+    void (*fn)(void *, int); /* the job: set while no worker is in one */
     void *ctx;
+    int want;                /* workers 1..want-1 may take part in it */
+    atomic_int active;       /* workers counted in (or leaving) the job */
+    atomic_int joined;       /* workers that ran it */
+    atomic_int asleep;       /* workers waiting on go */
+    atomic_int caller_asleep;   /* the caller waits on done */
+    atomic_int busy;         /* a caller's job is running */
+    atomic_int stop;         /* the pool is being freed */
 };
 
 typedef struct start {
@@ -75,53 +88,63 @@ static void cpu_relax(void)
 #endif
 }
 
-/* Watches *x for up to SPIN_NS while it equals v and no stop is asked:
- * returns having seen a change or not (the caller checks under the lock).
- * It yields the core every so often, in case a thread it holds up (the
- * caller's, when the cores are few) is waiting for one. */
-static void spin_while_u64(_Atomic uint64_t *x, uint64_t v, atomic_int *stop)
+/* Returns once the state is no longer s, or a stop is asked: watching it
+ * for up to SPIN_NS, then asleep.  The watching yields the core every so
+ * often, in case a thread it holds up (the caller's, when the cores are
+ * few) is waiting for one. */
+static void wait_change(pg_pool *p, uint64_t s)
 {
     uint64_t t0 = now_ns();
-    for (unsigned i = 1; atomic_load(x) == v && !atomic_load(stop); i++) {
+    for (unsigned i = 1; atomic_load(&p->state) == s && !atomic_load(&p->stop); i++) {
         cpu_relax();
         if (i % 64 == 0) {
             sched_yield();
             if (now_ns() - t0 > SPIN_NS)
-                return;
+                break;
         }
+    }
+    if (atomic_load(&p->state) != s || atomic_load(&p->stop))
+        return;
+    pthread_mutex_lock(&p->m);
+    atomic_fetch_add(&p->asleep, 1);   /* before the check: see the top */
+    while (atomic_load(&p->state) == s && !atomic_load(&p->stop))
+        pthread_cond_wait(&p->go, &p->m);
+    atomic_fetch_sub(&p->asleep, 1);
+    pthread_mutex_unlock(&p->m);
+}
+
+/* A worker leaves the job it counted itself in; the last one out wakes
+ * the caller if it sleeps. */
+static void leave(pg_pool *p)
+{
+    if (atomic_fetch_sub(&p->active, 1) == 1 && atomic_load(&p->caller_asleep)) {
+        pthread_mutex_lock(&p->m);
+        pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->m);
     }
 }
 
 static void *worker(void *arg)
 {
-    start s = *(start *)arg;
+    start st = *(start *)arg;
     free(arg);
-    pg_pool *p = s.p;
-    uint64_t seen = 0;
-    for (;;) {
-        spin_while_u64(&p->generation, seen, &p->stop);
-        pthread_mutex_lock(&p->m);
-        while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
-            pthread_cond_wait(&p->go, &p->m);
-        if (atomic_load(&p->stop)) {
-            pthread_mutex_unlock(&p->m);
-            break;
-        }
-        seen = atomic_load(&p->generation);
-        if (s.id >= p->want || p->closed) {   /* not wanted, or too late */
-            pthread_mutex_unlock(&p->m);
+    pg_pool *p = st.p;
+    uint64_t tried = 0;   /* the last open state this worker tried to join */
+    while (!atomic_load(&p->stop)) {
+        uint64_t s = atomic_load(&p->state);
+        if (!(s & 1) || s == tried) {
+            wait_change(p, s);
             continue;
         }
-        p->joined++;
+        tried = s;
         atomic_fetch_add(&p->active, 1);
-        void (*fn)(void *, int) = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->m);
-        fn(ctx, s.id);
-        pthread_mutex_lock(&p->m);
-        if (atomic_fetch_sub(&p->active, 1) == 1)
-            pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->m);
+        if (atomic_load(&p->state) == s && st.id < p->want) {   /* still open: in */
+            void (*fn)(void *, int) = p->fn;
+            void *ctx = p->ctx;
+            atomic_fetch_add(&p->joined, 1);
+            fn(ctx, st.id);
+        }
+        leave(p);
     }
     return NULL;
 }
@@ -156,80 +179,90 @@ pg_pool *pg__pool_new(void)
 /* Starts threads until n - 1 exist (as many as can be started). */
 static void grow_to(pg_pool *p, int n)
 {
+    pthread_mutex_lock(&p->m);
     while (p->nthreads < n - 1 && p->nthreads < PG_MAX_THREADS) {
         start *s = malloc(sizeof *s);
         if (!s)
-            return;
+            break;
         s->p = p;
         s->id = p->nthreads + 1;
         if (pthread_create(&p->th[p->nthreads], NULL, worker, s) != 0) {
             free(s);
-            return;
+            break;
         }
         p->nthreads++;
     }
+    pthread_mutex_unlock(&p->m);
 }
 
 int pg__pool_run(pg_pool *p, int n, void (*fn)(void *, int), void *ctx)
 {
     if (n < 1)
         n = 1;
-    pthread_mutex_lock(&p->m);
-    if (p->busy || n == 1) {
-        pthread_mutex_unlock(&p->m);
+    if (n == 1 || atomic_exchange(&p->busy, 1)) {   /* alone, or another's job runs */
         fn(ctx, 0);
         return 1;
     }
-    grow_to(p, n);
+    if (p->nthreads < n - 1)
+        grow_to(p, n);
     if (n > p->nthreads + 1)
         n = p->nthreads + 1;
-    p->busy = 1;
     p->fn = fn;
     p->ctx = ctx;
     p->want = n;
-    p->closed = 0;
-    p->joined = 0;
-    atomic_fetch_add(&p->generation, 1);
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->m);
+    atomic_store(&p->joined, 0);
+    uint64_t open = atomic_load(&p->state) + 1;   /* (even: no job open) */
+    atomic_store(&p->state, open);
+    if (atomic_load(&p->asleep)) {
+        pthread_mutex_lock(&p->m);
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->m);
+    }
     fn(ctx, 0);
-    pthread_mutex_lock(&p->m);
-    p->closed = 1;   /* from now on only those who joined count */
-    pthread_mutex_unlock(&p->m);
-    uint64_t t0 = now_ns();   /* they are running: they finish soon */
+    atomic_store(&p->state, open + 1);   /* closed: from now on no worker joins */
+    uint64_t t0 = now_ns();   /* those in are running: they finish soon */
     for (unsigned i = 1; atomic_load(&p->active) > 0; i++) {
         cpu_relax();
         if (i % 256 == 0 && now_ns() - t0 > SPIN_NS)
             break;
     }
-    pthread_mutex_lock(&p->m);
-    while (atomic_load(&p->active) > 0)
-        pthread_cond_wait(&p->done, &p->m);
-    p->busy = 0;
-    int ran = 1 + p->joined;
-    pthread_mutex_unlock(&p->m);
+    if (atomic_load(&p->active) > 0) {
+        pthread_mutex_lock(&p->m);
+        atomic_store(&p->caller_asleep, 1);   /* before the check: see the top */
+        while (atomic_load(&p->active) > 0)
+            pthread_cond_wait(&p->done, &p->m);
+        atomic_store(&p->caller_asleep, 0);
+        pthread_mutex_unlock(&p->m);
+    }
+    int ran = 1 + atomic_load(&p->joined);
+    atomic_store(&p->busy, 0);
     return ran;
 }
 
 void pg__pool_forget(pg_pool *p)
 {
     /* In a fork()ed child: the threads are gone, and the mutex and
-     * conditions may be in any state.  Make them anew; the old thread
-     * handles are dropped (there is nothing to join). */
+     * conditions may be in any state, as may a job the parent's other
+     * thread had open.  Make them anew; the old thread handles are dropped
+     * (there is nothing to join). */
     pthread_mutex_init(&p->m, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
     p->nthreads = 0;
-    p->busy = 0;
+    uint64_t s = atomic_load(&p->state);
+    atomic_store(&p->state, s + (s & 1));   /* closed */
     atomic_store(&p->active, 0);
+    atomic_store(&p->asleep, 0);
+    atomic_store(&p->caller_asleep, 0);
+    atomic_store(&p->busy, 0);
 }
 
 void pg__pool_free(pg_pool *p)
 {
     if (!p)
         return;
-    pthread_mutex_lock(&p->m);
     atomic_store(&p->stop, 1);
+    pthread_mutex_lock(&p->m);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->m);
     for (int j = 0; j < p->nthreads; j++)
