@@ -51,6 +51,7 @@ class Tape:
                 "a graph of pygrad's own ops (the _backward of a Python op runs only "
                 "in backward())")
         _check(rc, "compile")
+        self._ptr = self._slot[0]   # (map's: a third of a microsecond a step read anew)
         self._failed = _ffi.new("int *"), _ffi.new("pg_index *")
         self._stale = False   # the last forward() failed half-way
         # map()'s (reduced values, failing row and op) buffers, reused: two
@@ -175,7 +176,8 @@ class Tape:
         naming the row and op, and changes no grad.  The result is the same
         to the bit whatever `threads` is (None: every core)."""
         # (the common call -- numpy rows, backward=True, reduce="mean" -- is
-        # a training step's whole Python cost: checks are ordered for it)
+        # a training step's whole Python cost: checks are ordered for it,
+        # and a C-ordered float64 array is taken here, not in _rows)
         inputs = self.inputs
         if inputs is None:
             raise TypeError("tape.map(): name the inputs each row feeds: "
@@ -207,17 +209,25 @@ class Tape:
         nin, nroots = len(inputs), len(self.roots)
         if nin == 0:
             raise ValueError("tape.map(): the tape was compiled with no inputs")
-        buf, nrows, np = _rows(rows, nin)
-        values = _ffi.NULL if red else _ffi.new("double[]", nrows * nroots + 1)
-        ig = _ffi.new("double[]", nrows * nin + 1) if input_grads else _ffi.NULL
+        buf = None
+        if type(rows) is _NUMPY[1] or (_NUMPY[0] is None and _see_numpy(rows)):
+            shape = rows.shape
+            if len(shape) == 2 and shape[1] == nin and rows.dtype is _NUMPY[2]:
+                try:   # in place; numpy refuses (ValueError) if not C-contiguous
+                    buf, nrows, np = _from_buffer("double[]", rows), shape[0], _NUMPY[0]
+                except ValueError:
+                    pass
+        if buf is None:
+            buf, nrows, np = _rows(rows, nin)
+        values = _NULL if red else _ffi.new("double[]", nrows * nroots + 1)
+        ig = _ffi.new("double[]", nrows * nin + 1) if input_grads else _NULL
         try:
             outs = self._map_outs.pop()
         except IndexError:   # (the failing row and op, if one fails)
             outs = _ffi.new("double[]", nroots), _ffi.new("int64_t[2]")
         reduced, bad = outs
-        rc = _lib.pg_tape_map(self._slot[0], self._inputs, nin, buf, nrows, broot, red,
-                              add_params, values, reduced if red else _ffi.NULL, ig,
-                              threads, bad)
+        rc = _pg_tape_map(self._ptr, self._inputs, nin, buf, nrows, broot, red,
+                          add_params, values, reduced if red else _NULL, ig, threads, bad)
         if rc < 0:
             if rc == _lib.PG_EINVAL:
                 raise ValueError("tape.map(): an input is a node the tape computes (or "
@@ -262,23 +272,24 @@ def _index(x, what):
 _REDUCE = {None: 0, "sum": 1, "mean": 2}
 _ZERO = (0.0,)
 _NUMPY = [None, None, None]   # numpy, its ndarray, its float64 dtype: once seen
+# looked up once: each lookup in the call is a few percent of its Python
+_from_buffer, _NULL, _pg_tape_map = _ffi.from_buffer, _ffi.NULL, _lib.pg_tape_map
+
+
+def _see_numpy(rows):
+    """Is rows a numpy array?  Notes numpy's types once it is imported."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return False
+    _NUMPY[:] = np, np.ndarray, np.dtype(np.float64)
+    return type(rows) is np.ndarray
 
 
 def _rows(rows, nin):
-    """(C view of the rows' numbers, how many rows, numpy or None): numpy
-    is returned when rows is a numpy array, so the results can be too."""
-    np, ndarray, f64 = _NUMPY
-    if np is None and "numpy" in sys.modules:
-        np = sys.modules["numpy"]
-        _NUMPY[:] = np, np.ndarray, np.dtype(np.float64)
-        np, ndarray, f64 = _NUMPY
-    if type(rows) is ndarray:
-        shape = rows.shape
-        if len(shape) == 2 and shape[1] == nin and rows.dtype is f64:
-            try:   # in place; numpy refuses (ValueError) if not C-contiguous
-                return _ffi.from_buffer("double[]", rows), shape[0], np
-            except ValueError:
-                pass
+    """(C view of the rows' numbers, how many rows, numpy or None), for rows
+    other than a C-ordered float64 array of nin columns (map reads those in
+    place): numpy is returned when rows is a numpy array, so the results
+    can be too."""
     from .bulk import _NOT_NUMBERS, _doubles
     np = None
     if isinstance(rows, _NOT_NUMBERS):   # text, or no order (a set, a dict)
