@@ -78,6 +78,12 @@ struct pg_prog {
     /* The row arrays whose adjoints a block zeroes before backward: runs
      * [zlo[z], zlo[z] + zn[z]) (mark_first_writes) */
     uint32_t nz, *zlo, *zn;
+    /* A call's snapshot of the parameters (list_reads): the nodes of the
+     * layers' weights and starts (PG_NONE: a constant start), in lw's order,
+     * and the parameters any other op or a root reads (the rest of the
+     * snapshot is never read, and not copied) */
+    pg_index *lay_node;   /* lay_nw + lay_nm */
+    uint32_t nread, *read;
     uint32_t lay_maxn;       /* layer.h's scratch: n + m + 8 rows */
     /* Scratch kept from call to call: a training loop maps every step, and
      * megabytes freshly allocated each time cost their page faults again.
@@ -119,6 +125,8 @@ void pg__prog_unref(pg_prog *p)
     free(p->lay_wpar);
     free(p->zlo);
     free(p->zn);
+    free(p->lay_node);
+    free(p->read);
     free(p);
 }
 
@@ -131,6 +139,7 @@ typedef pg_codemap codemap;
 
 static int find_layers(pg_prog *p);
 static int mark_first_writes(pg_prog *p);
+static int list_reads(pg_prog *p);
 
 /* The program of tape t for inputs ins[0..nin) (each once, none computed
  * by the tape): NULL with *rc PG_EINVAL if they are not, or PG_ENOMEM.
@@ -220,7 +229,7 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
     p->R = 64;
     while (p->R > 8 && per_row * p->R > ((size_t)4 << 20))
         p->R /= 2;
-    if (find_layers(p) != PG_OK || mark_first_writes(p) != PG_OK) {
+    if (find_layers(p) != PG_OK || mark_first_writes(p) != PG_OK || list_reads(p) != PG_OK) {
         *rc = PG_ENOMEM;
         goto fail;
     }
@@ -493,6 +502,53 @@ out:
     free(by);
     free(keep);
     return rc;
+}
+
+/* What a call copies of the parameters' values (see lay_node).  A layer
+ * reads its weights and starts from lw, in the kernels' order, and every
+ * other reader of a parameter from the snapshot par; copied whole, then
+ * packed from it, the two took a tenth of the moons step's map on two
+ * threads, where they are not shared out.  PG_OK or PG_ENOMEM. */
+static int list_reads(pg_prog *p)
+{
+    size_t n = p->ncode;
+    uint8_t *seen = calloc(p->npar + 1, 1);
+    p->lay_node = malloc((p->lay_nw + p->lay_nm + 1) * sizeof *p->lay_node);
+    p->read = malloc((p->npar + 1) * sizeof *p->read);
+    if (!seen || !p->lay_node || !p->read) {
+        free(seen);
+        return PG_ENOMEM;
+    }
+    for (size_t q = 0; q < p->lay_nw; q++)
+        p->lay_node[q] = p->par_node[p->lay_wpar[q]];
+    for (size_t i = 0; i < p->lay_nm; i++)
+        p->lay_node[p->lay_nw + i] = p->lay_spar[i] >= 0 ? p->par_node[p->lay_spar[i]] : PG_NONE;
+#define READS(a_)                                                            \
+    do {                                                                    \
+        int32_t a1_ = (a_);                                                 \
+        if (a1_ < 0 && a1_ != NOSTART && !seen[-1 - a1_]) {                  \
+            seen[-1 - a1_] = 1;                                             \
+            p->read[p->nread++] = (uint32_t)(-1 - a1_);                     \
+        }                                                                   \
+    } while (0)
+    p->nread = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (p->lay_of[j] != -1)   /* a layer's node, or a relu run with one */
+            continue;
+        if (pg_is_nary(p->op[j])) {
+            READS(p->a1[j]);
+            for (uint32_t q = 0; q < p->ln[j]; q++)
+                READS(p->lst[p->lo[j] + q]);
+        } else {
+            READS(p->a0[j]);
+            READS(p->a1[j]);   /* (a unary op's a1 is its a0) */
+        }
+    }
+    for (uint32_t r = 0; r < p->nroots; r++)
+        READS(p->root[r]);
+#undef READS
+    free(seen);
+    return PG_OK;
 }
 
 /* -- one block ------------------------------------------------------------ */
@@ -1008,12 +1064,14 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     call_nums c = {NULL, NULL, NULL, NULL, NULL, NULL};
     if (mem) {
         c = call_parts(p, mem);
-        for (uint32_t q = 0; q < p->npar; q++)
-            c.par[q] = a->val[p->par_node[q]];
+        for (uint32_t q = 0; q < p->nread; q++)
+            c.par[p->read[q]] = a->val[p->par_node[p->read[q]]];
         for (size_t q = 0; q < p->lay_nw; q++)
-            c.lw[q] = c.par[p->lay_wpar[q]];
-        for (size_t i = 0; i < p->lay_nm; i++)
-            c.lw[p->lay_nw + i] = p->lay_spar[i] >= 0 ? c.par[p->lay_spar[i]] : p->lay_sk[i];
+            c.lw[q] = a->val[p->lay_node[q]];
+        for (size_t i = 0; i < p->lay_nm; i++) {
+            pg_index s = p->lay_node[p->lay_nw + i];
+            c.lw[p->lay_nw + i] = s != PG_NONE ? a->val[s] : p->lay_sk[i];
+        }
     }
     if (rc == PG_OK && !a->pool && !(a->pool = pg__pool_new()))
         rc = PG_ENOMEM;
@@ -1026,14 +1084,10 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     }
 
     /* The sweeps, with no lock held: they read only the program, the
-     * snapshot and the rows, and write only their own memory. */
-    job *J = calloc(1, sizeof *J);
-    if (!J) {
-        if (!cached)
-            free(mem);
-        drop(a, p, cached);
-        return PG_ENOMEM;
-    }
+     * snapshot and the rows, and write only their own memory.  (The job
+     * lives on this stack: pg__pool_run returns when its workers are done.) */
+    job job_here, *J = &job_here;
+    memset(J, 0, sizeof *J);
     double *gtot = c.gtot, *vtot = c.vtot;
     memset(gtot, 0, ((size_t)p->npar + p->nroots) * sizeof *gtot);
     pthread_mutex_init(&J->err_m, NULL);
@@ -1064,6 +1118,9 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
             p->scratch[w] = mine;   /* (the program is not shared meanwhile: busy) */
         J->scratch[w] = mine;
     }
+    /* (one wave, the usual case: its blocks' sums are added up below, in
+     * the pass that adds them to the grads, in the same order) */
+    int one_wave = J->nblocks <= WAVE;
     for (size_t b0 = 0; b0 < J->nblocks && rc == PG_OK; b0 += WAVE) {
         J->wave0 = b0;
         J->wave_n = J->nblocks - b0 < WAVE ? J->nblocks - b0 : WAVE;
@@ -1078,7 +1135,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         for (size_t w = 0; w < J->wave_n; w++) {   /* in block order */
             for (uint32_t q = 0; q < p->nroots; q++)
                 vtot[q] += J->blk_val[w * p->nroots + q];
-            if (broot >= 0)
+            if (broot >= 0 && !one_wave)
                 for (uint32_t q = 0; q < p->npar; q++)
                     gtot[q] += J->blk_par[w * p->npar + q];
         }
@@ -1088,16 +1145,20 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
             reduced[q] = reduce == 2 ? vtot[q] / (double)nrows : vtot[q];
     if (rc == PG_OK && broot >= 0 && add_grads) {
         LOCK(a);   /* all or nothing: only now, and only when all rows ran */
-        for (uint32_t q = 0; q < p->npar; q++)
+        for (uint32_t q = 0; q < p->npar; q++) {
+            double g = gtot[q];   /* (0.0 + each block's, as gtot's own adds) */
+            if (one_wave)
+                for (size_t w = 0; w < J->wave_n; w++)
+                    g += J->blk_par[w * p->npar + q];
             if (pg__is_live(a, p->par_node[q]))
-                a->grad[p->par_node[q]] += gtot[q];
+                a->grad[p->par_node[q]] += g;
+        }
         UNLOCK(a);
     }
     if (!cached)
         for (int w = 0; w < nt; w++)
             free(J->scratch[w]);
     pthread_mutex_destroy(&J->err_m);
-    free(J);
     if (!cached)
         free(mem);
     drop(a, p, cached);

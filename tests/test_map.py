@@ -292,6 +292,27 @@ def test_multi_root_values_bit_identical():
     assert list(got[4]) == [EVERY_PARAMS[0]] * len(rows)        # the parameter
 
 
+def test_parameter_roots_read_by_no_op():
+    """A root that is a parameter only a layer reads (its weights are
+    copied packed, for the kernels) or that nothing reads at all: each row's
+    value is the parameter's, and backward= that root adds the number of
+    rows (reduce="sum") to its grad."""
+    xs = [Value(0.0), Value(0.0)]
+    model = pygrad.nn.MLP(2, [3, 1])
+    weight, alone = model.layers[0].neurons[1].w[0], Value(-2.75)
+    weight.data = 0.625
+    tape = pygrad.compile([model(xs), weight, alone], inputs=xs)
+    rows = [[0.1 * b, -0.2 * b] for b in range(70)]
+    got = tape.map(rows)
+    assert list(got[1]) == [0.625] * len(rows)
+    assert list(got[2]) == [-2.75] * len(rows)
+    for root, v in ((1, weight), (2, alone)):
+        pygrad.zero_grad(model.parameters() + [alone])
+        total = tape.map(rows, backward=root, reduce="sum")
+        assert total[root] == math.fsum([v.data] * len(rows))
+        assert v.grad == len(rows)
+
+
 def test_relu_at_signed_zero_keeps_the_sign():
     """relu(-0.0) is -0.0 in map as in eager mode (a bit-level detail a
     vectorised max can lose)."""
