@@ -15,7 +15,10 @@
  * Rounding.  Forward, each row's sum is added up in eager mode's order
  * (start, then q = 0, 1, ...), so values are eager mode's to the bit.
  * Backward, an input's adjoint gets w_iq * g_i for i = m-1 down to 0, one
- * add at a time, as the reverse sweep of the separate nodes adds them; a
+ * add at a time, as the reverse sweep of the separate nodes adds them
+ * (unless another op reads x_q between the layer's first and last neuron:
+ * its add then comes before the layer's, not among them; a fixed order
+ * still, the tape's); a
  * weight's derivative, the sum over the block's rows of x_q[r] * g_i[r],
  * and a start's, the sum of g_i[r], are added up in row order -- or, in a
  * layer of fewer than 8 inputs or neurons, in eight sums of every eighth
