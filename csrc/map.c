@@ -1063,14 +1063,19 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     }
     call_nums c = {NULL, NULL, NULL, NULL, NULL, NULL};
     if (mem) {
+        /* (the columns and lists in locals: stored through a double *, the
+         * copies made the compiler reload them at every number) */
+        const double *val = a->val;
+        const pg_index *node = p->lay_node, *par_node = p->par_node;
+        const uint32_t *read = p->read;
         c = call_parts(p, mem);
         for (uint32_t q = 0; q < p->nread; q++)
-            c.par[p->read[q]] = a->val[p->par_node[p->read[q]]];
+            c.par[read[q]] = val[par_node[read[q]]];
         for (size_t q = 0; q < p->lay_nw; q++)
-            c.lw[q] = a->val[p->lay_node[q]];
+            c.lw[q] = val[node[q]];
         for (size_t i = 0; i < p->lay_nm; i++) {
-            pg_index s = p->lay_node[p->lay_nw + i];
-            c.lw[p->lay_nw + i] = s != PG_NONE ? a->val[s] : p->lay_sk[i];
+            pg_index s = node[p->lay_nw + i];
+            c.lw[p->lay_nw + i] = s != PG_NONE ? val[s] : p->lay_sk[i];
         }
     }
     if (rc == PG_OK && !a->pool && !(a->pool = pg__pool_new()))
@@ -1145,13 +1150,16 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
             reduced[q] = reduce == 2 ? vtot[q] / (double)nrows : vtot[q];
     if (rc == PG_OK && broot >= 0 && add_grads) {
         LOCK(a);   /* all or nothing: only now, and only when all rows ran */
-        for (uint32_t q = 0; q < p->npar; q++) {
+        double *grad = a->grad;   /* (in locals, as above) */
+        const pg_index *par_node = p->par_node;
+        const double *blk = J->blk_par;
+        size_t nw = one_wave ? J->wave_n : 0, npar = p->npar;
+        for (size_t q = 0; q < npar; q++) {
             double g = gtot[q];   /* (0.0 + each block's, as gtot's own adds) */
-            if (one_wave)
-                for (size_t w = 0; w < J->wave_n; w++)
-                    g += J->blk_par[w * p->npar + q];
-            if (pg__is_live(a, p->par_node[q]))
-                a->grad[p->par_node[q]] += g;
+            for (size_t w = 0; w < nw; w++)
+                g += blk[w * npar + q];
+            if (pg__is_live(a, par_node[q]))
+                grad[par_node[q]] += g;
         }
         UNLOCK(a);
     }
