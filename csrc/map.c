@@ -76,9 +76,9 @@ struct pg_prog {
     int32_t *lay_wpar;    /* the weights' parameters, neuron by neuron */
     size_t lay_nw, lay_nm;   /* weights, neurons in all layers */
     /* The row arrays whose adjoints a block zeroes before backward: runs
-     * [zlo[z], zlo[z] + zn[z]) (mark_first_writes) */
+     * [zlo[z], zlo[z] + zn[z]) (scan_reads) */
     uint32_t nz, *zlo, *zn;
-    /* A call's snapshot of the parameters (list_reads): the nodes of the
+    /* A call's snapshot of the parameters (scan_reads): the nodes of the
      * layers' weights and starts (PG_NONE: a constant start), in lw's order,
      * and the parameters any other op or a root reads (the rest of the
      * snapshot is never read, and not copied) */
@@ -138,8 +138,7 @@ typedef pg_codemap codemap;
 #define cm_put pg__cm_put
 
 static int find_layers(pg_prog *p);
-static int mark_first_writes(pg_prog *p);
-static int list_reads(pg_prog *p);
+static int scan_reads(pg_prog *p);
 
 /* The program of tape t for inputs ins[0..nin) (each once, none computed
  * by the tape): NULL with *rc PG_EINVAL if they are not, or PG_ENOMEM.
@@ -229,7 +228,7 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
     p->R = 64;
     while (p->R > 8 && per_row * p->R > ((size_t)4 << 20))
         p->R /= 2;
-    if (find_layers(p) != PG_OK || mark_first_writes(p) != PG_OK || list_reads(p) != PG_OK) {
+    if (find_layers(p) != PG_OK || scan_reads(p) != PG_OK) {
         *rc = PG_ENOMEM;
         goto fail;
     }
@@ -418,7 +417,9 @@ out:
     return rc;
 }
 
-/* The adjoints a block need not zero.  Backward adds into a row array's
+/* Who reads what, found in one walk over the program, for two uses.
+ *
+ * The adjoints a block need not zero.  Backward adds into a row array's
  * adjoint from each op that reads the array, in reverse tape order, so the
  * first of those adds comes from its last reader; when that reader writes
  * the adjoint whole instead of adding to it, the zeros are never read.  Two
@@ -430,29 +431,54 @@ out:
  * sweep, as if read after the last op.  The inputs of the map and every
  * other array are zeroed as before.  Zeroing every adjoint of a block, and
  * the layers reading the zeros back, took 7% of the moons step's map (AMD
- * EPYC, one thread: 9.1 -> 8.4 us without).  PG_OK or PG_ENOMEM. */
-static int mark_first_writes(pg_prog *p)
+ * EPYC, one thread: 9.1 -> 8.4 us without).
+ *
+ * What a call copies of the parameters' values (see lay_node).  A layer
+ * reads its weights and starts from lw, in the kernels' order, and every
+ * other reader of a parameter (an op that is no layer's, a root) from the
+ * snapshot par.  The snapshot copied whole and the layers' numbers then
+ * packed from it were two passes over every parameter in each call, made
+ * by the caller alone however many threads map.
+ *
+ * PG_OK or PG_ENOMEM. */
+static int scan_reads(pg_prog *p)
 {
     size_t n = p->ncode, narr = (size_t)p->nin + n;
     int64_t *last = malloc((narr + 1) * sizeof *last);   /* last reader's place */
     int32_t *by = malloc((narr + 1) * sizeof *by);       /* ... the layer, or -1 */
     uint8_t *keep = calloc(narr + 1, 1);                 /* not zeroed */
+    uint8_t *seen = calloc(p->npar + 1, 1);              /* parameters listed */
     p->zlo = malloc((narr + 1) * sizeof *p->zlo);
     p->zn = malloc((narr + 1) * sizeof *p->zn);
+    p->lay_node = malloc((p->lay_nw + p->lay_nm + 1) * sizeof *p->lay_node);
+    p->read = malloc((p->npar + 1) * sizeof *p->read);
     int rc = PG_ENOMEM;
-    if (!last || !by || !keep || !p->zlo || !p->zn)
+    if (!last || !by || !keep || !seen || !p->zlo || !p->zn || !p->lay_node || !p->read)
         goto out;
     for (size_t a = 0; a < narr; a++) {
         last[a] = -1;
         by[a] = -1;
     }
+    for (size_t q = 0; q < p->lay_nw; q++)
+        p->lay_node[q] = p->par_node[p->lay_wpar[q]];
+    for (size_t i = 0; i < p->lay_nm; i++)
+        p->lay_node[p->lay_nw + i] = p->lay_spar[i] >= 0 ? p->par_node[p->lay_spar[i]] : PG_NONE;
+    /* operand a read at place j, by layer g (or -1): a row array's last
+     * reader, or a parameter listed once (a layer reads only row arrays) */
 #define READ_AT(a_, j_, g_)                                                  \
     do {                                                                    \
-        if ((a_) >= 0 && (int64_t)(j_) >= last[(a_)]) {                     \
-            by[(a_)] = (int64_t)(j_) == last[(a_)] ? -1 : (g_);              \
-            last[(a_)] = (int64_t)(j_);                                      \
+        int32_t a1_ = (a_);                                                 \
+        if (a1_ >= 0) {                                                     \
+            if ((int64_t)(j_) >= last[a1_]) {                               \
+                by[a1_] = (int64_t)(j_) == last[a1_] ? -1 : (g_);           \
+                last[a1_] = (int64_t)(j_);                                  \
+            }                                                               \
+        } else if (a1_ != NOSTART && !seen[-1 - a1_]) {                     \
+            seen[-1 - a1_] = 1;                                             \
+            p->read[p->nread++] = (uint32_t)(-1 - a1_);                     \
         }                                                                   \
     } while (0)
+    p->nread = 0;
     for (size_t j = 0; j < n; j++) {
         int32_t g = p->lay_of[j];
         if (g >= 0) {   /* a layer, reading its inputs here */
@@ -464,7 +490,7 @@ static int mark_first_writes(pg_prog *p)
         if (g == -2)    /* a later neuron (its reads: the layer's), or a fused relu */
             continue;
         if (pg_is_nary(p->op[j])) {
-            READ_AT(p->a1[j] == NOSTART ? -1 : p->a1[j], j, -1);
+            READ_AT(p->a1[j], j, -1);   /* the start (NOSTART: none) */
             for (uint32_t q = 0; q < p->ln[j]; q++)
                 READ_AT(p->lst[p->lo[j] + q], j, -1);
         } else {
@@ -501,55 +527,8 @@ out:
     free(last);
     free(by);
     free(keep);
-    return rc;
-}
-
-/* What a call copies of the parameters' values (see lay_node).  A layer
- * reads its weights and starts from lw, in the kernels' order, and every
- * other reader of a parameter from the snapshot par.  The snapshot copied
- * whole and the layers' numbers then packed from it were two passes over
- * every parameter in each call, made by the caller alone however many
- * threads map.  PG_OK or PG_ENOMEM. */
-static int list_reads(pg_prog *p)
-{
-    size_t n = p->ncode;
-    uint8_t *seen = calloc(p->npar + 1, 1);
-    p->lay_node = malloc((p->lay_nw + p->lay_nm + 1) * sizeof *p->lay_node);
-    p->read = malloc((p->npar + 1) * sizeof *p->read);
-    if (!seen || !p->lay_node || !p->read) {
-        free(seen);
-        return PG_ENOMEM;
-    }
-    for (size_t q = 0; q < p->lay_nw; q++)
-        p->lay_node[q] = p->par_node[p->lay_wpar[q]];
-    for (size_t i = 0; i < p->lay_nm; i++)
-        p->lay_node[p->lay_nw + i] = p->lay_spar[i] >= 0 ? p->par_node[p->lay_spar[i]] : PG_NONE;
-#define READS(a_)                                                            \
-    do {                                                                    \
-        int32_t a1_ = (a_);                                                 \
-        if (a1_ < 0 && a1_ != NOSTART && !seen[-1 - a1_]) {                  \
-            seen[-1 - a1_] = 1;                                             \
-            p->read[p->nread++] = (uint32_t)(-1 - a1_);                     \
-        }                                                                   \
-    } while (0)
-    p->nread = 0;
-    for (size_t j = 0; j < n; j++) {
-        if (p->lay_of[j] != -1)   /* a layer's node, or a relu run with one */
-            continue;
-        if (pg_is_nary(p->op[j])) {
-            READS(p->a1[j]);
-            for (uint32_t q = 0; q < p->ln[j]; q++)
-                READS(p->lst[p->lo[j] + q]);
-        } else {
-            READS(p->a0[j]);
-            READS(p->a1[j]);   /* (a unary op's a1 is its a0) */
-        }
-    }
-    for (uint32_t r = 0; r < p->nroots; r++)
-        READS(p->root[r]);
-#undef READS
     free(seen);
-    return PG_OK;
+    return rc;
 }
 
 /* -- one block ------------------------------------------------------------ */
@@ -766,7 +745,7 @@ PG_CLONES static size_t forward(const job *J, double *V, double *xt, size_t nb, 
 }
 
 /* Backward over nb rows: A zeroed (but for the arrays written before they
- * are read: mark_first_writes) and seeded; parameter sums into gpar. */
+ * are read: scan_reads) and seeded; parameter sums into gpar. */
 PG_CLONES static void backward(const job *J, const double *V, double *A, double *gpar, double *xt,
                      size_t nb)
 {
