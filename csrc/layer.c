@@ -245,15 +245,19 @@ INLINE void weight_tile_at(const pg_layer_args *L, const double *V, const double
 
 #define PAIR_SUMS(a, b, lo, hi) (__builtin_shuffle((a), (b), (lo)) + __builtin_shuffle((a), (b), (hi)))
 
+/* The shuffles of two vectors a, b that lane_sums and transpose8 take in
+ * three rounds: the even / odd lanes of each, then pairs of lanes, then
+ * halves (index 8 + k is b's lane k). */
+static const pg_i8 EVEN1 = {0, 8, 2, 10, 4, 12, 6, 14}, ODD1 = {1, 9, 3, 11, 5, 13, 7, 15};
+static const pg_i8 EVEN2 = {0, 1, 8, 9, 4, 5, 12, 13}, ODD2 = {2, 3, 10, 11, 6, 7, 14, 15};
+static const pg_i8 LOW4 = {0, 1, 2, 3, 8, 9, 10, 11}, HIGH4 = {4, 5, 6, 7, 12, 13, 14, 15};
+
 INLINE pg_v8 lane_sums(const pg_v8 v[RT])
 {
-    const pg_i8 e1 = {0, 8, 2, 10, 4, 12, 6, 14}, o1 = {1, 9, 3, 11, 5, 13, 7, 15};
-    const pg_i8 e2 = {0, 1, 8, 9, 4, 5, 12, 13}, o2 = {2, 3, 10, 11, 6, 7, 14, 15};
-    const pg_i8 e3 = {0, 1, 2, 3, 8, 9, 10, 11}, o3 = {4, 5, 6, 7, 12, 13, 14, 15};
-    pg_v8 a = PAIR_SUMS(v[0], v[1], e1, o1), b = PAIR_SUMS(v[2], v[3], e1, o1);
-    pg_v8 c = PAIR_SUMS(v[4], v[5], e1, o1), d = PAIR_SUMS(v[6], v[7], e1, o1);
-    pg_v8 ab = PAIR_SUMS(a, b, e2, o2), cd = PAIR_SUMS(c, d, e2, o2);
-    return PAIR_SUMS(ab, cd, e3, o3);
+    pg_v8 a = PAIR_SUMS(v[0], v[1], EVEN1, ODD1), b = PAIR_SUMS(v[2], v[3], EVEN1, ODD1);
+    pg_v8 c = PAIR_SUMS(v[4], v[5], EVEN1, ODD1), d = PAIR_SUMS(v[6], v[7], EVEN1, ODD1);
+    pg_v8 ab = PAIR_SUMS(a, b, EVEN2, ODD2), cd = PAIR_SUMS(c, d, EVEN2, ODD2);
+    return PAIR_SUMS(ab, cd, LOW4, HIGH4);
 }
 /* Rows 8c .. 8c+8 of a block's row array a, or, for the last chunk when
  * it is ragged (c == nfull), its copy padded with zeros at pad + k * RT. */
@@ -361,22 +365,19 @@ INLINE void small_layer_weights(const pg_layer_args *L, const double *V, const d
  * only. */
 INLINE void transpose8(const pg_v8 v[RT], pg_v8 w[RT])
 {
-    const pg_i8 e1 = {0, 8, 2, 10, 4, 12, 6, 14}, o1 = {1, 9, 3, 11, 5, 13, 7, 15};
-    const pg_i8 e2 = {0, 1, 8, 9, 4, 5, 12, 13}, o2 = {2, 3, 10, 11, 6, 7, 14, 15};
-    const pg_i8 lo = {0, 1, 2, 3, 8, 9, 10, 11}, hi = {4, 5, 6, 7, 12, 13, 14, 15};
     pg_v8 a[RT], b[RT];
     for (size_t k = 0; k < RT; k += 2) {   /* a[k]: lanes 0,2,4,6 of v[k], v[k+1] */
-        a[k] = __builtin_shuffle(v[k], v[k + 1], e1);
-        a[k + 1] = __builtin_shuffle(v[k], v[k + 1], o1);
+        a[k] = __builtin_shuffle(v[k], v[k + 1], EVEN1);
+        a[k + 1] = __builtin_shuffle(v[k], v[k + 1], ODD1);
     }
     for (size_t k = 0; k < RT; k += 4)     /* b[k + e]: lanes e, e+4 of v[k..k+4) */
         for (size_t e = 0; e < 2; e++) {
-            b[k + e] = __builtin_shuffle(a[k + e], a[k + e + 2], e2);
-            b[k + e + 2] = __builtin_shuffle(a[k + e], a[k + e + 2], o2);
+            b[k + e] = __builtin_shuffle(a[k + e], a[k + e + 2], EVEN2);
+            b[k + e + 2] = __builtin_shuffle(a[k + e], a[k + e + 2], ODD2);
         }
     for (size_t e = 0; e < 4; e++) {
-        w[e] = __builtin_shuffle(b[e], b[e + 4], lo);
-        w[e + 4] = __builtin_shuffle(b[e], b[e + 4], hi);
+        w[e] = __builtin_shuffle(b[e], b[e + 4], LOW4);
+        w[e + 4] = __builtin_shuffle(b[e], b[e + 4], HIGH4);
     }
 }
 
