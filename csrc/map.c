@@ -1103,10 +1103,11 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
             p->scratch[w] = mine;   /* (the program is not shared meanwhile: busy) */
         J->scratch[w] = mine;
     }
-    /* (one wave, the usual case: its blocks' sums are added up below, in
-     * the pass that adds them to the grads, in the same order) */
-    int one_wave = J->nblocks <= WAVE;
+    /* (the last wave's parameter sums -- the only wave's, usually -- are
+     * added up below, in the pass that adds them to the grads, in the same
+     * order: one pass over the parameters fewer) */
     for (size_t b0 = 0; b0 < J->nblocks && rc == PG_OK; b0 += WAVE) {
+        int last_wave = b0 + WAVE >= J->nblocks;
         J->wave0 = b0;
         J->wave_n = J->nblocks - b0 < WAVE ? J->nblocks - b0 : WAVE;
         atomic_store(&J->next, 0);
@@ -1120,7 +1121,7 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         for (size_t w = 0; w < J->wave_n; w++) {   /* in block order */
             for (uint32_t q = 0; q < p->nroots; q++)
                 vtot[q] += J->blk_val[w * p->nroots + q];
-            if (broot >= 0 && !one_wave)
+            if (broot >= 0 && !last_wave)
                 for (uint32_t q = 0; q < p->npar; q++)
                     gtot[q] += J->blk_par[w * p->npar + q];
         }
@@ -1133,9 +1134,9 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
         double *grad = a->grad;   /* (in locals, as above) */
         const pg_index *par_node = p->par_node;
         const double *blk = J->blk_par;
-        size_t nw = one_wave ? J->wave_n : 0, npar = p->npar;
+        size_t nw = J->wave_n, npar = p->npar;   /* (the last wave's blocks) */
         for (size_t q = 0; q < npar; q++) {
-            double g = gtot[q];   /* (0.0 + each block's, as gtot's own adds) */
+            double g = gtot[q];   /* (0.0 + each block's, in block order) */
             for (size_t w = 0; w < nw; w++)
                 g += blk[w * npar + q];
             if (pg__is_live(a, par_node[q]))
