@@ -677,5 +677,6 @@ void pg_fork_child(pg_arena *a)
     /* the thread that forked holds it, and is the child's only thread */
     if (a->pool)
         pg__pool_forget(a->pool);
+    a->forks++;
     UNLOCK(a);
 }

@@ -169,6 +169,9 @@ struct pg_arena {
 
     pg_side side;
     pg_pool *pool;           /* worker threads for tape maps, or NULL */
+    uint32_t forks;          /* pg_fork_child calls: a fork()ed child counts
+                              * one more than its parent (map.c: calls in
+                              * flight at the fork never end in the child) */
 
     struct {                 /* the sweep paused at a Python-defined node */
         int paused;

@@ -45,6 +45,8 @@
 
 struct pg_prog {
     uint32_t refs;        /* the tape's, and each map running it (arena lock) */
+    uint32_t calls;       /* ... those maps (forget_forked_calls) */
+    uint32_t forks;       /* the arena's fork count when calls was counted */
     uint32_t nin, npar, ncode, nroots, R;
     pg_index *in_node;    /* nin: the inputs, in the caller's order */
     pg_index *par_node;   /* npar */
@@ -96,11 +98,28 @@ struct pg_prog {
 
 #define NOSTART INT32_MIN
 
+/* The maps that were running program p when this process was fork()ed
+ * ran on threads that a child does not have: there they never end, and
+ * would hold p and its scratch for good (every later map allocating its
+ * own, the program outliving its tape).  In the child, forgets them.  (A
+ * program that such a map alone held, replaced meanwhile, is out of reach
+ * in the child and stays allocated.)  Lock held. */
+static void forget_forked_calls(const pg_arena *a, pg_prog *p)
+{
+    if (p && p->forks != a->forks) {
+        p->refs -= p->calls;
+        p->calls = 0;
+        p->busy = 0;
+        p->forks = a->forks;
+    }
+}
+
 /* Two threads may map one tape at once with different inputs: the second
  * replaces the tape's program while the first still runs it, so each map
  * holds a reference, and the last one out frees it. */
-void pg__prog_unref(pg_prog *p)
+void pg__prog_unref(const pg_arena *a, pg_prog *p)
 {
+    forget_forked_calls(a, p);
     if (!p || --p->refs > 0)
         return;
     for (int w = 0; w < PG_MAX_THREADS; w++)
@@ -147,8 +166,10 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
 {
     size_t n = t->ncode, nl = t->nleaf;
     pg_prog *p = calloc(1, sizeof *p);
-    if (p)
+    if (p) {
         p->refs = 1;   /* the tape's */
+        p->forks = t->a->forks;
+    }
     codemap m;
     int have_map = pg__cm_init(&m, n + nl + nin) == 0;
     size_t nlst = 0;
@@ -236,7 +257,7 @@ static pg_prog *build(pg_tape *t, const pg_index *ins, size_t nin, int *rc)
     return p;
 fail:
     pg__cm_free(&m);
-    pg__prog_unref(p);
+    pg__prog_unref(t->a, p);
     return NULL;
 }
 
@@ -1001,7 +1022,9 @@ static void drop(pg_arena *a, pg_prog *p, int held_scratch)
     LOCK(a);
     if (held_scratch)
         p->busy = 0;
-    pg__prog_unref(p);
+    if (p)     /* (NULL: the program could not be built) */
+        p->calls--;
+    pg__prog_unref(a, p);
     UNLOCK(a);
 }
 
@@ -1017,14 +1040,17 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
     int rc = PG_OK;
     /* the program, kept while the inputs stay the same */
     pg_prog *p = t->prog;
+    forget_forked_calls(a, p);
     if (p && (p->nin != nin || memcmp(p->in_node, ins, nin * sizeof *ins) != 0)) {
-        pg__prog_unref(p);
+        pg__prog_unref(a, p);
         p = t->prog = NULL;
     }
     if (!p)
         p = t->prog = build(t, ins, nin, &rc);
-    if (p)
+    if (p) {
         p->refs++;     /* this call's, dropped at the end */
+        p->calls++;
+    }
     /* this call's numbers, one allocation (kept with the program, like the
      * scratch, for the next call: a training loop's map made and freed six
      * blocks of memory a step, one of them 86 KB): the parameters as they

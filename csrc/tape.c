@@ -51,7 +51,7 @@ static void take_references(pg_tape *t)
 
 static void tape_release(pg_tape *t)
 {
-    pg__prog_unref(t->prog);
+    pg__prog_unref(t->a, t->prog);
     pg__jplan_free(t->jplan);
     free(t->op);
     free(t->back);

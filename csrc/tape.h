@@ -57,7 +57,7 @@ typedef struct pg_step {
 
 /* map.c: a tape's program for maps over rows (built on first use). */
 typedef struct pg_prog pg_prog;
-void pg__prog_unref(pg_prog *p);   /* frees it with the last reference; lock held */
+void pg__prog_unref(const pg_arena *a, pg_prog *p);   /* frees it with the last reference; lock held */
 
 /* jacobian.c: a tape's plan for Jacobians (built on first use). */
 typedef struct pg_jplan pg_jplan;

@@ -1066,6 +1066,84 @@ static void test_fork(void)
     pg_arena_free(a);
 }
 
+/* fork() while another thread maps a tape.  In the child that thread's
+ * call never ends, so the tape's program must not stay held by it: if it
+ * did, every map there would allocate its own scratch, and the program
+ * would outlive the tape (what `make valgrind` checks: the child frees
+ * everything it has before it exits). */
+static volatile int map_stop;
+
+typedef struct {
+    pg_tape *t;
+    pg_index in;
+    const double *rows;
+    size_t n;
+} map_job;
+
+static void *mapping(void *arg)
+{
+    map_job *m = arg;
+    while (!map_stop) {
+        double sum;
+        int64_t bad[2];
+        pg_tape_map(m->t, &m->in, 1, m->rows, m->n, -1, 1, 0, NULL, &sum, NULL, 2, bad);
+    }
+    return NULL;
+}
+
+static void test_fork_during_map(void)
+{
+    pg_arena *a = pg_arena_new();
+    pg_index x = L(a, 0.5), p = L(a, 0.3);
+    pg_index root = O1(a, PG_TANH, O2(a, PG_ADD, O2(a, PG_MUL, x, p), p), 0);
+    pg_tape *t = NULL;
+    CHECK(pg_compile(a, &root, 1, &t) == PG_OK);
+    enum { B = 20000 };
+    static double rows[B];
+    for (int j = 0; j < B; j++)
+        rows[j] = j * 1e-4;
+    double want = 0.0;
+    int64_t bad[2];
+    CHECK(pg_tape_map(t, &x, 1, rows, B, -1, 1, 0, NULL, &want, NULL, 1, bad) == PG_OK);
+    map_job job = {t, x, rows, B};
+    pthread_t th;
+    map_stop = 0;
+    pthread_create(&th, NULL, mapping, &job);
+    for (int k = 0; k < 10; k++) {
+        nanosleep(&(struct timespec){0, 300000}, NULL);   /* mostly mid-map */
+        pg_fork_prepare(a);
+        pid_t pid = fork();
+        if (pid == 0) {
+            pg_fork_child(a);
+            double sum = 0.0;
+            int ok = 1;
+            for (int j = 0; j < 3; j++)
+                ok &= pg_tape_map(t, &x, 1, rows, B, -1, 1, 0, NULL, &sum, NULL, 2, bad) == PG_OK
+                      && sum == want;
+            pg_tape_free(t);
+            pg_arena_free(a);
+            _exit(ok ? 0 : 1);
+        }
+        pg_fork_parent(a);
+        int status = -1;
+        for (int ms = 0; ms < 20000; ms++) {   /* a hung child fails, not hangs */
+            if (waitpid(pid, &status, WNOHANG) == pid)
+                break;
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+        if (status == -1) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            status = -1;
+        }
+        CHECK(status == 0);
+    }
+    map_stop = 1;
+    pthread_join(th, NULL);
+    pg_tape_free(t);
+    pg_arena_free(a);
+}
+
 int main(int argc, char **argv)
 {
     size_t chain = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
@@ -1094,6 +1172,7 @@ int main(int argc, char **argv)
     test_bulk();
     test_threads();
     test_fork();
+    test_fork_during_map();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }
