@@ -101,9 +101,10 @@ struct pg_prog {
 /* The maps that were running program p when this process was fork()ed
  * ran on threads that a child does not have: there they never end, and
  * would hold p and its scratch for good (every later map allocating its
- * own, the program outliving its tape).  In the child, forgets them.  (A
- * program that such a map alone held, replaced meanwhile, is out of reach
- * in the child and stays allocated.)  Lock held. */
+ * own, the program outliving its tape).  In the child, forgets them.  (What
+ * such a map alone held stays allocated in the child, once per fork: the
+ * scratch of a map that did not get the program's, and a program replaced
+ * meanwhile by a map with other inputs.)  Lock held. */
 static void forget_forked_calls(const pg_arena *a, pg_prog *p)
 {
     if (p && p->forks != a->forks) {

@@ -306,7 +306,8 @@ int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
                 double *in_grads, int threads, int64_t bad[2]);
 
 size_t pg_tape_size(pg_tape *t);    /* nodes covered, leaves included */
-void pg_tape_free(pg_tape *t);      /* drops the tape's references; NULL ok */
+void pg_tape_free(pg_tape *t);      /* drops the tape's references; NULL ok; not
+                                     * while another call uses t */
 void pg_tape_free_at(pg_tape **t);  /* pg_tape_free(*t), then *t = NULL */
 
 /* State Python keeps for a node (its label, a Python-defined op) lives in

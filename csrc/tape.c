@@ -273,6 +273,8 @@ void pg_tape_free(pg_tape *t)
     for (size_t j = 0; j < t->nleaf; j++)
         pg__decref(t->a, t->leaf[j]);
     drop_sinks(t);
+    pg__prog_unref(t->a, t->prog);   /* (under the lock, as each map drops its own) */
+    t->prog = NULL;
     UNLOCK(t->a);
     tape_release(t);
 }

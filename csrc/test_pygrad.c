@@ -1070,7 +1070,7 @@ static void test_fork(void)
  * call never ends, so the tape's program must not stay held by it: if it
  * did, every map there would allocate its own scratch, and the program
  * would outlive the tape (what `make valgrind` checks: the child frees
- * everything it has before it exits). */
+ * the tape and the arena before it exits, and nothing may be left). */
 static volatile int map_stop;
 
 typedef struct {
