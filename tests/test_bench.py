@@ -303,6 +303,28 @@ def test_the_floor_value_computes_what_pygrad_does(name, op):
     got.backward()      # nothing to do, and no error
 
 
+def test_floor_parts_times_each_part_and_its_chains_compute():
+    """python -m pygrad.bench.floor_parts: a time for each row, and the
+    rows compute what they say: the floor's chain and pygrad's the same
+    number, the C-call row pygrad's nodes, all of them released with it."""
+    from pygrad import Value
+    from pygrad._core import lib
+    from pygrad.arena import live_nodes
+    from pygrad.bench import floor_parts as fp
+    best = fp.measure(n=200, rounds=1)
+    assert list(best)[0] == "floor" and list(best)[-1] == "pygrad's Value"
+    assert len(best) == 5 and all(0 < ns < 1e6 for ns in best.values())
+    want = fp._chain(*fp._pair(Value), 50).data
+    assert fp._chain(*fp._pair(fp.Floor), 50).data == want
+    before = live_nodes()
+    a, b = fp._pair(fp.RealCalls)
+    x = fp._chain(a, b, 50)
+    assert lib.py_data(x._h) == want
+    assert live_nodes() == before + 2 + 50   # the leaves, and the graph under x
+    del a, b, x
+    assert live_nodes() == before
+
+
 def test_the_floor_value_refuses_what_is_not_a_number():
     from pygrad.bench.floor import Value as Floor
     with pytest.raises(TypeError):
