@@ -575,7 +575,23 @@ def _number(value, what):
     return k
 
 
-class Value:
+class _Unowned:
+    """Value's base: Value(...) starts as a handle that owns no node (DEAD),
+    which __init__ then gives one.  So __init__ tells a second call by
+    reading _h: a slot never set raises AttributeError when read, and
+    hasattr() building and dropping that exception took a third of a
+    leaf's time.  (On a base class, so that Value's signature stays its
+    __init__'s.)"""
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        self = _new(cls)
+        _set_handle(self, DEAD)   # (the slot's own setter: _View hides _h)
+        return self
+
+
+class Value(_Unowned):
     """A scalar in an autograd graph: micrograd's Value, backed by C."""
 
     # _h: the index of the node this handle owns one reference on (DEAD
@@ -587,13 +603,17 @@ class Value:
         (a str), a node of an op written in Python, micrograd's way: its
         inputs are the children, its value `data`, and assigning
         ``out._backward`` gives it its backward (see _backward)."""
-        if hasattr(self, "_h"):   # a second __init__ would leak, or rehash
+        try:
+            mine = self._h
+        except AttributeError:   # made by object.__new__ (a subclass's __new__)
+            mine = DEAD
+        if mine != DEAD:         # a second __init__ would leak, or rehash
             raise TypeError("Value is already initialised")
-        if not isinstance(label, str):
+        if label.__class__ is not str and not isinstance(label, str):
             raise TypeError(f"Value.label must be a str, not {type(label).__name__}")
-        if not isinstance(_op, str):
+        if _op.__class__ is not str and not isinstance(_op, str):
             raise TypeError(f"Value() _op must be a str, not {type(_op).__name__}")
-        k = _number(data, "Value() data")
+        k = data if data.__class__ is float else _number(data, "Value() data")
         children = None
         if _children or _op:
             children = list(_children)
@@ -764,6 +784,7 @@ class Value:
     # pickling and copying: serialize.py gives Value its __reduce__
 
 
+_set_handle = Value.__dict__["_h"].__set__
 for _name, _method in _operators().items():
     setattr(Value, _name, _method)
 del _name, _method

@@ -175,6 +175,33 @@ def test_reinit_is_refused():
     with pytest.raises(TypeError, match="already initialised"):
         v.__init__(2.0)
     assert v.data == 1.0
+    w = v * 3.0                          # an op's handle too
+    with pytest.raises(TypeError, match="already initialised"):
+        w.__init__(2.0)
+    assert w.data == 3.0
+
+
+def test_subclasses_make_their_values_their_own_way():
+    """A subclass whose __new__ is object's, or whose __init__ takes other
+    arguments, makes working Values (and is refused a second __init__
+    too); Value's signature is still its __init__'s, for help()."""
+    import inspect
+
+    class Plain(Value):
+        def __new__(cls, *args, **kwargs):
+            return object.__new__(cls)
+
+    class Named(Value):
+        def __init__(self, x, name=""):
+            super().__init__(x)
+            self.name = name
+
+    p, n = Plain(2.0), Named(3.0, name="n")
+    assert (p * n).data == 6.0 and n.name == "n"
+    for v in (p, n):
+        with pytest.raises(TypeError, match="already initialised"):
+            Value.__init__(v, 1.0)
+    assert str(inspect.signature(Value)) == "(data, _children=(), _op='', label='')"
 
 
 def test_compile_and_bulk_reject_non_values():
