@@ -49,9 +49,10 @@ static void take_references(pg_tape *t)
         t->a->ref[t->leaf[j]]++;
 }
 
+/* Frees what the tape owns but its map program (pg_tape_free drops that
+ * under the lock; a tape that failed to compile has none). */
 static void tape_release(pg_tape *t)
 {
-    pg__prog_unref(t->a, t->prog);
     pg__jplan_free(t->jplan);
     free(t->op);
     free(t->back);
