@@ -27,6 +27,7 @@ The handle's lifetime, made safe against what Python can run in between:
 import _thread
 import functools
 import gc
+import linecache
 import math
 import numbers
 import os
@@ -215,8 +216,14 @@ def _operators():
         doc = ("-self" if text == "neg" else f"{text}(self)") + ", a new node."
         source.append(_UNARY.format(method=method, doc=doc, node=entry[name],
                                     name=method.strip("_")))
+    # The text is kept in linecache under its name, so that a traceback
+    # through an operator shows its line, and inspect.getsource finds it
+    # (an entry with no mtime is never dropped as stale).
+    text = "".join(source)
+    filename = "<pygrad.engine: Value's operators>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     made = {}
-    exec(compile("".join(source), "<pygrad.engine: Value's operators>", "exec"), names, made)
+    exec(compile(text, filename, "exec"), names, made)
     for method, fn in made.items():
         fn.__qualname__ = f"Value.{method}"
     return made
@@ -576,23 +583,7 @@ def _number(value, what):
     return k
 
 
-class _Unowned:
-    """Value's base: Value(...) starts as a handle that owns no node (DEAD),
-    which __init__ then gives one.  So __init__ tells a second call by
-    reading _h: a slot never set raises AttributeError when read, and
-    hasattr() building and dropping that exception took a third of a
-    leaf's time.  (On a base class, so that Value's signature stays its
-    __init__'s.)"""
-
-    __slots__ = ()
-
-    def __new__(cls, *args, **kwargs):
-        self = _new(cls)
-        _set_handle(self, DEAD)   # (the slot's own setter: _View hides _h)
-        return self
-
-
-class Value(_Unowned):
+class Value:
     """A scalar in an autograd graph: micrograd's Value, backed by C."""
 
     # _h: the index of the node this handle owns one reference on (DEAD
@@ -604,11 +595,7 @@ class Value(_Unowned):
         (a str), a node of an op written in Python, micrograd's way: its
         inputs are the children, its value `data`, and assigning
         ``out._backward`` gives it its backward (see _backward)."""
-        try:
-            mine = self._h
-        except AttributeError:   # made by object.__new__ (a subclass's __new__)
-            mine = DEAD
-        if mine != DEAD:         # a second __init__ would leak, or rehash
+        if hasattr(self, "_h"):   # a second __init__ would leak, or rehash
             raise TypeError("Value is already initialised")
         if label.__class__ is not str and not isinstance(label, str):
             raise TypeError(f"Value.label must be a str, not {type(label).__name__}")
@@ -785,7 +772,6 @@ class Value(_Unowned):
     # pickling and copying: serialize.py gives Value its __reduce__
 
 
-_set_handle = Value.__dict__["_h"].__set__
 for _name, _method in _operators().items():
     setattr(Value, _name, _method)
 del _name, _method

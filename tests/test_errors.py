@@ -81,3 +81,16 @@ def test_out_of_memory_is_memory_error_and_graph_survives():
     assert pygrad.live_nodes() == live
     f.backward()
     assert a.grad == pytest.approx(-12.353553390593273, abs=1e-12)
+
+
+def test_an_operators_traceback_shows_its_line_and_source():
+    """The operators are written out from the op table at import: a
+    traceback through one still shows the line that raised, and inspect
+    finds their source (kept in linecache)."""
+    import inspect
+    import traceback
+    with pytest.raises(ValueError) as info:
+        Value(-1.0).log()
+    last = traceback.extract_tb(info.tb)[-1]
+    assert last.name == "log" and "_error(r, 'log')" in (last.line or "")
+    assert inspect.getsource(Value.__mul__).startswith("def __mul__(self, other):")

@@ -181,6 +181,26 @@ def test_reinit_is_refused():
     assert w.data == 3.0
 
 
+def test_a_resurrected_handle_refuses_init():
+    """A handle finalized and kept alive by its own __del__ owns no node;
+    initialising it again would give it one that nothing ever releases
+    (CPython runs __del__ once per object)."""
+    import gc
+    saved = []
+
+    class Resurrecting(Value):
+        def __del__(self):
+            saved.append(self)
+            Value.__del__(self)
+
+    r = Resurrecting(1.0)
+    del r
+    gc.collect()
+    v = saved.pop()
+    with pytest.raises(TypeError, match="already initialised"):
+        Value.__init__(v, 7.0)
+
+
 def test_subclasses_make_their_values_their_own_way():
     """A subclass whose __new__ is object's, or whose __init__ takes other
     arguments, makes working Values (and is refused a second __init__
