@@ -1008,6 +1008,21 @@ static void test_python_ops(void)
     pg_arena_free(a);
 }
 
+/* The exit status of child pid, or -1 if it has not ended within ms
+ * milliseconds (it is killed then: a hung child fails, not hangs). */
+static int child_status(pid_t pid, int ms)
+{
+    int status = -1;
+    for (int t = 0; t < ms; t++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
 /* fork() while another thread is busy in the arena: with the fork hooks
  * the child can use the arena (without them it would inherit the lock held
  * by a thread it does not have, and hang). */
@@ -1048,18 +1063,7 @@ static void test_fork(void)
             _exit(ok ? 0 : 1);
         }
         pg_fork_parent(a);
-        int status = -1;
-        for (int ms = 0; ms < 5000; ms++) {   /* a hung child fails, not hangs */
-            if (waitpid(pid, &status, WNOHANG) == pid)
-                break;
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
-        }
-        if (status == -1) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            status = -1;
-        }
-        CHECK(status == 0);
+        CHECK(child_status(pid, 5000) == 0);
     }
     fork_stop = 1;
     pthread_join(t, NULL);
@@ -1125,18 +1129,7 @@ static void test_fork_during_map(void)
             _exit(ok ? 0 : 1);
         }
         pg_fork_parent(a);
-        int status = -1;
-        for (int ms = 0; ms < 20000; ms++) {   /* a hung child fails, not hangs */
-            if (waitpid(pid, &status, WNOHANG) == pid)
-                break;
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
-        }
-        if (status == -1) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            status = -1;
-        }
-        CHECK(status == 0);
+        CHECK(child_status(pid, 20000) == 0);
     }
     map_stop = 1;
     pthread_join(th, NULL);
