@@ -227,6 +227,19 @@ def test_verdicts_count_the_cells_that_pass():
     assert targets.verdict(row, [1.0], judge=False)[3] == targets.QUICK_VERDICT
 
 
+def test_eager_backward_is_read_against_the_tapes_on_dag_at_1e5_and_1e6():
+    def rec(ns):
+        return {"status": "ok", "backward_ns_per_node": ns}
+    recs = {("dag", "pygrad", 10**5): rec(7.5), ("dag", "pygrad-tape", 10**5): rec(3.0),
+            ("dag", "pygrad", 10**6): rec(6.0), ("dag", "pygrad-tape", 10**6): rec(4.0),
+            ("dag", "pygrad", 10**4): rec(9.0), ("dag", "pygrad-tape", 10**4): rec(3.0),
+            ("chain", "pygrad", 10**5): rec(9.0), ("chain", "pygrad-tape", 10**5): rec(3.0)}
+    cells = sorted(targets.eager_backward(recs))
+    assert cells == [(1.5, "dag", "pygrad-tape", 10**6), (2.5, "dag", "pygrad-tape", 10**5)]
+    row = next(t for t in targets.TARGETS if t.cells is targets.eager_backward)
+    assert targets.verdict(row, recs)[3] == "PARTLY 1/2"
+
+
 def test_farparams_times_a_small_graph_after_a_large_span(quick):
     _, records, stdout, _ = quick
     recs = by_key(records)
