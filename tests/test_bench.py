@@ -90,6 +90,26 @@ def test_ok_records_have_the_schema(quick):
         assert r["backward_ns_per_node"] > 0 and math.isfinite(r["result"])
 
 
+def test_each_measuring_process_probes_its_speed_and_the_report_says_it(quick):
+    _, records, stdout, _ = quick
+    measured = [r for r in records if r["status"] == "ok"]
+    assert measured and all(r["probe_us"] > 0 for r in measured)
+    assert "speed probe (a fixed pure-Python loop, in each measuring process)" in stdout
+
+
+def test_the_probe_names_the_processes_that_ran_slow():
+    from pygrad.bench import report
+    recs = [{"workload": "dag", "engine": "pygrad", "size": 10**4, "probe_us": 500.0},
+            {"workload": "dag", "engine": "floor", "size": 10**4, "probe_us": 640.0},
+            {"workload": "chain", "engine": "pygrad", "size": 10**5, "probe_us": 800.0},
+            {"workload": "chain", "engine": "torch", "size": 10**5, "status": "missing"}]
+    [line] = report.probe_lines(recs)
+    assert "500 us at best, 800 at worst" in line
+    assert "1 of 3 processes over 1.3x the best" in line and line.endswith("chain pygrad 1e5")
+    assert "over" not in report.probe_lines(recs[:2])[0]   # 640 / 500: under 1.3x
+    assert report.probe_lines([recs[-1]]) == []
+
+
 def test_pygrad_creates_exactly_the_ops_counted_and_reports_its_arena(quick):
     _, records, _, _ = quick
     for r in records:

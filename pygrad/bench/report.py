@@ -242,9 +242,31 @@ def machine_lines(meta):
     return lines
 
 
+SLOW_PROBE = 1.3   # a process whose probe took this many times the run's best
+
+
+def probe_lines(records):
+    """The speed probe of the measuring processes (worker.speed_probe):
+    its best and worst, and the processes that ran on a slowed core (their
+    times are inflated with it, whichever engine they measured)."""
+    probes = [(r["probe_us"], r) for r in records if r.get("probe_us")]
+    if not probes:
+        return []
+    best = min(p for p, _ in probes)
+    slow = [r for p, r in probes if p > SLOW_PROBE * best]
+    line = (f"speed probe (a fixed pure-Python loop, in each measuring process): "
+            f"{best:.0f} us at best, {max(p for p, _ in probes):.0f} at worst")
+    if slow:
+        named = ", ".join(f"{r['workload']} {r['engine']} {fmt_size(r['size'])}" for r in slow[:8])
+        line += (f"; {len(slow)} of {len(probes)} processes over {SLOW_PROBE:g}x the best "
+                 f"(a slowed core: their times are too): {named}"
+                 + (", ..." if len(slow) > 8 else ""))
+    return [line]
+
+
 def text_report(records, meta):
     engines = meta["engines"]
-    out = [""] + machine_lines(meta)
+    out = [""] + machine_lines(meta) + probe_lines(records)
     for w in meta["workloads"]:
         es, sizes = _ran(records, w, engines)
         if not es:
@@ -303,7 +325,7 @@ def markdown_report(records, meta):
     out = ["# pygrad stress benchmark", "",
            f"{meta['date']} · Python {meta['python']} · {meta['cpu']} "
            f"({meta['cores']} cores) · `{meta['command']}`", ""]
-    out += [line + "  " for line in machine_lines(meta)[1:]] + [""]
+    out += [line + "  " for line in machine_lines(meta)[1:] + probe_lines(records)] + [""]
     out += ["Engines: " + "; ".join(f"`{e}`: {ENGINES[e].description}" for e in engines), "",
             "Build is ns per op (an op: a leaf made from a number or an operator call, "
             "the nodes pygrad creates); backward is ns per node; memory is the peak "

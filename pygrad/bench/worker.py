@@ -31,6 +31,7 @@ PREFIX = "BENCH-RECORD "
 STACK_BYTES = 1 << 30
 WARMUP_OPS = 300
 TASK_REPEATS = 100
+PROBE_ADDS = 20_000
 
 
 def rss_bytes():
@@ -246,6 +247,22 @@ def classify(exc):
     return f"error: {type(exc).__name__}: {first}"[:200]
 
 
+def speed_probe(rounds=5):
+    """The best time, in us, of a fixed pure-Python loop: how fast this
+    process's core runs.  On the project's virtual machine a process runs
+    at full speed or ~1.5x slower for its whole life (the other core busy
+    on the host; README), every engine's code alike: the report names the
+    processes whose probe says so."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        s = 0
+        for i in range(PROBE_ADDS):
+            s += i
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e6
+
+
 def run(args):
     """The record for one job (never raises)."""
     record = {"engine": args.engine, "workload": args.workload, "size": args.size,
@@ -284,12 +301,14 @@ def run(args):
             box["exc"] = exc
 
     t = threading.Thread(target=target, name="bench")
+    probe = speed_probe()
     try:
         t.start()
     except RuntimeError as exc:       # no room for its stack
         record["status"] = f"memory (cannot start the measuring thread: {exc})"
         return record
     t.join()
+    record["probe_us"] = max(probe, speed_probe())   # (before and after: the slower)
     if "exc" in box:
         record["status"] = classify(box["exc"])
     else:
