@@ -32,11 +32,19 @@ def faster(recs, workload, slow, fast, size):
     return b["time_s"] / a["time_s"]
 
 
+def multiple(recs, workload, other, size, field):
+    """pygrad's `field` as a multiple of `other`'s (1.0: the same; None if
+    either did not run)."""
+    a, b = recs.get((workload, SUBJECT, size)), recs.get((workload, other, size))
+    if not (ok(a) and ok(b)) or not b.get(field) or a.get(field) is None:
+        return None
+    return a[field] / b[field]
+
+
 def floor_multiple(recs, workload, size):
     """pygrad's eager build time as a multiple of the floor's (1.0: no
     cost above what any Python facade pays; None if either did not run)."""
-    x = ratio(recs, workload, FLOOR, size, "build_ns_per_op")
-    return None if not x else 1.0 / x
+    return multiple(recs, workload, FLOOR, size, "build_ns_per_op")
 
 
 def short_status(status):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .engines import FLOOR, PURE, SUBJECT
-from .records import MEMORY_MIN_OPS, faster, floor_multiple, fmt_ratio, fmt_rel, ok, ratio
+from .records import MEMORY_MIN_OPS, faster, fmt_ratio, fmt_rel, multiple, ok, ratio
 from .runner import fmt_size
 from .workloads import GRAPHS
 
@@ -102,28 +102,24 @@ def pure_vs_arena(recs):
     return out
 
 
-def floor_builds(recs):
-    """pygrad's eager build, times the floor's, where issue 14 states the
-    target: dag and chain at 1e4..1e6 ops."""
-    out = []
-    for (w, e, n) in recs:
-        if e == SUBJECT and w in ("dag", "chain") and 1e4 <= n <= 1e6:
-            x = floor_multiple(recs, w, n)
-            if x is not None:
-                out.append((x, w, FLOOR, n))
-    return out
+def multiples(field, other, workloads, lo, hi):
+    """pygrad's `field` as a multiple of engine `other`'s, on `workloads`
+    at sizes lo..hi: where issue 14 states its targets."""
+    def cells(recs):
+        out = []
+        for (w, e, n) in recs:
+            if e == SUBJECT and w in workloads and lo <= n <= hi:
+                x = multiple(recs, w, other, n, field)
+                if x is not None:
+                    out.append((x, w, other, n))
+        return out
+    return cells
 
 
-def eager_backward(recs):
-    """pygrad's eager backward per node, times the compiled tape's, where
-    issue 14 states the target: dag at 1e5 and 1e6 nodes."""
-    out = []
-    for (w, e, n), r in recs.items():
-        tape = recs.get((w, "pygrad-tape", n))
-        if e == SUBJECT and w == "dag" and 1e5 <= n <= 1e6 and ok(r) and ok(tape):
-            out.append((r["backward_ns_per_node"] / tape["backward_ns_per_node"],
-                        w, "pygrad-tape", n))
-    return out
+# the eager build against the floor (dag and chain, 1e4..1e6 ops), and
+# the eager backward per node against the compiled tape's (dag, 1e5..1e6)
+floor_builds = multiples("build_ns_per_op", FLOOR, ("dag", "chain"), 1e4, 1e6)
+eager_backward = multiples("backward_ns_per_node", "pygrad-tape", ("dag",), 1e5, 1e6)
 
 
 def tape_replay(recs):
