@@ -195,17 +195,18 @@ def _operators():
     entry = {}
     for name, (kind, _, _) in _optable.OPS.items():
         if kind in ("binary", "const", "unary"):
-            entry[name] = "_" + _optable.entry_point(name)
-            names[entry[name]] = getattr(_lib, _optable.entry_point(name))
+            point = _optable.entry_point(name)
+            entry[name] = "_" + point
+            names[entry[name]] = getattr(_lib, point)
     folded = {m: entry[name] for name, _, methods in _optable.rows("const") for m in methods}
     source = []
     for name, symbol, (plain, reflected) in _optable.rows("binary"):
+        power = symbol == "**"   # pow(a, b, m): TypeError, as for floats
         for method, operands, doc in (
                 (plain, "self._h, other._h",
                  f"self {symbol} other, a new node (other: a Value or a number)."),
                 (reflected, "other._h, self._h",
                  f"other {symbol} self, a new node (other: a number).")):
-            power = symbol == "**"   # pow(a, b, m): TypeError, as for floats
             source.append(_BINARY.format(
                 method=method, doc=doc, node=entry[name], const=folded[method],
                 operands=operands, symbol=symbol,
