@@ -18,14 +18,12 @@
   they filled empty and the arena hands their slots out again (how a stale
   index gets reused by a new node).
 """
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, checkout_env
 
 
 def run_python(script, timeout, args=()):
@@ -35,11 +33,9 @@ def run_python(script, timeout, args=()):
     body = textwrap.dedent(script)
     prelude = ("import faulthandler\n"
                f"faulthandler.dump_traceback_later({max(timeout - 1, 1)}, exit=True)\n")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     try:
         r = subprocess.run([sys.executable, "-c", prelude + body, *map(str, args)],
-                           cwd=ROOT, env=env, capture_output=True, text=True,
+                           cwd=ROOT, env=checkout_env(), capture_output=True, text=True,
                            timeout=timeout + 10)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"hung: the script did not exit within {timeout + 10} s\n"

@@ -1,7 +1,11 @@
 """Helpers shared by the tests."""
 import math
+import os
 
 from pygrad import _optable
+
+# The checkout these tests belong to.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The ops of the table (pygrad/_optable.py), as the random-program tests
 # call them: the unary methods by name (getattr(v, name)()), the binary
@@ -30,3 +34,11 @@ def settled_live_nodes():
     import pygrad
     gc.collect()
     return pygrad.live_nodes()
+
+
+def checkout_env():
+    """os.environ with this checkout first on PYTHONPATH, for a subprocess:
+    it then imports the pygrad under test (make sanitize's copy in
+    build/sanitize, say), not whichever one is installed, or none."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path)

@@ -11,12 +11,12 @@ import subprocess
 import sys
 
 import pytest
+from helpers import checkout_env
 
 from pygrad.bench import __main__ as cli
 from pygrad.bench import engines, peak, progress, report, runner, targets, tasks, worker
 from pygrad.bench.workloads import FAR_INPUTS, FAR_OPS, GRAPHS, WORKLOADS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROGRAD = importlib.util.find_spec("micrograd") is not None
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -34,10 +34,9 @@ TASK_FIELDS = {"engine", "workload", "size", "status", "repeats", "phases", "tim
 def bench(tmp_path, *args):
     """Runs the command line; returns (records, stdout, stderr)."""
     out = tmp_path / "results.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run([sys.executable, "-m", "pygrad.bench", "--out", str(out), *args],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, env=checkout_env(),
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     return json.loads(out.read_text())["records"], proc.stdout, proc.stderr
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from helpers import checkout_env
 
 from pygrad import Value, draw_dot, reference
 from pygrad.draw import MAX_NODES
@@ -265,5 +266,5 @@ def test_importing_pygrad_does_not_import_graphviz():
     import subprocess
     code = "import sys, pygrad; print('graphviz' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=checkout_env())
     assert out.stdout.strip() == "False"

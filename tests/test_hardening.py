@@ -12,7 +12,7 @@ import pygrad
 import pygrad.reference
 from pygrad import Value
 from pygrad._core import ARENA, lib
-from helpers import settled_live_nodes
+from helpers import checkout_env, settled_live_nodes
 
 
 def test_long_training_loop_then_drop_everything_leaves_no_node():
@@ -47,7 +47,8 @@ def test_interpreter_shutdown_with_live_values_is_clean():
         threading.Thread(target=spin, daemon=True).start()
         print("done")
     """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                       env=checkout_env())
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "done"
     assert r.stderr == ""

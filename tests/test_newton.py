@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import checkout_env
 
 import pygrad
 from pygrad import Value
@@ -100,7 +101,7 @@ def test_newton_reports_non_convergence(newton):
 
 def run(*args):
     return subprocess.run([sys.executable, str(NEWTON_PY), *args], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=checkout_env())
 
 
 def test_example_runs():

@@ -15,7 +15,7 @@ import pytest
 import pygrad
 from pygrad import Value, serialize
 from pygrad.nn import MLP
-from helpers import settled_live_nodes
+from helpers import checkout_env, settled_live_nodes
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 
@@ -165,7 +165,7 @@ def test_loads_in_a_fresh_process(tmp_path):
             f"m.zero_grad(); y = m({x!r}); y.backward(); "
             "print(repr(y.data)); print(repr([p.grad for p in m.parameters()]))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                         text=True, check=True).stdout.split("\n")
+                         text=True, check=True, env=checkout_env()).stdout.split("\n")
     assert eval(out[0]) == [(p.data, p.grad) for p in model.parameters()]
     model.zero_grad()
     y = model(x)
