@@ -541,3 +541,16 @@ def test_max_rel_diff_is_normwise():
     assert runner.max_rel_diff([1.0], [1.0, 2.0]) == math.inf
     assert runner.max_rel_diff([math.nan], [1.0]) == math.inf
     assert runner.max_rel_diff([0.0], [0.0]) == 0.0
+
+
+def test_floor_parts_calls_doing_nothing_raise_nothing_whatever_the_arena_holds():
+    """The row of C calls that do nothing must not depend on the arena: in a
+    fresh process no node exists, pg_opcode of node 0 returns -1, and a
+    death's call used to take that as an index: OverflowError in every
+    __del__ (printed, ignored, and timed with the row)."""
+    code = ("from pygrad.bench import floor_parts as fp\n"
+            "x = fp._chain(*fp._pair(fp.EmptyCalls), 5)\n"
+            "del x\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=checkout_env())
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -7,7 +7,7 @@ classes that add, one at a time, what a Python handle over a C graph pays:
 2. the same with an empty ``__del__`` (the handle must learn of its death);
 3. a handle that holds an index instead, one cffi call per op (two
    arguments) and one per death (one argument), to C functions that do
-   nothing (``pg_opcode``, ``py_data``): the least that any cffi facade
+   nothing (``pg_opcode``, ``pg_op_kind``): the least that any cffi facade
    with a reference-counted C node per handle pays;
 4. the same calls doing pygrad's C work (``py_mul`` makes a node,
    ``py_decref`` releases it);
@@ -29,7 +29,9 @@ from pygrad._core import ARENA, lib
 from .floor import Value as Floor
 
 _new = object.__new__
-_nothing2, _nothing1 = lib.pg_opcode, lib.py_data
+# (the death's takes an int, not an index: the op's result, pg_opcode of a
+# node that may not exist, is -1 then, and an index argument would raise)
+_nothing2, _nothing1 = lib.pg_opcode, lib.pg_op_kind
 _mul, _decref = lib.py_mul, lib.py_decref
 
 
