@@ -29,8 +29,8 @@ from pygrad._core import ARENA, lib
 from .floor import Value as Floor
 
 _new = object.__new__
-# (the death's takes an int, not an index: the op's result, pg_opcode of a
-# node that may not exist, is -1 then, and an index argument would raise)
+# (the death's call takes an int, not an index: the op stores pg_opcode's
+# result, -1 when the node does not exist, which an index argument refuses)
 _nothing2, _nothing1 = lib.pg_opcode, lib.pg_op_kind
 _mul, _decref = lib.py_mul, lib.py_decref
 
