@@ -381,9 +381,29 @@ def _python_sweep(node):
 # Python cycle, handle <-> closure, which the collector frees as
 # micrograd's own cycles), and the node's state only points to the handle,
 # weakly.  When the collector finalizes the handle, the node may still be
-# in use by other nodes: the closure then moves to the node's state, its
-# hold on the handle replaced by a _View that does not own the node.
+# in use by other nodes: the closure then moves to the node's state (the
+# hand-over), and the handle, released, becomes a view of the node that
+# owns nothing (its class swapped for a subclass whose _h checks that the
+# node is still the one it was: _view).
+#
+# The same collection may finalize the op's inputs' handles, when the
+# closure was all that held them (cube(a * b)): released, while their
+# nodes live on in the op's node.  They become views too, the first time
+# the closure is fetched after the hand-over (_python_backward): which of
+# the Values it holds were its inputs, and which nodes they were, is noted
+# at the assignment, by id.
+#
+# So what the closure holds is left where it is, however it holds it (a
+# cell, a default argument, a partial, an object's attribute, a list), and
+# stays the same object.  An earlier version replaced the cells' holds by
+# stand-ins at the assignment, and the cells are the variables of the
+# function that made the op: its `x` was no longer the caller's Value.
 _KEEPERS = {}    # Value class -> its subclass whose handles keep a _backward
+_VIEWS = {}      # Value class -> its subclass for released handles that view
+
+# where a closure's Values may sit, besides its cells, its default
+# arguments and a partial's or a bound method's object (_held_values)
+_CONTAINERS = frozenset((list, tuple, set, frozenset, dict))
 
 
 def _filled_cells(fn):
@@ -397,33 +417,56 @@ def _filled_cells(fn):
         yield cell, held
 
 
+def _held_values(fn):
+    """The Values a _backward holds where micrograd-style code puts them:
+    its closure's cells and its default arguments (or a partial's
+    arguments, or the attributes of a bound method's object), and the items
+    of a list, tuple, set or dict among those.  Deeper holds (an object in
+    a list) are not looked for."""
+    held = []
+    if isinstance(fn, functools.partial):
+        held += fn.args
+        held += fn.keywords.values()
+        fn = fn.func
+    obj = getattr(fn, "__self__", None)   # a bound method
+    if obj is not None and not isinstance(obj, type):
+        held += getattr(obj, "__dict__", {}).values()
+        fn = getattr(fn, "__func__", fn)
+    held += (x for _, x in _filled_cells(fn))
+    held += getattr(fn, "__defaults__", None) or ()
+    held += (getattr(fn, "__kwdefaults__", None) or {}).values()
+    for x in held:
+        if isinstance(x, Value):
+            yield x
+        elif type(x) in _CONTAINERS:
+            yield from (y for y in (x.values() if type(x) is dict else x)
+                        if isinstance(y, Value))
+
+
 def _keep_backward(v, fn, name="_backward"):
     """Keeps fn as node v's `name` (_backward, or _vjp: the same story)."""
     state = _side.ensure(v._h, name)
     state.pop(name, None)
-    # The closure's hold on the op's inputs (the lecture's self, other):
-    # the node keeps its inputs alive, so a view that does not own them
-    # serves, and stays valid when the collector finalizes the handles
-    # (with the closure's cycle) that the node outlives.
-    # Any other Value it holds, in a cell or in a container there: see
-    # _pin_held.
+    # The Values fn holds.  Its inputs' nodes live as long as v's: noted by
+    # id, with their nodes, so that handles the hand-over's collection
+    # finalizes become views of them (see above).  Any other: see _pin_held.
     inputs = set(_lib_inputs(v._h))
-    others = []
-    for cell, held in _filled_cells(fn):
-        if isinstance(held, Value):
-            if isinstance(held, _View) or held is v:
-                continue
-            if held._h in inputs:
-                key = _lib.pg_side_key(_A, held._h) or _side_key(held._h)
-                cell.cell_contents = _View(held._h, key)
-            else:
-                others.append(held)
-        elif type(held) in _CONTAINERS:
-            others.extend(x for x in (held.values() if type(held) is dict else held)
-                          if isinstance(x, Value) and x is not v and not isinstance(x, _View))
+    held_inputs, others = {}, []
+    for held in _held_values(fn):
+        if held is v or isinstance(held, _NonOwning):
+            continue
+        i = _owned_index(held)
+        if i in inputs:
+            held_inputs[id(held)] = (i, _lib.pg_side_key(_A, i) or _side_key(i))
+        else:
+            others.append(held)
+    if held_inputs:
+        state["_inputs" + name] = held_inputs
+    else:
+        state.pop("_inputs" + name, None)
     if others or "_pinned" + name in state:
         _pin_held(v, others, state, name)
-    if isinstance(v, _View):   # owns nothing: the node keeps fn itself
+    if isinstance(v, _NonOwning):   # owns nothing: the node keeps fn itself
         state[name] = fn
         return
     v.__dict__["_pygrad" + name] = fn
@@ -437,6 +480,18 @@ def _keep_backward(v, fn, name="_backward"):
                 "__slots__": (), "__del__": _keeper_del,
                 "__module__": cls.__module__, "__qualname__": cls.__qualname__})
         v.__class__ = keeper
+
+
+def _view_released_inputs(fn, held_inputs):
+    """The inputs' handles that fn holds and a collection released: views
+    of their nodes from now on (held_inputs: id -> (index, side key), as
+    _keep_backward noted them)."""
+    for held in _held_values(fn):
+        if isinstance(held, _NonOwning) or _owned_index(held) != DEAD:
+            continue
+        node = held_inputs.get(id(held))
+        if node is not None:
+            _view(held, type(held), *node)
 
 
 def _lies_under(roots, v, what):
@@ -454,10 +509,6 @@ def _lies_under(roots, v, what):
     return rc > 0
 
 
-# where a closure's Values may sit, besides its cells (_keep_backward)
-_CONTAINERS = frozenset((list, tuple, set, frozenset, dict))
-
-
 def _pin_held(v, held, state, name):
     """The node's state holds `held`, the Values other than its inputs that
     the closure holds (a Python op over many children keeps them in a list;
@@ -468,7 +519,7 @@ def _pin_held(v, held, state, name):
     meets released Values.  Not those made from the op's own output: held
     by its node, they would keep that node alive through C (a cycle no
     collector sees; see _refuse_self_holding)."""
-    held = [x for x in held if x._h != DEAD]
+    held = [x for x in held if _owned_index(x) != DEAD]
     if held and _lies_under(held, v, name):   # some are made from the output
         held = [x for x in held if not _lies_under([x], v, name)]
     if held:
@@ -500,8 +551,7 @@ def _refuse_self_holding(v, fn):
     through C that no collector sees (the node would never die; with v
     held too, a collection would free d under the _vjp).  The lecture's
     own hold on `out` is fine: _keep_backward handles that one."""
-    held = [x for _, x in _filled_cells(fn)
-            if isinstance(x, Value) and not isinstance(x, _View) and x is not v]
+    held = [x for x in _held_values(fn) if not isinstance(x, _NonOwning) and x is not v]
     if not held:
         return
     if _lies_under(held, v, "_vjp"):
@@ -534,9 +584,11 @@ def _python_backward(i, name="_backward"):
     if fn is None and "_keeper" in state:
         keeper = state["_keeper"]()
         if keeper is not None:
-            fn = keeper.__dict__.get("_pygrad" + name)
-        elif name in state.get("_kept", ()):
+            return keeper.__dict__.get("_pygrad" + name)
+        if name in state.get("_kept", ()):
             fn = _in_transit(state, name)
+    if fn is not None and "_inputs" + name in state:   # (in the node's state:
+        _view_released_inputs(fn, state["_inputs" + name])   # handed over)
     return fn
 
 
@@ -546,7 +598,16 @@ def _in_transit(state, name="_backward"):
     runs any finalizer, so between the two the closure is in neither
     place, and a backward in another thread can look just then.  The
     finalizer (_keeper_del) runs next, in the collecting thread: wait for
-    it to put the closure in the node's state."""
+    it to put the closure in the node's state.  Unless this is the
+    collecting thread (a finalizer of the same collection called
+    backward()): that finalizer can only run after this one, so waiting
+    would only stall."""
+    if _collecting[0] == threading.get_ident():
+        raise RuntimeError(
+            "pygrad: a finalizer (__del__) ran backward() while the same collection "
+            f"was finalizing the output handle of an op written in Python (its {name} "
+            "is out of reach until that collection ends): run backward() outside "
+            "finalizers, or keep the op's output alive")
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         fn = state.get(name)
@@ -557,24 +618,88 @@ def _in_transit(state, name="_backward"):
                        "the collector finalized its output handle")
 
 
+# The thread running a collection (gc.callbacks), or None: see _in_transit.
+_collecting = [None]
+
+
+def _note_collection(phase, info):
+    _collecting[0] = threading.get_ident() if phase == "start" else None
+
+
+gc.callbacks.append(_note_collection)
+
+
 def _keeper_del(self):
     """__del__ of a handle that keeps its node's _backward and _vjp (see
-    above): they move to the node's state."""
+    above): the handle's own class's finalizer runs (Value's, or a
+    subclass's), the handle, released, becomes a view of the node, for the
+    closure that may still hold it; and only then do they move to the
+    node's state, where another thread's backward() may take them at once
+    (and would find the handle released, in between)."""
     i = getattr(self, "_h", DEAD)
-    fns = {name: self.__dict__.get("_pygrad" + name) for name in ("_backward", "_vjp")}
+    fns = {name: self.__dict__.pop("_pygrad" + name, None) for name in ("_backward", "_vjp")}
+    state = None
     if i != DEAD and any(fn is not None for fn in fns.values()):
         key = _lib.pg_side_key(_A, i)
         state = _side._states.get(key) if key else None
+    cls = type(self).__bases__[0]   # the class the user made it as
+    try:
+        cls.__del__(self)
+    finally:
         if state is not None:
+            if getattr(self, "_h", DEAD) == DEAD:   # (released)
+                _view(self, cls, i, key)
             for name, fn in fns.items():
-                if fn is None:
-                    continue
-                for cell, held in _filled_cells(fn):
-                    if held is self:
-                        cell.cell_contents = _View(i, key)
-                state[name] = fn
+                if fn is not None:
+                    state[name] = fn
             state.pop("_keeper", None)
-    Value.__del__(self)
+
+
+class _NonOwning:
+    """Marks a handle that owns no node: a released op handle turned view
+    (_keeper_del)."""
+
+    __slots__ = ()
+
+
+def _view(handle, cls, i, key):
+    """Turns `handle` (of class cls, finalized, released) into a view of
+    node i, whose side key is `key`: every use checks that the node is
+    still the one it was (a side key is never reused), so a closure kept
+    after its node died raises instead of reaching another node."""
+    view = _VIEWS.get(cls)
+    if view is None:
+        view = _VIEWS[cls] = type(cls.__name__, (_NonOwning, cls), {
+            "__slots__": (), "_h": property(_view_index, _view_set_index),
+            "__del__": _view_del,
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    _OWNED_INDEX.__set__(handle, i)
+    handle.__dict__["_pygrad_key"] = key
+    handle.__class__ = view
+
+
+def _owned_index(handle):
+    """The index of the node `handle` owns (DEAD: none), past a view's _h;
+    DEAD too for a Value never initialised."""
+    try:
+        return _OWNED_INDEX.__get__(handle)
+    except AttributeError:
+        return DEAD
+
+
+def _view_index(self):
+    i = _owned_index(self)
+    if i == DEAD or _lib.pg_side_key(_A, i) != self.__dict__.get("_pygrad_key"):
+        raise _released(self)
+    return i
+
+
+def _view_set_index(self, i):
+    _OWNED_INDEX.__set__(self, i)
+
+
+def _view_del(self):
+    pass   # it owns nothing
 
 
 def _number(value, what):
@@ -778,26 +903,9 @@ for _name, _method in _operators().items():
 del _name, _method
 
 
-class _View(Value):
-    """A Value that does not own its node: what a Python op's _backward
-    holds of its own output once that handle is gone (_keeper_del).  Every use checks that the node is
-    still the one it was made for (its side key is never reused), so a
-    _backward kept after its node died raises instead of reaching another."""
-
-    __slots__ = ("_node", "_key")
-
-    def __init__(self, i, key):   # noqa: D107 - not Value's signature on purpose
-        object.__setattr__(self, "_node", i)
-        object.__setattr__(self, "_key", key)
-
-    @property
-    def _h(self):
-        if _lib.pg_side_key(_A, self._node) != self._key:
-            raise _released(self)
-        return self._node
-
-    def __del__(self):
-        pass   # it owns nothing
+# Value's slot for the index of the node a handle owns, read and written
+# past a view's _h property
+_OWNED_INDEX = Value.__dict__["_h"]
 
 
 def _fork_child():
