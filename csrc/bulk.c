@@ -4,6 +4,7 @@
  * changes nothing.
  */
 #include <math.h>
+#include <string.h>
 #include "arena.h"
 
 /* out[j] = the value (or grad) of idx[j].  The column is picked under the
@@ -24,14 +25,19 @@ static int get_numbers(pg_arena *a, const pg_index *idx, size_t n,
 
 /* The value (or grad) of idx[j] = in[j], or `fill` when in is NULL. */
 static int put_numbers(pg_arena *a, const pg_index *idx, size_t n,
-                       const double *in, double fill, int grads)
+                       const void *in, double fill, int grads)
 {
     LOCK(a);
     int rc = pg__all_live(a, idx, n);
     if (rc == PG_OK && n) {
         double *col = grads ? a->grad : a->val;
-        for (size_t j = 0; j < n; j++)
-            col[idx[j]] = in ? in[j] : fill;
+        const unsigned char *bytes = in;   /* (any alignment: pygrad.h) */
+        for (size_t j = 0; j < n; j++) {
+            double x = fill;
+            if (bytes)
+                memcpy(&x, bytes + j * sizeof x, sizeof x);
+            col[idx[j]] = x;
+        }
         if (!grads)
             pg__values_written(a);
     }
@@ -49,12 +55,12 @@ int pg_get_grad(pg_arena *a, const pg_index *idx, size_t n, double *out)
     return get_numbers(a, idx, n, out, 1);
 }
 
-int pg_put_data(pg_arena *a, const pg_index *idx, size_t n, const double *in)
+int pg_put_data(pg_arena *a, const pg_index *idx, size_t n, const void *in)
 {
     return put_numbers(a, idx, n, in, 0.0, 0);
 }
 
-int pg_put_grad(pg_arena *a, const pg_index *idx, size_t n, const double *in)
+int pg_put_grad(pg_arena *a, const pg_index *idx, size_t n, const void *in)
 {
     return put_numbers(a, idx, n, in, 0.0, 1);
 }

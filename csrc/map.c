@@ -557,7 +557,7 @@ out:
 
 typedef struct job {
     const pg_prog *p;
-    const double *rows;
+    const unsigned char *rows;   /* nrows * nin doubles, any alignment */
     size_t nrows, nblocks;
     size_t R;                 /* rows a block (the last may have fewer) */
     const double *par;        /* the parameters' values, a snapshot */
@@ -859,6 +859,16 @@ static void fail_at(job *J, size_t row, int op, int rc)
     pthread_mutex_unlock(&J->err_m);
 }
 
+/* Input i of row r.  The rows are the caller's buffer, at any address (a
+ * numpy array made at a byte offset is one): read as bytes, which costs
+ * nothing where unaligned loads do, and is defined everywhere. */
+static inline double row_input(const job *J, size_t r, uint32_t i)
+{
+    double x;
+    memcpy(&x, J->rows + (r * J->p->nin + i) * sizeof x, sizeof x);
+    return x;
+}
+
 /* Block b (its slot w in the wave) with scratch V, A. */
 static void run_block(job *J, size_t b, size_t w, double *V, double *A)
 {
@@ -867,7 +877,7 @@ static void run_block(job *J, size_t b, size_t w, double *V, double *A)
     for (uint32_t i = 0; i < p->nin; i++) {
         double *in = ROWS(V, i, R);
         for (size_t r = 0; r < nb; r++)
-            in[r] = J->rows[(r0 + r) * p->nin + i];
+            in[r] = row_input(J, r0 + r, i);
     }
     size_t row = 0;
     int rc = PG_OK;
@@ -878,7 +888,7 @@ static void run_block(job *J, size_t b, size_t w, double *V, double *A)
          * one by one, in order, to find it (in A, free until backward) */
         for (size_t r = 0; r < nb; r++) {
             for (uint32_t i = 0; i < p->nin; i++)
-                ROWS(A, i, R)[0] = J->rows[(r0 + r) * p->nin + i];
+                ROWS(A, i, R)[0] = row_input(J, r0 + r, i);
             size_t one = 0;
             int rc1 = PG_OK;
             size_t jj = forward(J, A, xt, 1, &one, &rc1);
@@ -958,7 +968,8 @@ static void work(void *ctx, int worker)
  * 64), or, when the batch has rows for more, an even number of them, up to
  * eight, of 32 rows or more (for the threads to share: an even number
  * splits evenly between two); the rows evened out among the blocks, in
- * multiples of 8 (the layers' tiles).  A block's fixed costs (each
+ * multiples of 8 (the layers' tiles), which can leave the count odd after
+ * all (200 rows: six blocks asked for, five of 40 made).  A block's fixed costs (each
  * instruction's loop set up, the layers' ragged edges, a parameter's sum)
  * are paid per block: 100 rows in blocks of 32, 32, 32 and 4 took 14.1 us
  * of C on one thread, in blocks of 56 and 44 13.0 (the moons step's map,
@@ -1029,13 +1040,13 @@ static void drop(pg_arena *a, pg_prog *p, int held_scratch)
     UNLOCK(a);
 }
 
-int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
+int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const void *rows,
                 size_t nrows, int broot, int reduce, int add_grads, double *values, double *reduced,
                 double *in_grads, int threads, int64_t bad[2])
 {
     bad[0] = bad[1] = -1;
     pg_arena *a = t->a;
-    if (broot >= (int)t->nroots || reduce < 0 || reduce > 2)
+    if (broot >= (int)t->nroots || reduce < 0 || reduce > 2 || (in_grads && broot < 0))
         return PG_EINVAL;
     LOCK(a);
     int rc = PG_OK;

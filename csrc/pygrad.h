@@ -226,11 +226,13 @@ int pg_local_backward(pg_arena *a, pg_index i);
 int64_t pg_custom(pg_arena *a, const pg_index *in, size_t n, double value);
 
 /* Bulk access over n indices.  All indices are checked first: PG_EINVAL if
- * any is dead, and then nothing is read or written. */
+ * any is dead, and then nothing is read or written.  `in`: n doubles at
+ * any address (a caller's buffer, a numpy array at a byte offset: read as
+ * bytes, so no alignment is assumed). */
 int pg_get_data(pg_arena *a, const pg_index *idx, size_t n, double *out);
 int pg_get_grad(pg_arena *a, const pg_index *idx, size_t n, double *out);
-int pg_put_data(pg_arena *a, const pg_index *idx, size_t n, const double *in);
-int pg_put_grad(pg_arena *a, const pg_index *idx, size_t n, const double *in);
+int pg_put_data(pg_arena *a, const pg_index *idx, size_t n, const void *in);
+int pg_put_grad(pg_arena *a, const pg_index *idx, size_t n, const void *in);
 int pg_fill_grad(pg_arena *a, const pg_index *idx, size_t n, double g);
 
 /* Optimizer steps over parameters idx[0..n), in C.  State arrays (velocity,
@@ -287,8 +289,9 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
 int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads);
 
 /* The tape replayed over rows (CasADi's map, JAX's vmap): ins[0..nin) are
- * leaves of the tape that each row feeds, rows the nrows x nin numbers
- * (row-major); every other leaf is a parameter, its value taken as the
+ * leaves of the tape that each row feeds, rows the nrows x nin doubles
+ * (row-major, at any address, as pg_put_data's); every other leaf is a
+ * parameter, its value taken as the
  * call starts.  Outputs, each optional (NULL): values[b * nroots + q] the
  * value of root q for row b; reduced[q] its sum over the rows (reduce 1)
  * or mean (reduce 2); in_grads[b * nin + i] the derivative of the reduced
@@ -298,10 +301,12 @@ int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, i
  * threads: how many (0: every core).  The results are the same, bit for
  * bit, whatever the number of threads; no value changes, no other grad.
  * A math error: its status, bad[0] the lowest row with one and bad[1] its
- * op, and nothing changed (bad[0] stays -1 otherwise).  An input the
- * roots do not depend on is read by nothing (its in_grads: 0).  PG_EINVAL
- * if an input is a node the tape computes, or is given twice; PG_ENOMEM. */
-int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const double *rows,
+ * op, and no grad changed (bad[0] stays -1 otherwise); values and in_grads
+ * may be partly written (rows of blocks that ran).  An input the roots do
+ * not depend on is read by nothing (its in_grads: 0).  PG_EINVAL if an
+ * input is a node the tape computes, or is given twice, or if in_grads is
+ * given with broot < 0 (no sweep would write it); PG_ENOMEM. */
+int pg_tape_map(pg_tape *t, const pg_index *ins, size_t nin, const void *rows,
                 size_t nrows, int broot, int reduce, int add_grads, double *values, double *reduced,
                 double *in_grads, int threads, int64_t bad[2]);
 

@@ -883,6 +883,34 @@ static void test_map(void)
     CHECK(pg_get_grad(a, params, 4, g) == PG_OK && g[0] == 0 && g[3] == 0);
     pg_index not_leaf[1] = {root};
     CHECK(pg_tape_map(t2, not_leaf, 1, rows, B, 0, 2, 1, NULL, NULL, NULL, 1, bad) == PG_EINVAL);
+    /* input derivatives asked for with no backward sweep: refused (it
+     * returned PG_OK, in_grads never written) */
+    double *unwritten = malloc(B * 3 * sizeof *unwritten);
+    CHECK(unwritten != NULL);
+    if (unwritten) {
+        CHECK(pg_tape_map(t2, ins, 3, rows, B, -1, 1, 0, NULL, NULL, unwritten, 1, bad) ==
+              PG_EINVAL);
+        free(unwritten);
+    }
+    /* rows at an odd address (a numpy array at a byte offset): read as
+     * bytes; the same sums as from aligned rows (UBSan flagged the load) */
+    rows[3 * 250 + 1] = rows[3 * 37 + 1] = 1.0;
+    double aligned_sum, odd_sum;
+    unsigned char *odd = malloc(B * 3 * sizeof(double) + 1);
+    CHECK(odd != NULL);
+    if (odd) {
+        memcpy(odd + 1, rows, B * 3 * sizeof(double));
+        CHECK(pg_tape_map(t2, ins, 3, rows, B, -1, 1, 0, NULL, &aligned_sum, NULL, 1, bad) ==
+              PG_OK);
+        CHECK(pg_tape_map(t2, ins, 3, odd + 1, B, -1, 1, 0, NULL, &odd_sum, NULL, 1, bad) ==
+              PG_OK);
+        CHECK(odd_sum == aligned_sum);
+        double back[3];
+        CHECK(pg_put_data(a, params, 3, odd + 1 + 8) == PG_OK);
+        CHECK(pg_get_data(a, params, 3, back) == PG_OK);
+        CHECK(memcmp(back, rows + 1, sizeof back) == 0);
+        free(odd);
+    }
     pg_tape_free(t2);
     pg_tape_free(t);
     pg_arena_free(a);

@@ -60,6 +60,8 @@ def _doubles(numbers, n):
         import numpy   # already imported: the object is numpy's
         if numbers.dtype.kind not in "biufO":   # text, complex, dates, bytes...
             raise TypeError(f"expected numbers, got a numpy array of dtype {numbers.dtype}")
+        if numbers.dtype.kind == "O":   # Python objects: each checked as a list's
+            return _doubles(numbers.reshape(-1).tolist(), n)   # (numpy parses str)
         try:
             flat = numpy.ascontiguousarray(numbers, dtype=numpy.float64).reshape(-1)
         except (TypeError, ValueError) as exc:

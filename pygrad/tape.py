@@ -204,7 +204,7 @@ class Tape:
             broot, add_params = 0, False
         if threads is None:
             threads = 0
-        elif type(threads) is not int or threads < 1:
+        elif type(threads) is not int or not 0 < threads <= _THREADS_CAP:
             threads = _threads(threads, "map")
         nin, nroots = len(inputs), len(self.roots)
         if nin == 0:
@@ -249,8 +249,14 @@ class Tape:
         return f"<pygrad.Tape of {len(self)} nodes, {len(self.roots)} root(s)>"
 
 
+# C takes threads= as an int and uses at most 64 (pool.h): a bigger request
+# is capped here, where cffi would raise OverflowError past 2**31 - 1
+_THREADS_CAP = 1 << 16
+
+
 def _threads(threads, what, owner="tape."):
-    """threads= as C takes it: 0 for None (every core), else a positive int."""
+    """threads= as C takes it: 0 for None (every core), else a positive
+    int, capped at _THREADS_CAP."""
     if threads is None:
         return 0
     if type(threads) is not int or threads < 1:
@@ -259,7 +265,7 @@ def _threads(threads, what, owner="tape."):
             raise ValueError(f"{owner}{what}(): threads must be a positive int or None, "
                              f"not {threads!r}")
         threads = operator.index(threads)
-    return threads
+    return min(threads, _THREADS_CAP)
 
 
 def _index(x, what):

@@ -60,3 +60,31 @@ def test_buffers_of_other_types_are_converted_not_reinterpreted():
     assert pygrad.data(vs).tolist() == [7.0, 8.0]
     pygrad.set_grads(vs, np.arange(4.0)[::2])          # strided: copied
     assert pygrad.grads(vs).tolist() == [0.0, 2.0]
+
+
+def test_object_arrays_are_checked_number_by_number():
+    """numpy parses the text in an object array as floats: set_data took
+    ['1.5', '2'] so, where the same list raises TypeError, as Value('1.5')."""
+    np = pytest.importorskip("numpy")
+    vs = [Value(0.0), Value(0.0)]
+    with pytest.raises(TypeError):
+        pygrad.set_data(vs, ["1.5", "2"])
+    with pytest.raises(TypeError):
+        pygrad.set_data(vs, np.array(["1.5", "2"], dtype=object))
+    assert pygrad.data(vs).tolist() == [0.0, 0.0]
+    pygrad.set_data(vs, np.array([1.5, 2], dtype=object))
+    assert pygrad.data(vs).tolist() == [1.5, 2.0]
+
+
+def test_numbers_at_an_odd_address_are_read_in_place():
+    """A float64 array made at a byte offset (not aligned): C reads it as
+    bytes (it loaded doubles from it: UBSan's misaligned load)."""
+    np = pytest.importorskip("numpy")
+    raw = bytearray(8 * 3 + 1)
+    odd = np.frombuffer(raw, dtype=np.float64, offset=1, count=3)
+    odd[:] = [0.25, -1.5, 3.0]
+    assert not odd.flags.aligned
+    vs = [Value(0.0) for _ in range(3)]
+    pygrad.set_data(vs, odd)
+    pygrad.set_grads(vs, odd)
+    assert pygrad.data(vs).tolist() == pygrad.grads(vs).tolist() == [0.25, -1.5, 3.0]

@@ -1328,6 +1328,50 @@ def test_rows_in_every_form_give_the_same_results(np):
     assert results(ints) == results(ints.astype(np.float64))
 
 
+def test_rows_at_an_odd_address_are_read_as_they_are(np):
+    """A float64 array made at a byte offset is C-contiguous but not aligned:
+    taken in place, C read it as doubles (UBSan: a misaligned load; make
+    sanitize failed here).  Now C reads the rows as bytes."""
+    tape, p = small_tape()
+    base = np.array([[math.sin(i), math.cos(i), i / 7.0] for i in range(150)])
+    raw = bytearray(base.nbytes + 1)
+    odd = np.frombuffer(raw, dtype=np.float64, offset=1, count=base.size).reshape(150, 3)
+    odd[:] = base
+    assert not odd.flags.aligned and odd.flags.c_contiguous
+    p.grad = 0.0
+    want = tape.map(base, backward=True, reduce="sum")
+    want_grad = p.grad
+    p.grad = 0.0
+    assert tape.map(odd, backward=True, reduce="sum") == want and p.grad == want_grad
+
+
+def test_object_rows_are_checked_as_a_lists_are(np):
+    """An object array of text or Decimals: numpy parses them as floats,
+    and map took them where the same rows as a list raise TypeError (as
+    Value('1.5') does).  Object arrays of numbers still go."""
+    from decimal import Decimal
+    tape, _ = small_tape()
+    for bad in ([["1.5", "2", "3"]], [[Decimal("1.5"), 2.0, 3.0]]):
+        with pytest.raises(TypeError):
+            tape.map(bad)
+        with pytest.raises(TypeError):
+            tape.map(np.array(bad, dtype=object))
+    good = [[1.5, 2, 3.0], [0.5, -1, 2.0]]
+    assert tape.map(np.array(good, dtype=object)).tobytes() == tape.map(good).tobytes()
+
+
+@pytest.mark.parametrize("threads", [2 ** 31, 10 ** 20])
+def test_a_huge_thread_count_is_capped(threads):
+    """threads= past 2**31 - 1 raised cffi's OverflowError; 65 .. 2**31 - 1
+    were already capped at the pool's 64."""
+    tape, _ = small_tape()
+    rows = [[0.1 * i, 0.2, 0.3] for i in range(100)]
+    assert tape.map(rows, threads=threads).tobytes() == tape.map(rows, threads=1).tobytes()
+    x = Value(0.5)
+    g = pygrad.compile(pygrad.grad((x * x).tanh(), [x], create_graph=True), inputs=[x])
+    assert g.jacobian(threads=threads) == g.jacobian(threads=1)
+
+
 def test_one_input_tape_takes_1d_rows(np):
     """A 1-input tape takes a 1-D numpy array (or array('d'), or numbers)
     as a column of rows."""
