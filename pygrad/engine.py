@@ -445,6 +445,7 @@ def _held_values(fn):
 
 def _keep_backward(v, fn, name="_backward"):
     """Keeps fn as node v's `name` (_backward, or _vjp: the same story)."""
+    keeper = None if isinstance(v, _NonOwning) else _keeper_class(type(v), name)
     state = _side.ensure(v._h, name)
     state.pop(name, None)
     # The Values fn holds.  Its inputs' nodes live as long as v's: noted by
@@ -472,14 +473,28 @@ def _keep_backward(v, fn, name="_backward"):
     v.__dict__["_pygrad" + name] = fn
     state["_keeper"] = weakref.ref(v)
     state["_kept"] = state.get("_kept", frozenset()) | {name}   # (what _keeper_del moves)
-    cls = type(v)
-    if cls not in _KEEPERS.values():
-        keeper = _KEEPERS.get(cls)
-        if keeper is None:
-            keeper = _KEEPERS[cls] = type(cls.__name__, (cls,), {
+    v.__class__ = keeper
+
+
+def _keeper_class(cls, name):
+    """The subclass of cls whose handles keep a _backward (cls itself if it
+    is one); made before anything changes, as a subclass's
+    __init_subclass__ may refuse it (TypeError)."""
+    if cls in _KEEPERS.values():
+        return cls
+    keeper = _KEEPERS.get(cls)
+    if keeper is None:
+        try:
+            keeper = type(cls.__name__, (cls,), {
                 "__slots__": (), "__del__": _keeper_del,
                 "__module__": cls.__module__, "__qualname__": cls.__qualname__})
-        v.__class__ = keeper
+        except TypeError as exc:
+            raise TypeError(
+                f"a {cls.__name__} cannot take a {name}: pygrad gives an op's output a "
+                f"subclass of its class (whose finalizer hands the {name} to the node), "
+                f"and {cls.__name__}.__init_subclass__ refused it: {exc}") from exc
+        _KEEPERS[cls] = keeper
+    return keeper
 
 
 def _view_released_inputs(fn, held_inputs):

@@ -301,3 +301,31 @@ def test_no_stand_in_class_is_left():
     """The stand-in the old hand-over made (engine._View) is gone: what
     holds a Value holds the Value."""
     assert not hasattr(engine, "_View")
+
+
+def test_a_subclass_that_refuses_subclasses_gets_a_clear_error_and_no_change():
+    """A Value subclass whose __init_subclass__ requires arguments: pygrad
+    cannot make the subclass it swaps in.  Before: the user's own
+    TypeError, with the node's state already saying a handle kept a
+    closure it did not keep (a backward() then waited 10 s for it)."""
+    class Registry(Value):
+        def __init_subclass__(cls, kind, **kw):
+            super().__init_subclass__(**kw)
+
+    class Param(Registry, kind='param'):
+        pass
+
+    x = Value(1.5)
+    out = Param(2 * x.data, (x,), 'dbl')
+
+    def _backward():
+        x.grad += 2 * out.grad
+    with pytest.raises(TypeError, match="cannot take a _backward"):
+        out._backward = _backward
+    assert type(out) is Param
+    y = out * 3
+    del out
+    gc.collect()
+    t = time.monotonic()
+    y.backward()                # the op has no _backward: x gets nothing
+    assert x.grad == 0.0 and time.monotonic() - t < 1.0
