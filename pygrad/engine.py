@@ -637,8 +637,10 @@ def _in_transit(state, name="_backward"):
 _collecting = [None]
 
 
-def _note_collection(phase, info):
-    _collecting[0] = threading.get_ident() if phase == "start" else None
+def _note_collection(phase, info, _ident=threading.get_ident, _state=_collecting):
+    # (default arguments: it runs in collections at shutdown, when module
+    # globals may be gone)
+    _state[0] = _ident() if phase == "start" else None
 
 
 gc.callbacks.append(_note_collection)
