@@ -25,12 +25,20 @@ def _indices(values):
 
 class Indexed:
     """A fixed list of Values with its C index array built once: pass it to
-    the bulk functions in a loop to skip re-reading every handle."""
+    the bulk functions in a loop to skip re-reading every handle.  Fixed:
+    `values` is a tuple, and neither it nor `idx` can be reassigned (a
+    list edited after the array was built sent C writes to whatever node
+    took a dropped Value's slot, or past the array's end)."""
 
     __slots__ = ("values", "idx")
 
     def __init__(self, values):
-        self.values, self.idx = index_array(values, "values")
+        values, idx = index_array(values, "values")
+        object.__setattr__(self, "values", tuple(values))
+        object.__setattr__(self, "idx", idx)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"an Indexed is fixed ({name} cannot be set): make a new one")
 
     def __len__(self):
         return len(self.values)

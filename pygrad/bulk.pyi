@@ -15,8 +15,10 @@ _Numbers: TypeAlias = Sequence[float] | Buffer
 class Indexed:
     """A fixed list of Values with its C index array built once."""
 
-    values: list[Value]
-    idx: Any   # the cffi array of their node indices
+    @property
+    def values(self) -> tuple[Value, ...]: ...
+    @property
+    def idx(self) -> Any: ...   # the cffi array of their node indices
     def __init__(self, values: Iterable[Value]) -> None: ...
     def __len__(self) -> int: ...
 

@@ -94,6 +94,9 @@ def _central_difference(f: Callable[..., ValueLike], inputs: list[Any], x: Any,
         lo, f_lo = x.data, f(*inputs).data
     finally:
         x.data = x0
+    if hi == lo:   # (|x| so large that x + eps rounds back to x)
+        raise ValueError(f"gradcheck: eps={eps!r} vanishes next to an input of value "
+                         f"{x0!r} (x + eps == x - eps): give a larger eps")
     return float((f_hi - f_lo) / (hi - lo))
 
 

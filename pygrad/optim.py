@@ -51,7 +51,10 @@ class Optimizer:
 class SGD(Optimizer):
     """p -= lr * (momentum buffer of grad + weight_decay * p)."""
 
-    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
+    # (weight_decay keyword-only: torch's fourth positional argument is
+    # dampening, which this SGD does not have; SGD(ps, 0.1, 0.9, 0.5) would
+    # silently mean something else here)
+    def __init__(self, params, lr=0.01, momentum=0.0, *, weight_decay=0.0):
         super().__init__(params, lr)
         self.momentum = _at_least_zero(momentum, "momentum value")
         self.weight_decay = _at_least_zero(weight_decay, "weight_decay value")

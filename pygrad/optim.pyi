@@ -13,7 +13,7 @@ class Optimizer:
 class SGD(Optimizer):
     momentum: float
     weight_decay: float
-    def __init__(self, params: Iterable[Value], lr: float = 0.01, momentum: float = 0.0,
+    def __init__(self, params: Iterable[Value], lr: float = 0.01, momentum: float = 0.0, *,
                  weight_decay: float = 0.0) -> None: ...
     def step(self) -> None: ...
 

@@ -28,6 +28,8 @@ import os
 import pickle
 import threading
 
+from ._core import ARENA as _A
+from ._core import lib as _lib
 from .engine import Value, WeakCache
 
 # node index -> the _LeafRef of the pickle (or copy) under way, if any.
@@ -117,10 +119,13 @@ def _rebuild(state, cls=None):
 def reduce_value(v):
     """Value.__reduce__ (installed below): (_rebuild, (the _LeafRef of v's
     node,)), or TypeError for a non-leaf."""
-    op = v._op
-    if op:
+    # (the node's op, not _op: an op written in Python, made without a name,
+    # Value(x, (a,)) as micrograd's signature allows, has _op '')
+    if _lib.pg_opcode(_A, v._h) != _lib.PG_LEAF:
+        op = v._op   # (raises for a released handle)
+        what = f"the result of '{op}'" if op else "made by an op written in Python"
         raise TypeError(
-            f"cannot pickle or copy a non-leaf pygrad Value (the result of '{op}'): "
+            f"cannot pickle or copy a non-leaf pygrad Value ({what}): "
             "only leaves, such as parameters, are saved.  Save its .data, or detach "
             "it first: Value(v.data, label=v.label)")
     with _refs_lock:

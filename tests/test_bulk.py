@@ -88,3 +88,22 @@ def test_numbers_at_an_odd_address_are_read_in_place():
     pygrad.set_data(vs, odd)
     pygrad.set_grads(vs, odd)
     assert pygrad.data(vs).tolist() == pygrad.grads(vs).tolist() == [0.25, -1.5, 3.0]
+
+
+def test_an_indexed_cannot_be_edited():
+    """Indexed.values was a list next to an index array built once: editing
+    it made C write to whatever node took a dropped Value's slot (or read
+    past the array).  Now it is a tuple, and neither attribute can be set."""
+    a, b = Value(1.0), Value(2.0)
+    ix = pygrad.Indexed([a, b])
+    assert ix.values == (a, b)
+    with pytest.raises((TypeError, AttributeError)):
+        ix.values[1] = Value(3.0)
+    with pytest.raises((TypeError, AttributeError)):
+        ix.values.append(Value(3.0))
+    with pytest.raises(AttributeError):
+        ix.values = [a]
+    with pytest.raises(AttributeError):
+        ix.idx = None
+    pygrad.set_data(ix, [10.0, 20.0])
+    assert (a.data, b.data) == (10.0, 20.0)

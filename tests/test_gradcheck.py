@@ -232,3 +232,15 @@ def test_random_expressions_pass_gradcheck(xs, program):
     if not out._prev:      # the program only picked an input: nothing to check
         return
     assert gradcheck(f, inputs).ok
+
+
+def test_an_eps_that_vanishes_next_to_an_input_is_a_value_error():
+    """At |x| ~ 1e12 the default eps rounds away (x + eps == x): gradcheck
+    divided by the step taken, 0.0, and raised ZeroDivisionError, even with
+    raise_on_failure=False.  Now a ValueError says what to change."""
+    x = Value(1e12)
+    for raising in (True, False):
+        with pytest.raises(ValueError, match="eps"):
+            gradcheck(lambda v: v * 2.0, [x], raise_on_failure=raising)
+    assert x.data == 1e12
+    assert gradcheck(lambda v: v * 2.0, [x], eps=1e-2)

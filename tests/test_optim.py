@@ -103,3 +103,14 @@ def test_optimizer_keeps_parameters_alive():
         p.grad = 1.0
     opt.step()
     assert [p.data for p in opt.params.values] == [0.0, 1.0]
+
+
+def test_sgd_takes_weight_decay_by_keyword_only():
+    """torch.optim.SGD(params, lr, momentum, dampening, weight_decay, ...):
+    SGD(ps, 0.1, 0.9, 0.5) means dampening 0.5 there; here it silently
+    meant weight_decay 0.5.  Now a fourth positional argument is refused,
+    as torch's keywords this SGD lacks are."""
+    ps = [Value(1.0)]
+    with pytest.raises(TypeError):
+        SGD(ps, 0.1, 0.9, 0.5)
+    assert SGD(ps, 0.1, 0.9, weight_decay=0.5).weight_decay == 0.5

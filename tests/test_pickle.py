@@ -238,3 +238,20 @@ def test_pickling_holds_no_node_after_it_is_done():
     del loaded
     gc.collect()
     assert pygrad.live_nodes() == before
+
+
+def test_a_python_op_made_without_a_name_is_no_leaf():
+    """Value(x, (a,)) -- micrograd's signature, _op defaulting to '' -- was
+    pickled and copied as a leaf (its children and op dropped)."""
+    a = Value(3.0)
+    out = Value(6.0, (a,))
+    for save in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="non-leaf"):
+            save(out)
+
+    def _backward():
+        a.grad += 2 * out.grad
+    out._backward = _backward
+    for save in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="non-leaf"):
+            save(out)
