@@ -195,7 +195,7 @@ static inline int pg_check_pow(double b, double e, double r)
     X(PG_COS,     UNARY,  VARY,    cos(x),         -sin(x),               0.0,                pg_check_math(x, v, PG_EDOMAIN), G_MUL(G_NEG(G_SIN(G_X)), G_ADJ),                     G_ZERO) \
     X(PG_TANH,    UNARY,  VARY,    tanh(x),         1.0 - v * v,          0.0,                PG_OK,                           G_MUL(G_RSUBC(1.0, G_MUL(G_V, G_V)), G_ADJ),         G_ZERO) \
     X(PG_SIGMOID, UNARY,  VARY,    pg_sigmoid(x),   v * (1.0 - v),        0.0,                PG_OK,                           G_MUL(G_MUL(G_V, G_RSUBC(1.0, G_V)), G_ADJ),         G_ZERO) \
-    X(PG_RELU,    UNARY,  VARY,    pg_relu(x),      (double)(v > 0.0),    0.0,                PG_OK,                           G_MUL(G_STEP(G_X), G_ADJ),                           G_ZERO) \
+    X(PG_RELU,    UNARY,  VARY,    pg_relu(x),      (double)(v > 0.0),    0.0,                PG_OK,                           G_MUL(G_STEP(G_V), G_ADJ),                           G_ZERO) \
     X(PG_STEP,    UNARY,  FIXED,   pg_unit_step(x), 0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
     X(PG_SUM,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
     X(PG_DOT,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \

@@ -375,7 +375,7 @@ class Value:
     def relu(self):
         x = self.data
         return self._unary(0.0 if x < 0.0 else x, 'ReLU', lambda x, v: float(v > 0.0),
-                           lambda out, g: _times(self.step(), g))
+                           lambda out, g: _times(out.step(), g))
 
     def step(self):
         """1 where self > 0, else 0: relu's derivative (its own is 0)."""

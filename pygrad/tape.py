@@ -110,7 +110,11 @@ class Tape:
             raise RuntimeError("the last forward() of this tape failed half-way: call "
                                "forward() again (successfully) before jvp()")
         out = _ffi.new("double[]", len(self.roots))
-        tangents = [float(t) for t in tangents]
+        for t in tangents:   # (float() would take text)
+            if engine._as_float(t) is None:
+                raise TypeError(f"tape.jvp() tangents must be real numbers, "
+                                f"not {type(t).__name__}")
+        tangents = [engine._as_float(t) for t in tangents]
         # (it flags the tape's nodes, as sweeps do: inside a _backward, the
         # paused sweep is set aside meanwhile)
         with engine._sweeps, engine._sweep_scope():

@@ -748,3 +748,35 @@ def test_grad_builds_only_derivatives_asked_for():
     assert pygrad.grad(f, y, create_graph=True).data == 0.0
     b, e = Value(0.0), Value(0.5)
     assert pygrad.grad(b ** e, e, create_graph=True).data == 0.0
+
+
+def test_relu_derivative_graph_reads_the_relu_as_the_sweep_does():
+    """relu's derivative is (relu's value > 0) in the sweep (micrograd's
+    closure reads out.data); its graph read step(x) instead, so after a
+    leaf's .data was written without recomputing, grad(create_graph=True)
+    gave 0.0 where grad() and backward() gave 3.0 (and hessian followed)."""
+    for V, mod in ((Value, pygrad), (R.Value, R)):
+        x = V(1.0)
+        f = x.relu() * 3
+        x.data = -1.0
+        (numbers,) = mod.grad(f, [x])
+        (graph,) = mod.grad(f, [x], create_graph=True)
+        f.backward()
+        assert numbers == graph.data == x.grad == 3.0, mod
+
+
+def test_tangents_and_vectors_must_be_real_numbers():
+    """jvp, tape.jvp and hvp converted their vectors with float(), which
+    takes text: jvp(f, x, '2') returned a number where grad(...,
+    grad_outputs='2') raises TypeError."""
+    x = Value(2.0)
+    f = x ** 3
+    tape = pygrad.compile(f, inputs=[x])
+    for bad in ("2", b"2", None, Value(2.0)):
+        with pytest.raises(TypeError):
+            pygrad.jvp(f, x, bad)
+        with pytest.raises(TypeError):
+            pygrad.hvp(f, x, bad)
+        with pytest.raises(TypeError):
+            tape.jvp([bad])
+    assert pygrad.jvp(f, x, 2) == pygrad.hvp(f, x, 2) == tape.jvp([2]) == 24.0
