@@ -481,25 +481,47 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
             a->grad[ins[j]] = tangents[j];
             a->flags[ins[j]] &= (uint8_t)~PG_MARK;
         }
-    /* oldest first: t(node) = sum of (local partial) * t(input) */
+    /* oldest first: t(node) = sum of (local partial) * t(input), over the
+     * inputs that move (an input, or a node below one: flag cleared once
+     * its tangent is made).  A node nothing moves keeps tangent 0 and makes
+     * no term: a leaf that is no input has no tangent at all (as torch's
+     * forward mode), and 0 times an infinite partial (sqrt's at 0) would be
+     * NaN where the derivative is 0. */
+#define MOVES(i) (!(a->flags[i] & PG_MARK))
     for (size_t j = s.set.n; j-- > 0;) {
         pg_index i = s.set.node[j];
         if (!(a->flags[i] & PG_MARK))
             continue;   /* an input */
         int op = a->op[i];
         pg_index in0 = a->in0[i], in1 = a->in1[i];
-        double t;
+        double t = 0.0;
+        int moved = 0;
         if (pg_has_list(op)) {
             const pg_index *list = a->aux[i].list->item;
             uint32_t m = in0;
-            t = in1 != PG_NONE ? a->grad[in1] : 0.0;
+            if (in1 != PG_NONE && MOVES(in1)) {
+                t = a->grad[in1];
+                moved = 1;
+            }
             if (op == PG_SUM) {
                 for (uint32_t q = 0; q < m; q++)
-                    t += a->grad[list[q]];
+                    if (MOVES(list[q])) {
+                        t += a->grad[list[q]];
+                        moved = 1;
+                    }
             } else {
-                for (uint32_t q = 0; q < m / 2; q++)
-                    t += a->val[list[m / 2 + q]] * a->grad[list[q]] +
-                         a->val[list[q]] * a->grad[list[m / 2 + q]];
+                for (uint32_t q = 0; q < m / 2; q++) {
+                    pg_index w = list[q], x = list[m / 2 + q];
+                    if (MOVES(w) && MOVES(x))
+                        t += a->val[x] * a->grad[w] + a->val[w] * a->grad[x];
+                    else if (MOVES(w))
+                        t += a->val[x] * a->grad[w];
+                    else if (MOVES(x))
+                        t += a->val[w] * a->grad[x];
+                    else
+                        continue;
+                    moved = 1;
+                }
             }
         } else {
             double x = a->val[in0], v = a->val[i];
@@ -514,12 +536,20 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
             default:
                 break;
             }
-            t = dx * a->grad[in0];
-            if (pg_arity(op) == 2)
-                t += dy * a->grad[in1];
+            int two = pg_arity(op) == 2;
+            if (MOVES(in0) && two && MOVES(in1))
+                t = dx * a->grad[in0] + dy * a->grad[in1];
+            else if (MOVES(in0))
+                t = dx * a->grad[in0];
+            else if (two && MOVES(in1))
+                t = dy * a->grad[in1];
+            moved = MOVES(in0) || (two && MOVES(in1));
         }
         a->grad[i] = t;
+        if (moved)
+            a->flags[i] &= (uint8_t)~PG_MARK;
     }
+#undef MOVES
     for (size_t j = 0; j < nin; j++)
         if (member[j])
             a->flags[ins[j]] |= PG_MARK;  /* back, for sweep_end */

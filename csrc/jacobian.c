@@ -451,9 +451,10 @@ static int tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *ou
     return rc;
 }
 
-int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads)
+int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads,
+                     int absent_ok)
 {
-    return tape_jacobian(t, ins, nin, out, threads, 1);
+    return tape_jacobian(t, ins, nin, out, threads, !absent_ok);
 }
 
 /* A tape of the outputs, for the one call: compiling costs a small

@@ -271,12 +271,15 @@ int pg_tape_backward(pg_tape *t, size_t r);
 
 /* Forward mode over the tape (CppAD's Forward(1)): result[r] = the tangent
  * of root r given the tangents of nodes ins[0..nin) of the tape (their own
- * inputs do not move them; other leaves: 0), from the local partials of the
- * last pg_tape_forward (or of compile time).  No grad changes.  PG_EINVAL
- * if an input is not a node of the tape or is given twice; PG_EBUSY while a
- * sweep is paused (it flags the tape's nodes, as a sweep does); PG_ENOMEM. */
+ * inputs do not move them; other leaves have no tangent: a node nothing
+ * moves adds no term, not even 0 times an infinite partial), from the local
+ * partials of the last pg_tape_forward (or of compile time).  No grad
+ * changes.  PG_EINVAL if an input is given twice, or is not a node of the
+ * tape (unless absent_ok: then it moves nothing; a tape compiled with
+ * inputs some root does not depend on lacks them); PG_EBUSY while a sweep
+ * is paused (it flags the tape's nodes, as a sweep does); PG_ENOMEM. */
 int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
-                double *result);
+                int absent_ok, double *result);
 
 /* The Jacobian of the tape's roots (JAX's jacrev on a compiled function):
  * out[r * nin + c] = d root r / d ins[c], for any nodes ins[c] of the tape
@@ -284,9 +287,10 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
  * of compile time) -- row r is what pg_tape_backward(t, r) would add to
  * zeroed grads, to the bit.  Eight roots per reverse sweep, the sweeps on
  * `threads` threads (0: every core; the same bits for any number).  No
- * value or grad changes.  PG_EINVAL if an input is not a node of the tape;
- * PG_ENOMEM. */
-int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads);
+ * value or grad changes.  PG_EINVAL if an input is not a node of the tape
+ * (unless absent_ok: then its column is zeros); PG_ENOMEM. */
+int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads,
+                     int absent_ok);
 
 /* The tape replayed over rows (CasADi's map, JAX's vmap): ins[0..nin) are
  * leaves of the tape that each row feeds, rows the nrows x nin doubles

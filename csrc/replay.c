@@ -233,8 +233,18 @@ int pg_tape_backward(pg_tape *t, size_t r)
  * The tangents live in the nodes' grads for the call (saved and put back);
  * PG_MARK flags the tape's nodes meanwhile, minus the inputs, whose
  * tangents are given. */
+/* Whether ins[j] is one of ins[0..j).  (Only asked of an input whose flag
+ * is already clear: one not in the tape, or given twice.) */
+static int given_before(const pg_index *ins, size_t j)
+{
+    for (size_t k = 0; k < j; k++)
+        if (ins[k] == ins[j])
+            return 1;
+    return 0;
+}
+
 int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
-                double *result)
+                int absent_ok, double *result)
 {
     pg_arena *a = t->a;
     size_t n = t->ncode, total = n + t->nleaf;
@@ -255,12 +265,19 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
     }
     int rc = PG_OK;
     for (size_t j = 0; j < nin; j++)
-        if (!pg__is_live(a, ins[j]) || !(a->flags[ins[j]] & PG_MARK))
-            rc = PG_EINVAL;   /* not a node of this tape (or given twice) */
-        else {
+        if (pg__is_live(a, ins[j]) && (a->flags[ins[j]] & PG_MARK)) {
             a->grad[ins[j]] = tangents[j];
             a->flags[ins[j]] &= (uint8_t)~PG_MARK;
-        }
+        } else if (!absent_ok || !pg__is_live(a, ins[j]) || given_before(ins, j)) {
+            rc = PG_EINVAL;   /* not a node of this tape (or given twice) */
+        }   /* (else absent, and allowed: its tangent moves nothing) */
+    /* A node's tangent: the sum of (local partial) * tangent over its
+     * inputs that move (an input, or a node below one: its flag cleared
+     * once its tangent is made).  A node nothing moves keeps 0 and makes no
+     * term: a leaf that is no input has no tangent at all (as torch's
+     * forward mode), and 0 times an infinite partial (sqrt's at 0) would be
+     * NaN where the derivative is 0. */
+#define MOVES(i) (!(a->flags[i] & PG_MARK))
     const double *d = t->d;
     pg_list *const *lp = t->list;
     for (size_t j = 0; j < n && rc == PG_OK; j++) {
@@ -271,26 +288,51 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
         d += pg_nparts(o);
         if (!(a->flags[e.out] & PG_MARK))
             continue;   /* an input: its tangent is given */
-        double tan;
+        double tan = 0.0;
+        int moved = 0;
         if (l) {
             uint32_t m = e.in0;
-            tan = e.in1 != PG_NONE ? a->grad[e.in1] : 0.0;
+            if (e.in1 != PG_NONE && MOVES(e.in1)) {
+                tan = a->grad[e.in1];
+                moved = 1;
+            }
             if (o == PG_SUM) {
                 for (uint32_t q = 0; q < m; q++)
-                    tan += a->grad[l->item[q]];
+                    if (MOVES(l->item[q])) {
+                        tan += a->grad[l->item[q]];
+                        moved = 1;
+                    }
             } else {
-                for (uint32_t q = 0; q < m / 2; q++)
-                    tan += a->val[l->item[m / 2 + q]] * a->grad[l->item[q]] +
-                           a->val[l->item[q]] * a->grad[l->item[m / 2 + q]];
+                for (uint32_t q = 0; q < m / 2; q++) {
+                    pg_index w = l->item[q], x = l->item[m / 2 + q];
+                    if (MOVES(w) && MOVES(x))
+                        tan += a->val[x] * a->grad[w] + a->val[w] * a->grad[x];
+                    else if (MOVES(w))
+                        tan += a->val[x] * a->grad[w];
+                    else if (MOVES(x))
+                        tan += a->val[w] * a->grad[x];
+                    else
+                        continue;
+                    moved = 1;
+                }
             }
         } else {
             int swapped = (t->op[j] & PG_CHAIN1) != 0;   /* chained input first */
-            tan = dj[swapped && pg_nparts(o) == 2] * a->grad[e.in0];
-            if (pg_nparts(o) == 2)
-                tan += dj[!swapped] * a->grad[e.in1];
+            int two = pg_nparts(o) == 2;
+            double d0 = dj[swapped && two], d1 = two ? dj[!swapped] : 0.0;
+            if (MOVES(e.in0) && two && MOVES(e.in1))
+                tan = d0 * a->grad[e.in0] + d1 * a->grad[e.in1];
+            else if (MOVES(e.in0))
+                tan = d0 * a->grad[e.in0];
+            else if (two && MOVES(e.in1))
+                tan = d1 * a->grad[e.in1];
+            moved = MOVES(e.in0) || (two && MOVES(e.in1));
         }
         a->grad[e.out] = tan;
+        if (moved)
+            a->flags[e.out] &= (uint8_t)~PG_MARK;
     }
+#undef MOVES
     if (rc == PG_OK)
         for (size_t r = 0; r < t->nroots; r++)
             result[r] = a->grad[t->root[r]];

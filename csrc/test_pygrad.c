@@ -724,9 +724,15 @@ static void test_gradients(void)
     pg_tape *t = NULL;
     CHECK(pg_compile(a, &f, 1, &t) == PG_OK);
     double tjv;
-    CHECK(pg_tape_jvp(t, in, tan, 3, &tjv) == PG_OK);
+    CHECK(pg_tape_jvp(t, in, tan, 3, 0, &tjv) == PG_OK);
     CLOSE(tjv, jv, 1e-14);
-    CHECK(pg_tape_jvp(t, &other, tan, 1, &tjv) == PG_EINVAL);
+    CHECK(pg_tape_jvp(t, &other, tan, 1, 0, &tjv) == PG_EINVAL);
+    /* absent_ok: an input not in the tape moves nothing; twice is refused */
+    pg_index with_other[4] = {in[0], other, in[1], in[2]}, twice[2] = {in[0], in[0]};
+    double tan4[4] = {1, 99, 2, 3};
+    CHECK(pg_tape_jvp(t, with_other, tan4, 4, 1, &tjv) == PG_OK);
+    CLOSE(tjv, jv, 1e-14);
+    CHECK(pg_tape_jvp(t, twice, tan, 2, 1, &tjv) == PG_EINVAL);
     pg_tape_free(t);
     CHECK(pg_grad(a, in[0]) == 7.0 && pg_grad(a, f) == 0.0);
     /* d(x*y)/dx is a node of its own, equal to y, not y */
@@ -772,7 +778,7 @@ static void test_gradients(void)
     pg_tape *ht = NULL;
     CHECK(pg_compile(a, roots, 11, &ht) == PG_OK);
     double J[11][3];
-    CHECK(pg_tape_jacobian(ht, in, 3, &J[0][0], 2) == PG_OK);
+    CHECK(pg_tape_jacobian(ht, in, 3, &J[0][0], 2, 0) == PG_OK);
     for (int r = 0; r < 11; r++) {
         for (int c = 0; c < 3; c++)
             pg_set_grad(a, in[c], 0.0);
@@ -782,7 +788,15 @@ static void test_gradients(void)
             CLOSE(J[r][c], H[r % 3][c], 1e-12);
         }
     }
-    CHECK(pg_tape_jacobian(ht, &other, 1, &J[0][0], 1) == PG_EINVAL);
+    CHECK(pg_tape_jacobian(ht, &other, 1, &J[0][0], 1, 0) == PG_EINVAL);
+    {   /* absent_ok: its column is zeros, the others as before */
+        pg_index with_other[4] = {in[0], other, in[1], in[2]};
+        double J4o[11][4];
+        CHECK(pg_tape_jacobian(ht, with_other, 4, &J4o[0][0], 1, 1) == PG_OK);
+        for (int r = 0; r < 11; r++)
+            CHECK(J4o[r][1] == 0.0 && J4o[r][0] == J[r][0] && J4o[r][2] == J[r][1] &&
+                  J4o[r][3] == J[r][2]);
+    }
     pg_tape_free(ht);
     /* the same without a tape of one's own (pg_jacobian): rows pg_gradient's
      * to the bit, an input under no output a column of zeros */
@@ -940,13 +954,13 @@ static void test_python_ops(void)
     CHECK(pg_sweep(a, u, &node) == PG_EBUSY);
     pg_tape *t = NULL;
     CHECK(pg_compile(a, &u, 1, &t) == PG_EBUSY && t == NULL);
-    CHECK(pg_tape_jvp(tq, &y, &one, 1, &dq) == PG_EBUSY);   /* it flags nodes too */
+    CHECK(pg_tape_jvp(tq, &y, &one, 1, 0, &dq) == PG_EBUSY);   /* it flags nodes too */
     /* "Python": c = x * y, so x gets y * grad and y gets x * grad */
     pg_set_grad(a, x, pg_grad(a, x) + 2.0 * pg_grad(a, (pg_index)c));
     pg_set_grad(a, y, pg_grad(a, y) + 1.5 * pg_grad(a, (pg_index)c));
     CHECK(pg_sweep(a, PG_NONE, &node) == PG_OK);
     CLOSE(pg_grad(a, x), 10.0 + 6.0, 0);             /* z directly, and via c */
-    CHECK(pg_tape_jvp(tq, &y, &one, 1, &dq) == PG_OK && dq == 3.0);
+    CHECK(pg_tape_jvp(tq, &y, &one, 1, 0, &dq) == PG_OK && dq == 3.0);
     pg_tape_free(tq);
     pg_decref(a, q);
     /* a gradient graph cut at the Python node: its adjoint (z's 2.0 times

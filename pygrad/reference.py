@@ -198,9 +198,14 @@ class Value:
                 self.grad += dx * out.grad
                 other.grad += dy * out.grad
 
-            def tangent(t):
+            def tangent(t):   # only what moves (pg_jvp: no 0 * inf)
                 dx, dy = partials(out)
-                return dx * t(self) + dy * t(other)
+                tx, ty = t(self), t(other)
+                if tx is not None and ty is not None:
+                    return dx * tx + dy * ty
+                if tx is not None:
+                    return dx * tx
+                return None if ty is None else dy * ty
 
             def graph_(g, add):
                 cx, cy = graph(out, g)
@@ -220,7 +225,8 @@ class Value:
                 c.grad += dc * out.grad
 
             def tangent(t):
-                return partials(out)[0] * t(self)
+                tx = t(self)
+                return None if tx is None else partials(out)[0] * tx
 
             def graph_(g, add):
                 if _want(self):
@@ -237,7 +243,8 @@ class Value:
                 self.grad += derivative(self.data, out.data) * out.grad
 
             def tangent(t):
-                return derivative(self.data, out.data) * t(self)
+                tx = t(self)
+                return None if tx is None else derivative(self.data, out.data) * tx
 
             def graph_(g, add):
                 if _want(self):
@@ -423,11 +430,14 @@ def sum(values, start=0.0):   # noqa: A001 - mirrors pygrad.sum
             for v in values:
                 v.grad += 1.0 * out.grad
 
-        def tangent(t):
-            tv = t(s) if s is not None else 0.0
+        def tangent(t):   # only what moves, from 0.0 (pg_jvp)
+            ts = t(s) if s is not None else None
+            moved, tv = ts is not None, ts if ts is not None else 0.0
             for v in values:
-                tv += t(v)
-            return tv
+                tw = t(v)
+                if tw is not None:
+                    tv, moved = tv + tw, True
+            return tv if moved else None
 
         def graph(g, add):
             if s is not None and _want(s):
@@ -459,10 +469,20 @@ def dot(ws, xs, start=0.0):
                 x.grad += w.data * out.grad
 
         def tangent(t):   # a pair's two terms together, then the pair: pg_jvp
-            tv = t(s) if s is not None else 0.0
+            ts = t(s) if s is not None else None
+            moved, tv = ts is not None, ts if ts is not None else 0.0
             for w, x in zip(ws, xs):
-                tv += x.data * t(w) + w.data * t(x)
-            return tv
+                tw, tx = t(w), t(x)
+                if tw is not None and tx is not None:
+                    tv += x.data * tw + w.data * tx
+                elif tw is not None:
+                    tv += x.data * tw
+                elif tx is not None:
+                    tv += w.data * tx
+                else:
+                    continue
+                moved = True
+            return tv if moved else None
 
         def graph(g, add):   # each term made and added, then the next
             if s is not None and _want(s):
@@ -618,7 +638,9 @@ def hvp(output, inputs, v):
 def jvp(outputs, inputs, tangents):
     """Forward mode, as pg_jvp: oldest first, an input takes its tangent
     (the last given, for one given twice: its own inputs do not move it),
-    another leaf 0, another node its _tangent of its inputs' tangents."""
+    another leaf none, another node its _tangent of the tangents of its
+    inputs that have one (none if none has: no term, not even 0 * inf);
+    an output with none, 0.0."""
     outs, single_out = _as_list(outputs)
     ins, single_in = _as_list(inputs)
     tangents = [tangents] if single_in and not isinstance(tangents, (list, tuple)) \
@@ -632,10 +654,10 @@ def jvp(outputs, inputs, tangents):
         if id(v) in given:
             tangent[id(v)] = given[id(v)]
         elif not v._prev:
-            tangent[id(v)] = 0.0
+            tangent[id(v)] = None
         else:
             tangent[id(v)] = v._tangent(t)
-    got = [tangent[id(o)] for o in outs]
+    got = [0.0 if tangent[id(o)] is None else tangent[id(o)] for o in outs]
     return got[0] if single_out else got
 
 

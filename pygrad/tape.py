@@ -118,7 +118,9 @@ class Tape:
         # (it flags the tape's nodes, as sweeps do: inside a _backward, the
         # paused sweep is set aside meanwhile)
         with engine._sweeps, engine._sweep_scope():
-            rc = _lib.pg_tape_jvp(self._tape, idx, tangents, len(ins), out)
+            # (the tape's own inputs: one no root depends on is not in it,
+            # and moves nothing; inputs named here must be its nodes)
+            rc = _lib.pg_tape_jvp(self._tape, idx, tangents, len(ins), inputs is None, out)
         if rc == _lib.PG_EINVAL:
             raise ValueError("tape.jvp(): an input is not a node of this tape (or is "
                              "given twice)")
@@ -149,8 +151,12 @@ class Tape:
         # C writes into the array returned (a Hessian of n = 1000 is 8 MB:
         # each copy of it costs its page faults again)
         flat = array("d", _ZERO) * (nroots * nin)
+        # (the tape's own inputs: one no root depends on is not in it, and
+        # gets a column of zeros -- compile(grad(f, xs, create_graph=True),
+        # inputs=xs) where f is linear in some x; inputs named here must be
+        # its nodes)
         rc = _lib.pg_tape_jacobian(self._slot[0], idx, nin, _ffi.from_buffer("double[]", flat),
-                                   threads)
+                                   threads, inputs is None)
         if rc == _lib.PG_EINVAL:
             raise ValueError("tape.jacobian(): an input is not a node of this tape")
         _check(rc, "jacobian")

@@ -780,3 +780,37 @@ def test_tangents_and_vectors_must_be_real_numbers():
         with pytest.raises(TypeError):
             tape.jvp([bad])
     assert pygrad.jvp(f, x, 2) == pygrad.hvp(f, x, 2) == tape.jvp([2]) == 24.0
+
+
+def test_forward_mode_gives_no_term_for_what_no_input_moves():
+    """sqrt(x) * y at x = 0 along y: the derivative is sqrt(0) = 0.  Forward
+    mode gave every leaf that is no input a tangent of 0.0 and multiplied
+    it by sqrt's infinite partial: NaN (grad, tape.jacobian and torch: 0)."""
+    x, y = Value(0.0), Value(2.0)
+    f = x ** 0.5 * y
+    assert pygrad.jvp(f, [y], [1.0]) == 0.0
+    assert pygrad.compile(f, inputs=[y]).jvp([1.0]) == 0.0
+    assert pygrad.grad(f, [y]) == [0.0]
+    # and what does move, as before: along x the derivative is infinite
+    assert pygrad.jvp(f, [x, y], [1.0, 1.0]) == math.inf
+    rx, ry = R.Value(0.0), R.Value(2.0)     # the reference, as pg_jvp
+    rf = rx ** 0.5 * ry
+    assert R.jvp(rf, [ry], [1.0]) == 0.0 and R.jvp(rf, [rx, ry], [1.0, 1.0]) == math.inf
+
+
+def test_the_hessian_recipe_takes_an_input_the_gradient_does_not_depend_on():
+    """compile(grad(f, xs, create_graph=True), inputs=xs).jacobian() is f's
+    Hessian (README): with f linear in z, no gradient entry depends on z,
+    z is not in the tape, and jacobian() and jvp() refused it.  Now its
+    column is zeros, as pygrad.hessian's and torch's; an input named in
+    the call must still be a node of the tape."""
+    x, z = Value(1.5), Value(-2.0)
+    f = x ** 3 + z
+    tape = pygrad.compile(pygrad.grad(f, [x, z], create_graph=True), inputs=[x, z])
+    H = tape.jacobian()
+    assert [list(r) for r in H] == pygrad.hessian(f, [x, z]) == [[9.0, 0.0], [0.0, 0.0]]
+    assert tape.jvp([0.0, 1.0]) == [0.0, 0.0] and tape.jvp([1.0, 0.0]) == [9.0, 0.0]
+    with pytest.raises(ValueError):
+        tape.jacobian(inputs=[x, z])
+    with pytest.raises(ValueError):
+        tape.jvp([1.0, 1.0], inputs=[x, z])
