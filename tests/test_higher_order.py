@@ -814,3 +814,22 @@ def test_the_hessian_recipe_takes_an_input_the_gradient_does_not_depend_on():
         tape.jacobian(inputs=[x, z])
     with pytest.raises(ValueError):
         tape.jvp([1.0, 1.0], inputs=[x, z])
+
+
+@pytest.mark.xfail(strict=True, reason="known, not fixed (README): x ** y's derivative graph "
+                   "chooses its terms by the base's and exponent's values when it is made "
+                   "(ops.h's G_IF), so a compiled gradient made where the base is 0 or "
+                   "negative replays wrong numbers elsewhere; a fix needs a guard op that "
+                   "raises when a replay takes the other branch")
+def test_compiled_gradient_of_a_power_made_at_a_special_point_replays_right():
+    """Found by an adversarial read: grad(x ** y, create_graph=True) made
+    at x = 0 has no d/dy term; compiled and replayed at (3, 2) it gives 0
+    where a fresh gradient gives 9 log 3."""
+    x, y = Value(0.0), Value(2.0)
+    g = pygrad.grad(x ** y, [x, y], create_graph=True)
+    tape = pygrad.compile(g, inputs=[x, y])
+    x.data, y.data = 3.0, 2.0
+    tape.forward()
+    a, b = Value(3.0), Value(2.0)
+    fresh = pygrad.grad(a ** b, [a, b])
+    assert [r.data for r in g] == fresh
