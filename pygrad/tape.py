@@ -96,8 +96,10 @@ class Tape:
     def jvp(self, tangents, inputs=None):
         """Forward mode over the tape (CppAD's Forward(1)): the derivative of
         each root along `tangents`, one per input (the tape's `inputs` by
-        default), from the local derivatives of the last forward(); no grad
-        changes.  A float (a list for a tape of several roots)."""
+        default: one no root depends on moves nothing), from the local
+        derivatives of the last forward(); no grad changes.  A node no
+        input moves adds no term (not even 0 times an infinite partial).
+        A float (a list for a tape of several roots)."""
         ins, idx = (self.inputs, self._inputs) if inputs is None else \
             index_array(inputs, "jvp() inputs")
         if ins is None:
@@ -129,7 +131,8 @@ class Tape:
 
     def jacobian(self, inputs=None, *, threads=None):
         """The derivatives of every root with respect to `inputs` (the
-        tape's inputs by default; any nodes of the tape), from the local
+        tape's inputs by default, where one no root depends on gets a
+        column of zeros; else any nodes of the tape), from the local
         derivatives of the last forward(), as JAX's ``jacrev`` on a compiled
         function: a list with one row per root, ``array('d')`` of
         len(inputs) each (the row alone for a tape of one root).  Row r is
