@@ -497,32 +497,7 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
         double t = 0.0;
         int moved = 0;
         if (pg_has_list(op)) {
-            const pg_index *list = a->aux[i].list->item;
-            uint32_t m = in0;
-            if (in1 != PG_NONE && MOVES(in1)) {
-                t = a->grad[in1];
-                moved = 1;
-            }
-            if (op == PG_SUM) {
-                for (uint32_t q = 0; q < m; q++)
-                    if (MOVES(list[q])) {
-                        t += a->grad[list[q]];
-                        moved = 1;
-                    }
-            } else {
-                for (uint32_t q = 0; q < m / 2; q++) {
-                    pg_index w = list[q], x = list[m / 2 + q];
-                    if (MOVES(w) && MOVES(x))
-                        t += a->val[x] * a->grad[w] + a->val[w] * a->grad[x];
-                    else if (MOVES(w))
-                        t += a->val[x] * a->grad[w];
-                    else if (MOVES(x))
-                        t += a->val[w] * a->grad[x];
-                    else
-                        continue;
-                    moved = 1;
-                }
-            }
+            t = pg_nary_tangent(a, op, in1, a->aux[i].list->item, in0, &moved);
         } else {
             double x = a->val[in0], v = a->val[i];
             double y = in1 != PG_NONE ? a->val[in1] : 0.0, k = a->aux[i].k;

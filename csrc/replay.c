@@ -291,31 +291,7 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
         double tan = 0.0;
         int moved = 0;
         if (l) {
-            uint32_t m = e.in0;
-            if (e.in1 != PG_NONE && MOVES(e.in1)) {
-                tan = a->grad[e.in1];
-                moved = 1;
-            }
-            if (o == PG_SUM) {
-                for (uint32_t q = 0; q < m; q++)
-                    if (MOVES(l->item[q])) {
-                        tan += a->grad[l->item[q]];
-                        moved = 1;
-                    }
-            } else {
-                for (uint32_t q = 0; q < m / 2; q++) {
-                    pg_index w = l->item[q], x = l->item[m / 2 + q];
-                    if (MOVES(w) && MOVES(x))
-                        tan += a->val[x] * a->grad[w] + a->val[w] * a->grad[x];
-                    else if (MOVES(w))
-                        tan += a->val[x] * a->grad[w];
-                    else if (MOVES(x))
-                        tan += a->val[w] * a->grad[x];
-                    else
-                        continue;
-                    moved = 1;
-                }
-            }
+            tan = pg_nary_tangent(a, o, e.in1, l->item, e.in0, &moved);
         } else {
             int swapped = (t->op[j] & PG_CHAIN1) != 0;   /* chained input first */
             int two = pg_nparts(o) == 2;

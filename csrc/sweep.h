@@ -84,4 +84,43 @@ static inline int pg_propagate(pg_arena *a, pg_index i, size_t *pending)
     return 0;
 }
 
+/* Forward mode (pg_jvp, pg_tape_jvp): an n-ary node's tangent, from the
+ * tangents (in grad) of its start s (PG_NONE: none) and list[0..m) that
+ * move -- a node moves when its flag PG_MARK is clear: an input, or a node
+ * below one -- in the sweep's order; *moved says whether any did.  A term
+ * of what does not move is not made, not even 0 times an infinite partial. */
+static inline double pg_nary_tangent(const pg_arena *a, int op, pg_index s,
+                                     const pg_index *list, uint32_t m, int *moved)
+{
+#define PG_MOVES(i) (!(a->flags[i] & PG_MARK))
+    double t = 0.0;
+    *moved = 0;
+    if (s != PG_NONE && PG_MOVES(s)) {
+        t = a->grad[s];
+        *moved = 1;
+    }
+    if (op == PG_SUM) {
+        for (uint32_t q = 0; q < m; q++)
+            if (PG_MOVES(list[q])) {
+                t += a->grad[list[q]];
+                *moved = 1;
+            }
+        return t;
+    }
+    for (uint32_t q = 0; q < m / 2; q++) {   /* a pair's two terms together */
+        pg_index w = list[q], x = list[m / 2 + q];
+        if (PG_MOVES(w) && PG_MOVES(x))
+            t += a->val[x] * a->grad[w] + a->val[w] * a->grad[x];
+        else if (PG_MOVES(w))
+            t += a->val[x] * a->grad[w];
+        else if (PG_MOVES(x))
+            t += a->val[w] * a->grad[x];
+        else
+            continue;
+        *moved = 1;
+    }
+    return t;
+#undef PG_MOVES
+}
+
 #endif /* PYGRAD_SWEEP_H */

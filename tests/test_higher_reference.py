@@ -140,8 +140,10 @@ def local_partials(step, nodes):
 
 def forward_mode(program, nodes, outs, ins, tangents):
     """pg_jvp on the reference's nodes: in creation order, an input takes
-    its tangent (the last given, for one given twice), a leaf 0, another
-    node sum(partial * its operand's tangent), term by term."""
+    its tangent (the last given, for one given twice), a leaf none, another
+    node sum(partial * its operand's tangent) over the operands that have
+    one, term by term (none if none has: no term, not even 0 * inf); an
+    output with none, 0.0."""
     leaves, steps = program
     given = {id(x): float(t) for x, t in zip(ins, tangents)}
     tangent = {}
@@ -150,28 +152,46 @@ def forward_mode(program, nodes, outs, ins, tangents):
             tangent[id(node)] = given[id(node)]
             continue
         if k < len(leaves):
-            tangent[id(node)] = 0.0
+            tangent[id(node)] = None
             continue
         step = steps[k - len(leaves)]
         t_of = lambda j: tangent[id(nodes[j])]   # noqa: E731
         kind = step[0]
+        terms = []
         if kind in ("sum", "dot"):
             start = step[2]
-            t = t_of(start[1]) if isinstance(start, tuple) else 0.0
+            if isinstance(start, tuple) and t_of(start[1]) is not None:
+                terms.append(t_of(start[1]))
             if kind == "sum":
-                for j in step[1]:
-                    t += t_of(j)
+                terms += [t_of(j) for j in step[1] if t_of(j) is not None]
             else:
                 for w, x in step[1]:
-                    t += nodes[x].data * t_of(w)
-                    t += nodes[w].data * t_of(x)
+                    if t_of(w) is not None and t_of(x) is not None:
+                        terms.append(nodes[x].data * t_of(w) + nodes[w].data * t_of(x))
+                    elif t_of(w) is not None:
+                        terms.append(nodes[x].data * t_of(w))
+                    elif t_of(x) is not None:
+                        terms.append(nodes[w].data * t_of(x))
+            t = None
+            if terms:   # from 0.0, or from the start's tangent, as pg_jvp
+                starts = isinstance(start, tuple) and t_of(start[1]) is not None
+                t = terms[0] if starts else 0.0 + terms[0]
+                for term in terms[1:]:
+                    t += term
         else:
             d = local_partials(step, nodes)
-            t = d[0] * t_of(step[2])
-            if kind == "binary":
-                t += d[1] * t_of(step[3])
+            t0 = t_of(step[2])
+            t1 = t_of(step[3]) if kind == "binary" else None
+            if t0 is not None and t1 is not None:
+                t = d[0] * t0 + d[1] * t1
+            elif t0 is not None:
+                t = d[0] * t0
+            elif t1 is not None:
+                t = d[1] * t1
+            else:
+                t = None
         tangent[id(node)] = t
-    return [tangent[id(o)] for o in outs]
+    return [0.0 if tangent[id(o)] is None else tangent[id(o)] for o in outs]
 
 
 class Numbers:
