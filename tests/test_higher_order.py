@@ -601,7 +601,9 @@ def test_exponent_derivative_at_base_zero_follows_torch():
             assert got[1] == want[1].item() == 0.0
         if e0 > 1:       # (at e = 0.5: test_grad_builds_only_derivatives_asked_for)
             ge = pygrad.grad(b ** e, e, create_graph=True)
-            assert ge.data == 0.0 and ge._prev == set()      # a constant 0
+            # a constant 0, guarded: it holds only where b is 0 (ops.h)
+            assert ge.data == 0.0 and sorted(v._op for v in ge._prev) == ["", "guard0"]
+            assert pygrad.grad(ge, [b, e]) == [0.0, 0.0]
         x = Value(e0)
         assert pygrad.grad(0.0 ** x, x) == 0.0
         tx = torch.tensor(e0, dtype=torch.float64, requires_grad=True)
@@ -816,20 +818,61 @@ def test_the_hessian_recipe_takes_an_input_the_gradient_does_not_depend_on():
         tape.jvp([1.0, 1.0], inputs=[x, z])
 
 
-@pytest.mark.xfail(strict=True, reason="known, not fixed (README): x ** y's derivative graph "
-                   "chooses its terms by the base's and exponent's values when it is made "
-                   "(ops.h's G_IF), so a compiled gradient made where the base is 0 or "
-                   "negative replays wrong numbers elsewhere; a fix needs a guard op that "
-                   "raises when a replay takes the other branch")
-def test_compiled_gradient_of_a_power_made_at_a_special_point_replays_right():
+def same_numbers(a, b):
+    """Equal lists of floats, a NaN equal to a NaN."""
+    return len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b))
+
+
+def test_compiled_gradient_of_a_power_made_at_a_special_point_refuses_other_points():
     """Found by an adversarial read: grad(x ** y, create_graph=True) made
-    at x = 0 has no d/dy term; compiled and replayed at (3, 2) it gives 0
-    where a fresh gradient gives 9 log 3."""
-    x, y = Value(0.0), Value(2.0)
+    at x = 0 has no d/dy term (nor d/dx at x = y = 0; at x < 0 the term is
+    NaN): compiled and replayed at (3, 2) it gave 0 where a fresh gradient
+    gives 9 log 3, without a word.  Now such a branch leaves a guard in the
+    graph: a replay where it no longer holds raises, naming it; where it
+    holds, the numbers are as before, to the bit."""
+    for x0, y0 in ((0.0, 2.0), (-2.0, 2.0), (0.0, 0.0)):
+        x, y = Value(x0), Value(y0)
+        g = pygrad.grad(x ** y, [x, y], create_graph=True)
+        rx, ry = R.Value(x0), R.Value(y0)    # the reference has no guards
+        made = [r.data for r in g]
+        assert same_numbers(made, [r.data for r in R.grad(rx ** ry, [rx, ry],
+                                                           create_graph=True)])
+        tape = pygrad.compile(g, inputs=[x, y])
+        x.data, y.data = 3.0, 2.0
+        with pytest.raises(ValueError, match="made where a base of x \\*\\* y.*'guard'"):
+            tape.forward()
+        x.data, y.data = x0, y0
+        tape.forward()
+        assert same_numbers([r.data for r in g], made)
+        rows = [[x0, y0], [3.0, 2.0]]
+        with pytest.raises(ValueError, match="at row 1 of tape.map"):
+            tape.map(rows)
+        assert same_numbers([col[0] for col in tape.map(rows[:1])], made)
+
+
+def test_compiled_gradient_of_a_power_made_at_an_ordinary_point_raises_at_special_ones():
+    """The other way round needs no guard: the ordinary branch's own ops
+    raise at the special points (log of 0, 0 ** -1)."""
+    x, y = Value(3.0), Value(2.0)
     g = pygrad.grad(x ** y, [x, y], create_graph=True)
     tape = pygrad.compile(g, inputs=[x, y])
+    for x0, y0 in ((0.0, 2.0), (-2.0, 2.0), (0.0, 0.0)):
+        x.data, y.data = x0, y0
+        with pytest.raises((ValueError, ZeroDivisionError)):
+            tape.forward()
     x.data, y.data = 3.0, 2.0
     tape.forward()
-    a, b = Value(3.0), Value(2.0)
-    fresh = pygrad.grad(a ** b, [a, b])
-    assert [r.data for r in g] == fresh
+    assert [r.data for r in g] == [6.0, 9.0 * math.log(3.0)]
+
+
+def test_hessians_at_a_powers_special_points_are_unchanged():
+    """pygrad.hessian makes the gradient at the point each time: the guards
+    hold there.  The numbers: torch's, by the formulas at those points."""
+    for (x0, y0), want in (((0.0, 2.0), [[2.0, 0.0], [0.0, 0.0]]),
+                           ((3.0, 2.0), [[2.0, 3.0 + 6.0 * math.log(3.0)],
+                                         [3.0 + 6.0 * math.log(3.0),
+                                          9.0 * math.log(3.0) ** 2]])):
+        x, y = Value(x0), Value(y0)
+        H = pygrad.hessian(x ** y, [x, y])
+        assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+                   for ra, rb in zip(H, want) for a, b in zip(ra, rb)), H
