@@ -311,8 +311,10 @@ def hvp(output, inputs, v):
 def jvp(outputs, inputs, tangents):
     """Forward mode: sum_j d outputs / d inputs[j] * tangents[j], one sweep
     over the graph in creation order (CppAD's Forward(1)).  An input's own
-    inputs do not move it.  A float per output (one float for a single
-    output)."""
+    inputs do not move it, and an input given twice takes its last tangent
+    (the sum runs over distinct inputs).  A node no input moves adds no
+    term (not even 0 times an infinite partial).  A float per output (one
+    float for a single output)."""
     outs, single_out = _values(outputs, "jvp() outputs")
     ins, single_in = _values(inputs, "jvp() inputs")
     tangents = [tangents] if single_in and not isinstance(tangents, (list, tuple)) \
