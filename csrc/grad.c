@@ -228,8 +228,6 @@ static int wanted(const pg_arena *a, pg_index i)
     return a->grad[i] != AWAY;
 }
 
-/* What node i, whose adjoint is g, gives its inputs (only those with an
- * asked-for input under them: the terms are made lazily, per input). */
 /* A guard on node p (PG_GUARD, what k says held of it), multiplied into
  * the builder's product of guards. */
 static void guard_on(builder *b, pg_index p, double k)
@@ -238,6 +236,8 @@ static void guard_on(builder *b, pg_index p, double k)
     b->guard = make(b, PG_MUL, b->guard, g, 0.0);
 }
 
+/* What node i, whose adjoint is g, gives its inputs (only those with an
+ * asked-for input under them: the terms are made lazily, per input). */
 static void step_back(builder *b, pg_index i, pg_index g)
 {
     pg_arena *a = b->a;

@@ -228,11 +228,6 @@ int pg_tape_backward(pg_tape *t, size_t r)
     return PG_OK;
 }
 
-/* Forward mode over the tape: the tangent of every node, oldest first,
- * from the stored partials of the last forward(), as CppAD's Forward(1).
- * The tangents live in the nodes' grads for the call (saved and put back);
- * PG_MARK flags the tape's nodes meanwhile, minus the inputs, whose
- * tangents are given. */
 /* Whether ins[j] is one of ins[0..j).  (Only asked of an input whose flag
  * is already clear: one not in the tape, or given twice.) */
 static int given_before(const pg_index *ins, size_t j)
@@ -243,6 +238,11 @@ static int given_before(const pg_index *ins, size_t j)
     return 0;
 }
 
+/* Forward mode over the tape: the tangent of every node, oldest first,
+ * from the stored partials of the last forward(), as CppAD's Forward(1).
+ * The tangents live in the nodes' grads for the call (saved and put back);
+ * PG_MARK flags the tape's nodes meanwhile, minus the inputs, whose
+ * tangents are given. */
 int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t nin,
                 int absent_ok, double *result)
 {
