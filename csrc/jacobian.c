@@ -412,7 +412,10 @@ static int tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *ou
     atomic_init(&J.next, 0);
     int rc = PG_OK;
     LOCK(a);   /* held throughout: a forward() elsewhere would change the partials */
-    if (!t->jplan || !same_inputs(t->jplan, ins, nin)) {
+    /* (a dead index is PG_NONE, the node map's empty key: looked up, it
+     * found an empty slot's unwritten row) */
+    rc = pg__all_live(a, ins, nin);
+    if (rc == PG_OK && (!t->jplan || !same_inputs(t->jplan, ins, nin))) {
         pg_jplan *P;
         rc = make_plan(t, ins, nin, &P);
         if (rc == PG_OK) {   /* (a failed plan leaves the old one) */

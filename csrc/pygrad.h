@@ -289,8 +289,8 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
  * of compile time) -- row r is what pg_tape_backward(t, r) would add to
  * zeroed grads, to the bit.  Eight roots per reverse sweep, the sweeps on
  * `threads` threads (0: every core; the same bits for any number).  No
- * value or grad changes.  PG_EINVAL if an input is not a node of the tape
- * (unless absent_ok: then its column is zeros); PG_ENOMEM. */
+ * value or grad changes.  PG_EINVAL if an input is dead, or is not a node
+ * of the tape (unless absent_ok: then its column is zeros); PG_ENOMEM. */
 int pg_tape_jacobian(pg_tape *t, const pg_index *ins, size_t nin, double *out, int threads,
                      int absent_ok);
 

@@ -37,6 +37,9 @@ class Tape:
         # the leaves each row feeds (map) and whose tangents jvp takes
         self.inputs, self._inputs = (None, None) if inputs is None else \
             index_array(inputs, "compile() inputs")
+        if self.inputs is not None and any(i == engine.DEAD for i in self._inputs):
+            raise engine._released(next(v for v, i in zip(self.inputs, self._inputs)
+                                        if i == engine.DEAD))
         # C writes the tape into memory this object already owns, whose
         # destructor (C, run by cffi) frees it: no moment exists where a
         # Ctrl-C could leave a compiled tape with no owner.
@@ -82,7 +85,12 @@ class Tape:
     def backward(self, root=0):
         """Gradients of roots[root] (the only root, by default).  Uses the
         local derivatives of the last forward(), so it raises after a
-        forward() that failed half-way, until one succeeds."""
+        forward() that failed half-way, until one succeeds.  (An n-ary
+        node's read its operands' values as they are now: call forward()
+        after setting data.)"""
+        if isinstance(root, bool) or not hasattr(root, "__index__"):
+            raise TypeError(f"tape.backward() takes a root's number, not {root!r}")
+        root = operator.index(root)
         if not 0 <= root < len(self.roots):
             raise IndexError(f"tape has {len(self.roots)} roots, no root {root}")
         if self._stale:
