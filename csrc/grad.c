@@ -501,7 +501,6 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
      * no term: a leaf that is no input has no tangent at all (as torch's
      * forward mode), and 0 times an infinite partial (sqrt's at 0) would be
      * NaN where the derivative is 0. */
-#define MOVES(i) (!(a->flags[i] & PG_MARK))
     for (size_t j = s.set.n; j-- > 0;) {
         pg_index i = s.set.node[j];
         if (!(a->flags[i] & PG_MARK))
@@ -525,20 +524,12 @@ int pg_jvp(pg_arena *a, const pg_index *outs, size_t nout, const pg_index *ins,
             default:
                 break;
             }
-            int two = pg_arity(op) == 2;
-            if (MOVES(in0) && two && MOVES(in1))
-                t = dx * a->grad[in0] + dy * a->grad[in1];
-            else if (MOVES(in0))
-                t = dx * a->grad[in0];
-            else if (two && MOVES(in1))
-                t = dy * a->grad[in1];
-            moved = MOVES(in0) || (two && MOVES(in1));
+            t = pg_pair_tangent(a, dx, in0, dy, in1, pg_arity(op) == 2, &moved);
         }
         a->grad[i] = t;
         if (moved)
             a->flags[i] &= (uint8_t)~PG_MARK;
     }
-#undef MOVES
     for (size_t j = 0; j < nin; j++)
         if (member[j])
             a->flags[ins[j]] |= PG_MARK;  /* back, for sweep_end */

@@ -277,7 +277,6 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
      * term: a leaf that is no input has no tangent at all (as torch's
      * forward mode), and 0 times an infinite partial (sqrt's at 0) would be
      * NaN where the derivative is 0. */
-#define MOVES(i) (!(a->flags[i] & PG_MARK))
     const double *d = t->d;
     pg_list *const *lp = t->list;
     for (size_t j = 0; j < n && rc == PG_OK; j++) {
@@ -295,20 +294,13 @@ int pg_tape_jvp(pg_tape *t, const pg_index *ins, const double *tangents, size_t 
         } else {
             int swapped = (t->op[j] & PG_CHAIN1) != 0;   /* chained input first */
             int two = pg_nparts(o) == 2;
-            double d0 = dj[swapped && two], d1 = two ? dj[!swapped] : 0.0;
-            if (MOVES(e.in0) && two && MOVES(e.in1))
-                tan = d0 * a->grad[e.in0] + d1 * a->grad[e.in1];
-            else if (MOVES(e.in0))
-                tan = d0 * a->grad[e.in0];
-            else if (two && MOVES(e.in1))
-                tan = d1 * a->grad[e.in1];
-            moved = MOVES(e.in0) || (two && MOVES(e.in1));
+            tan = pg_pair_tangent(a, dj[swapped && two], e.in0, two ? dj[!swapped] : 0.0,
+                                  e.in1, two, &moved);
         }
         a->grad[e.out] = tan;
         if (moved)
             a->flags[e.out] &= (uint8_t)~PG_MARK;
     }
-#undef MOVES
     if (rc == PG_OK)
         for (size_t r = 0; r < t->nroots; r++)
             result[r] = a->grad[t->root[r]];

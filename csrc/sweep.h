@@ -84,24 +84,45 @@ static inline int pg_propagate(pg_arena *a, pg_index i, size_t *pending)
     return 0;
 }
 
-/* Forward mode (pg_jvp, pg_tape_jvp): an n-ary node's tangent, from the
- * tangents (in grad) of its start s (PG_NONE: none) and list[0..m) that
- * move -- a node moves when its flag PG_MARK is clear: an input, or a node
- * below one -- in the sweep's order; *moved says whether any did.  A term
- * of what does not move is not made, not even 0 times an infinite partial. */
+/* Forward mode (pg_jvp, pg_tape_jvp): whether node i moves -- its flag
+ * PG_MARK is clear: an input, or a node below one whose tangent is made.
+ * A term of what does not move is not made, not even 0 times an infinite
+ * partial. */
+static inline int pg_moves(const pg_arena *a, pg_index i)
+{
+    return !(a->flags[i] & PG_MARK);
+}
+
+/* Forward mode: a one- or two-input node's tangent (two: whether in1 is an
+ * input), d0 * t(in0) + d1 * t(in1) over the inputs that move; *moved says
+ * whether any did. */
+static inline double pg_pair_tangent(const pg_arena *a, double d0, pg_index in0, double d1,
+                                     pg_index in1, int two, int *moved)
+{
+    int m0 = pg_moves(a, in0), m1 = two && pg_moves(a, in1);
+    *moved = m0 || m1;
+    if (m0 && m1)
+        return d0 * a->grad[in0] + d1 * a->grad[in1];
+    if (m0)
+        return d0 * a->grad[in0];
+    return m1 ? d1 * a->grad[in1] : 0.0;
+}
+
+/* Forward mode: an n-ary node's tangent, from the tangents (in grad) of
+ * its start s (PG_NONE: none) and list[0..m) that move, in the sweep's
+ * order; *moved says whether any did. */
 static inline double pg_nary_tangent(const pg_arena *a, int op, pg_index s,
                                      const pg_index *list, uint32_t m, int *moved)
 {
-#define PG_MOVES(i) (!(a->flags[i] & PG_MARK))
     double t = 0.0;
     *moved = 0;
-    if (s != PG_NONE && PG_MOVES(s)) {
+    if (s != PG_NONE && pg_moves(a, s)) {
         t = a->grad[s];
         *moved = 1;
     }
     if (op == PG_SUM) {
         for (uint32_t q = 0; q < m; q++)
-            if (PG_MOVES(list[q])) {
+            if (pg_moves(a, list[q])) {
                 t += a->grad[list[q]];
                 *moved = 1;
             }
@@ -109,18 +130,14 @@ static inline double pg_nary_tangent(const pg_arena *a, int op, pg_index s,
     }
     for (uint32_t q = 0; q < m / 2; q++) {   /* a pair's two terms together */
         pg_index w = list[q], x = list[m / 2 + q];
-        if (PG_MOVES(w) && PG_MOVES(x))
-            t += a->val[x] * a->grad[w] + a->val[w] * a->grad[x];
-        else if (PG_MOVES(w))
-            t += a->val[x] * a->grad[w];
-        else if (PG_MOVES(x))
-            t += a->val[w] * a->grad[x];
-        else
-            continue;
-        *moved = 1;
+        int pair_moved;
+        double pair = pg_pair_tangent(a, a->val[x], w, a->val[w], x, 1, &pair_moved);
+        if (pair_moved) {
+            t += pair;
+            *moved = 1;
+        }
     }
     return t;
-#undef PG_MOVES
 }
 
 #endif /* PYGRAD_SWEEP_H */

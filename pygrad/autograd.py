@@ -40,18 +40,6 @@ def _values(xs, what):
     return xs, False
 
 
-def _reals(xs, what):
-    """xs as floats; TypeError naming the first that is not a real number
-    (float() took text: jvp(f, x, '2') ran; grad_outputs= refuses it)."""
-    got = []
-    for x in xs:
-        k = engine._as_float(x)
-        if k is None:
-            raise TypeError(f"{what} must be real numbers, not {type(x).__name__}")
-        got.append(k)
-    return got
-
-
 def _python_op_error(roots, what, state=None):
     """TypeError for an op written in Python with no _vjp (state: its
     node's, if known) under roots."""
@@ -304,7 +292,8 @@ def hvp(output, inputs, v):
     if len(v) != len(ins):
         raise ValueError(f"hvp(): {len(ins)} inputs but a vector of {len(v)}")
     g = _graph([output], ins, [1.0], "hvp")
-    got = _numbers(g, ins, _reals(v, "hvp() vector"), "hvp")
+    # (engine._number, not float(): float() takes text)
+    got = _numbers(g, ins, [engine._number(x, "hvp() vector") for x in v], "hvp")
     return got[0] if single else got
 
 
@@ -324,7 +313,8 @@ def jvp(outputs, inputs, tangents):
     result = _ffi.new("double[]", max(len(outs), 1))
     with engine._sweeps, engine._sweep_scope():
         rc = _lib.pg_jvp(_A, [o._h for o in outs], len(outs), [x._h for x in ins],
-                         _reals(tangents, "jvp() tangents"), len(ins), result)
+                         [engine._number(t, "jvp() tangents") for t in tangents], len(ins),
+                         result)
     if rc == _lib.PG_ETYPE:
         raise _python_op_error(outs, "jvp")
     _check(rc, "jvp")

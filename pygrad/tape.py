@@ -37,9 +37,10 @@ class Tape:
         # the leaves each row feeds (map) and whose tangents jvp takes
         self.inputs, self._inputs = (None, None) if inputs is None else \
             index_array(inputs, "compile() inputs")
-        if self.inputs is not None and any(i == engine.DEAD for i in self._inputs):
-            raise engine._released(next(v for v, i in zip(self.inputs, self._inputs)
-                                        if i == engine.DEAD))
+        if self.inputs is not None:
+            for v, i in zip(self.inputs, self._inputs):
+                if i == engine.DEAD:
+                    raise engine._released(v)
         # C writes the tape into memory this object already owns, whose
         # destructor (C, run by cffi) frees it: no moment exists where a
         # Ctrl-C could leave a compiled tape with no owner.
@@ -88,9 +89,7 @@ class Tape:
         forward() that failed half-way, until one succeeds.  (An n-ary
         node's read its operands' values as they are now: call forward()
         after setting data.)"""
-        if isinstance(root, bool) or not hasattr(root, "__index__"):
-            raise TypeError(f"tape.backward() takes a root's number, not {root!r}")
-        root = operator.index(root)
+        root = _index(root, "tape.backward() takes a root's number")
         if not 0 <= root < len(self.roots):
             raise IndexError(f"tape has {len(self.roots)} roots, no root {root}")
         if self._stale:
@@ -120,11 +119,8 @@ class Tape:
             raise RuntimeError("the last forward() of this tape failed half-way: call "
                                "forward() again (successfully) before jvp()")
         out = _ffi.new("double[]", len(self.roots))
-        for t in tangents:   # (float() would take text)
-            if engine._as_float(t) is None:
-                raise TypeError(f"tape.jvp() tangents must be real numbers, "
-                                f"not {type(t).__name__}")
-        tangents = [engine._as_float(t) for t in tangents]
+        # (engine._number, not float(): float() takes text)
+        tangents = [engine._number(t, "tape.jvp() tangents") for t in tangents]
         # (it flags the tape's nodes, as sweeps do: inside a _backward, the
         # paused sweep is set aside meanwhile)
         with engine._sweeps, engine._sweep_scope():
@@ -213,7 +209,7 @@ class Tape:
         elif backward is False or backward is None:
             broot = -1
         else:
-            broot = _index(backward, "backward")
+            broot = _index(backward, "tape.map(): backward= takes True or a root's number")
             if not 0 <= broot < len(self.roots):
                 raise IndexError(f"tape.map(): backward= names a root: True or "
                                  f"0..{len(self.roots) - 1}, not {backward!r}")
@@ -290,9 +286,10 @@ def _threads(threads, what, owner="tape."):
 
 
 def _index(x, what):
-    """x as an int (numpy's ints too); TypeError for a float or a bool."""
+    """x as an int (numpy's ints too); TypeError for a float or a bool,
+    saying `what` (the argument's rule)."""
     if isinstance(x, bool) or not hasattr(x, "__index__"):
-        raise TypeError(f"tape.map(): {what}= takes True or a root's number, not {x!r}")
+        raise TypeError(f"{what}, not {x!r}")
     return operator.index(x)
 
 
