@@ -121,7 +121,6 @@ typedef struct builder {
     int bad_op;          /* the op that could not be made, for the message */
     pg_index *made;
     size_t nmade, cap;
-    pg_index guard;      /* the product of the guards made (ops.h), or ONE */
 } builder;
 
 static pg_index keep(builder *b, int64_t r)
@@ -191,9 +190,6 @@ static pg_index make(builder *b, int op, pg_index p, pg_index q, double k)
 #define G_POWC(p, c)     make(b, PG_POWC, (p), PG_NONE, (c))
 #define G_RSUBC(c, p)    make(b, PG_RSUBC, (p), PG_NONE, (c))
 #define G_RDIVC(c, p)    make(b, PG_RDIVC, (p), PG_NONE, (c))
-/* term t, after a guard that node p still has what k says (ops.h): the
- * comma makes the guard first, so nodes are made in one order */
-#define G_GUARD(p, k, t) (guard_on(b, (p), (k)), (t))
 
 /* The adjoint term of a node in the sweep, kept in its grad for the call:
  * a node index, or NONE_YET, or AWAY for a node that no input asked for
@@ -226,14 +222,6 @@ static void add_to(builder *b, pg_index i, pg_index t)
 static int wanted(const pg_arena *a, pg_index i)
 {
     return a->grad[i] != AWAY;
-}
-
-/* A guard on node p (PG_GUARD, what k says held of it), multiplied into
- * the builder's product of guards. */
-static void guard_on(builder *b, pg_index p, double k)
-{
-    pg_index g = make(b, PG_GUARD, p, PG_NONE, k);
-    b->guard = make(b, PG_MUL, b->guard, g, 0.0);
 }
 
 /* What node i, whose adjoint is g, gives its inputs (only those with an
@@ -337,7 +325,7 @@ static int gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *see
     int was = pg_set_grad_mode(1);
     LOCK(a);
     sweep s;
-    builder b = {a, PG_OK, -1, NULL, 0, 0, ONE};
+    builder b = {a, PG_OK, -1, NULL, 0, 0};
     int rc = PG_OK;
     for (size_t r = 0; rc == PG_OK && r < nout; r++)
         if (seeds[r] != PG_NONE && !pg__is_live(a, seeds[r]))
@@ -374,8 +362,6 @@ static int gradient_graph(pg_arena *a, const pg_index *outs, const pg_index *see
         if (got[j] != BAD && (is_seed(seeds, nout, got[j]) || (a->flags[got[j]] & PG_MARK)))
             got[j] = make(&b, PG_MULC, got[j], PG_NONE, 1.0);   /* a node of its own
                                * (d(x*y)/dx is y, not the caller's y itself) */
-        if (b.guard != ONE)   /* (times 1.0: the same number, to the bit) */
-            got[j] = make(&b, PG_MUL, got[j], b.guard, 0.0);
     }
     rc = b.rc;
     if (rc == PG_OK)

@@ -115,15 +115,6 @@ static inline double pg_dpow_dbase(double b, double e)
     return e == 0.0 ? 0.0 : e * pow(b, e - 1.0);
 }
 
-/* PG_GUARD's check: k names what held of x where a derivative graph chose
- * a branch by x's value (0: x == 0, -1: x < 0); PG_EBRANCH where it does
- * not hold any more (a compiled gradient replayed at another point). */
-static inline int pg_check_guard(double x, double k)
-{
-    int held = k == 0.0 ? x == 0.0 : x < 0.0;
-    return held ? PG_OK : PG_EBRANCH;
-}
-
 /* The error checks: PG_OK, or what Python's float arithmetic / math module
  * raises for the same operands. */
 static inline int pg_zerodiv(double divisor)
@@ -179,17 +170,7 @@ static inline int pg_check_pow(double b, double e, double r)
  * backward sweep's, bit for bit, with one exception: where the sweep
  * multiplies a partial that is 0 by an infinite adjoint (0 * inf = NaN, as
  * micrograd's closures do), the graph has no term at all (0, as torch's
- * relu and pow backward give).
- *
- * A branch chosen by a value (G_IF on x or y, not on a constant k) holds
- * only where the graph is made; compiled and replayed elsewhere, the term
- * it dropped or replaced would be wrong without a word.  So each such
- * branch also makes a guard (G_GUARD(node, k, term): a PG_GUARD node of
- * value 1.0, whose check fails where what held of the node at the making
- * no longer holds), and grad.c multiplies the results by the guards
- * (x * 1.0 is x, to the bit): a replay at such a point raises PG_EBRANCH.
- * The ordinary branch needs none: replayed at a special point, its own
- * ops raise there (log of 0, 0 ** -1). */
+ * relu and pow backward give). */
 /*    op          kind    partials value v          dv/dx                 dv/dy               error, else PG_OK                 (dv/dx)*G as a graph                                 (dv/dy)*G as a graph */
 #define PG_OP_TABLE(X)                                                                                              \
     X(PG_LEAF,    LEAF,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
@@ -197,8 +178,8 @@ static inline int pg_check_pow(double b, double e, double r)
     X(PG_SUB,     BINARY, FIXED,   x - y,           1.0,                 -1.0,                PG_OK,                           G_ADJ,                                               G_NEG(G_ADJ)) \
     X(PG_MUL,     BINARY, VARY,    x * y,           y,                    x,                  PG_OK,                           G_MUL(G_Y, G_ADJ),                                   G_MUL(G_X, G_ADJ)) \
     X(PG_DIV,     BINARY, VARY,    x / y,           1.0 / y,             -v / y,              pg_zerodiv(y),                   G_MUL(G_RDIVC(1.0, G_Y), G_ADJ),                     G_MUL(G_DIV(G_NEG(G_V), G_Y), G_ADJ)) \
-    X(PG_POW,     BINARY, VARY,    pow(x, y),       pg_dpow_dbase(x, y),  pg_dpow_dexp(x, v), pg_check_pow(x, y, v),           G_IF(y == 0.0 && x == 0.0, G_GUARD(G_Y, 0.0, G_GUARD(G_X, 0.0, G_ZERO)), G_MUL(G_MUL(G_Y, G_POW(G_X, G_SUBC(G_Y, 1.0))), G_ADJ)), \
-                                                                                                                                   G_IF(x == 0.0, G_GUARD(G_X, 0.0, G_ZERO), G_IF(x < 0.0, G_GUARD(G_X, -1.0, G_MULC(G_ADJ, NAN)), G_MUL(G_MUL(G_V, G_LOG(G_X)), G_ADJ)))) \
+    X(PG_POW,     BINARY, VARY,    pow(x, y),       pg_dpow_dbase(x, y),  pg_dpow_dexp(x, v), pg_check_pow(x, y, v),           G_IF(y == 0.0 && x == 0.0, G_ZERO, G_MUL(G_MUL(G_Y, G_POW(G_X, G_SUBC(G_Y, 1.0))), G_ADJ)), \
+                                                                                                                                   G_IF(x == 0.0, G_ZERO, G_IF(x < 0.0, G_MULC(G_ADJ, NAN), G_MUL(G_MUL(G_V, G_LOG(G_X)), G_ADJ)))) \
     X(PG_ADDC,    CONST,  FIXED,   x + k,           1.0,                  0.0,                PG_OK,                           G_ADJ,                                               G_ZERO) \
     X(PG_MULC,    CONST,  FIXED,   x * k,           k,                    0.0,                PG_OK,                           G_MULC(G_ADJ, k),                                    G_ZERO) \
     X(PG_SUBC,    CONST,  FIXED,   x - k,           1.0,                  0.0,                PG_OK,                           G_ADJ,                                               G_ZERO) \
@@ -216,7 +197,6 @@ static inline int pg_check_pow(double b, double e, double r)
     X(PG_SIGMOID, UNARY,  VARY,    pg_sigmoid(x),   v * (1.0 - v),        0.0,                PG_OK,                           G_MUL(G_MUL(G_V, G_RSUBC(1.0, G_V)), G_ADJ),         G_ZERO) \
     X(PG_RELU,    UNARY,  VARY,    pg_relu(x),      (double)(v > 0.0),    0.0,                PG_OK,                           G_MUL(G_STEP(G_V), G_ADJ),                           G_ZERO) \
     X(PG_STEP,    UNARY,  FIXED,   pg_unit_step(x), 0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
-    X(PG_GUARD,   CONST,  FIXED,   1.0,             0.0,                  0.0,                pg_check_guard(x, k),            G_ZERO,                                              G_ZERO) \
     X(PG_SUM,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
     X(PG_DOT,     NARY,   NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO) \
     X(PG_PYOP,    PYTHON, NONE,    0.0,             0.0,                  0.0,                PG_OK,                           G_ZERO,                                              G_ZERO)

@@ -45,8 +45,6 @@ enum {
     PG_EBUSY    = -6,   /* a sweep is paused at a Python-defined op (pg_sweep) */
     PG_ETYPE    = -7,   /* the graph holds a Python-defined op, which C cannot
                          * replay (pg_compile) */
-    PG_EBRANCH  = -8,   /* a derivative graph replayed where it was not made:
-                         * a guard (ops.h, PG_GUARD) found the other branch */
     PG_PYTHON   =  1    /* not an error: pg_sweep stopped at a Python-defined op */
 };
 

@@ -37,10 +37,6 @@ _ERRORS = {
                                  "written in Python"),
     lib.PG_ETYPE: (TypeError, "pygrad: the graph holds an op written in Python, which "
                               "C cannot replay"),
-    lib.PG_EBRANCH: (ValueError, "pygrad: this derivative graph was made where a base of "
-                                 "x ** y was 0 or negative (or base and exponent 0), and it "
-                                 "no longer is: make the derivative again at this point "
-                                 "(pygrad.grad, pygrad.hessian)"),
 }
 # ... with Python's own wording where it differs by operator.
 _MESSAGES = {

@@ -44,17 +44,12 @@ OPS = {
     "SIGMOID": ("unary",  "sigmoid", ("sigmoid",)),
     "RELU":    ("unary",  "ReLU",    ("relu",)),
     "STEP":    ("unary",  "step",    ("step",)),   # relu's derivative: x > 0
-    "GUARD":   ("const",  "guard{k}", ()),  # only C makes it: see INTERNAL
     "SUM":     ("nary",   "sum",     ()),
     "DOT":     ("nary",   "dot",     ()),
     "PYOP":    ("python", "",        ()),   # Value(data, children, op): its
 }                                           # _op is the user's (engine.py)
 
 KINDS = ("leaf", "binary", "const", "unary", "nary", "python")
-
-# Ops no Value method makes: derivative graphs make them (csrc/ops.h's
-# G_GUARD: a branch chosen by a value, checked again at each replay).
-INTERNAL = ("GUARD",)
 
 
 def entry_point(name):

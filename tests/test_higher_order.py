@@ -601,9 +601,7 @@ def test_exponent_derivative_at_base_zero_follows_torch():
             assert got[1] == want[1].item() == 0.0
         if e0 > 1:       # (at e = 0.5: test_grad_builds_only_derivatives_asked_for)
             ge = pygrad.grad(b ** e, e, create_graph=True)
-            # a constant 0, guarded: it holds only where b is 0 (ops.h)
-            assert ge.data == 0.0 and sorted(v._op for v in ge._prev) == ["", "guard0"]
-            assert pygrad.grad(ge, [b, e]) == [0.0, 0.0]
+            assert ge.data == 0.0 and ge._prev == set()      # a constant 0
         x = Value(e0)
         assert pygrad.grad(0.0 ** x, x) == 0.0
         tx = torch.tensor(e0, dtype=torch.float64, requires_grad=True)
@@ -818,61 +816,36 @@ def test_the_hessian_recipe_takes_an_input_the_gradient_does_not_depend_on():
         tape.jvp([1.0, 1.0], inputs=[x, z])
 
 
-def same_numbers(a, b):
-    """Equal lists of floats, a NaN equal to a NaN."""
-    return len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b))
-
-
-def test_compiled_gradient_of_a_power_made_at_a_special_point_refuses_other_points():
+@pytest.mark.xfail(strict=True, reason="known, not fixed (README): x ** y's derivative graph "
+                   "chooses its terms by the base's and exponent's values when it is made "
+                   "(ops.h's G_IF), so a compiled gradient made where the base is 0 or "
+                   "negative replays wrong numbers elsewhere.  A guard multiplied into the "
+                   "results (ef7ffe5, reverted) put its input on the backward path: 0 times "
+                   "an infinite partial gave NaN second derivatives at those points "
+                   "(test_second_derivative_of_a_power_at_base_zero_is_the_references); a "
+                   "fix needs guards the tape checks off the derivative's path")
+def test_compiled_gradient_of_a_power_made_at_a_special_point_replays_right():
     """Found by an adversarial read: grad(x ** y, create_graph=True) made
-    at x = 0 has no d/dy term (nor d/dx at x = y = 0; at x < 0 the term is
-    NaN): compiled and replayed at (3, 2) it gave 0 where a fresh gradient
-    gives 9 log 3, without a word.  Now such a branch leaves a guard in the
-    graph: a replay where it no longer holds raises, naming it; where it
-    holds, the numbers are as before, to the bit."""
-    for x0, y0 in ((0.0, 2.0), (-2.0, 2.0), (0.0, 0.0)):
-        x, y = Value(x0), Value(y0)
-        g = pygrad.grad(x ** y, [x, y], create_graph=True)
-        rx, ry = R.Value(x0), R.Value(y0)    # the reference has no guards
-        made = [r.data for r in g]
-        assert same_numbers(made, [r.data for r in R.grad(rx ** ry, [rx, ry],
-                                                           create_graph=True)])
-        tape = pygrad.compile(g, inputs=[x, y])
-        x.data, y.data = 3.0, 2.0
-        with pytest.raises(ValueError, match="made where a base of x \\*\\* y.*'guard'"):
-            tape.forward()
-        x.data, y.data = x0, y0
-        tape.forward()
-        assert same_numbers([r.data for r in g], made)
-        rows = [[x0, y0], [3.0, 2.0]]
-        with pytest.raises(ValueError, match="at row 1 of tape.map"):
-            tape.map(rows)
-        assert same_numbers([col[0] for col in tape.map(rows[:1])], made)
-
-
-def test_compiled_gradient_of_a_power_made_at_an_ordinary_point_raises_at_special_ones():
-    """The other way round needs no guard: the ordinary branch's own ops
-    raise at the special points (log of 0, 0 ** -1)."""
-    x, y = Value(3.0), Value(2.0)
+    at x = 0 has no d/dy term; compiled and replayed at (3, 2) it gives 0
+    where a fresh gradient gives 9 log 3."""
+    x, y = Value(0.0), Value(2.0)
     g = pygrad.grad(x ** y, [x, y], create_graph=True)
     tape = pygrad.compile(g, inputs=[x, y])
-    for x0, y0 in ((0.0, 2.0), (-2.0, 2.0), (0.0, 0.0)):
-        x.data, y.data = x0, y0
-        with pytest.raises((ValueError, ZeroDivisionError)):
-            tape.forward()
     x.data, y.data = 3.0, 2.0
     tape.forward()
-    assert [r.data for r in g] == [6.0, 9.0 * math.log(3.0)]
+    a, b = Value(3.0), Value(2.0)
+    fresh = pygrad.grad(a ** b, [a, b])
+    assert [r.data for r in g] == fresh
 
 
-def test_hessians_at_a_powers_special_points_are_unchanged():
-    """pygrad.hessian makes the gradient at the point each time: the guards
-    hold there.  The numbers: torch's, by the formulas at those points."""
-    for (x0, y0), want in (((0.0, 2.0), [[2.0, 0.0], [0.0, 0.0]]),
-                           ((3.0, 2.0), [[2.0, 3.0 + 6.0 * math.log(3.0)],
-                                         [3.0 + 6.0 * math.log(3.0),
-                                          9.0 * math.log(3.0) ** 2]])):
-        x, y = Value(x0), Value(y0)
-        H = pygrad.hessian(x ** y, [x, y])
-        assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
-                   for ra, rb in zip(H, want) for a, b in zip(ra, rb)), H
+def test_second_derivative_of_a_power_at_base_zero_is_the_references():
+    """Found by hypothesis (test_higher_reference) on a guard tried for the
+    xfail above: d2/dx2 of x ** (x ** 0.5) at x = 0 came out NaN, the
+    guard on the exponent's node sending 0 into sqrt's infinite partial.
+    The reference engine (pure Python) gives 0, as pygrad did before."""
+    got = []
+    for V, mod in ((Value, pygrad), (R.Value, R)):
+        x = V(0.0)
+        (g,) = mod.grad(x ** (x ** 0.5), [x], create_graph=True)
+        got.append((g.data, mod.grad(g, [x])))
+    assert got[0] == got[1] == (0.0, [0.0])

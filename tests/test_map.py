@@ -288,8 +288,7 @@ def test_every_op_graph_covers_the_op_table():
     tape, ps, xs, root = record(every_op, EVERY_PARAMS, EVERY_RECORD)
     ops = {v._op for v in all_nodes(root)}
     want = {op for _, op, _ in _optable.rows("unary") + _optable.rows("binary")}
-    want |= {op.format(k="2") for name, op, _ in _optable.rows("const")
-             if name not in _optable.INTERNAL}   # (a guard in map: test_higher_order)
+    want |= {op.format(k="2") for _, op, _ in _optable.rows("const")}
     want |= {op for _, op, _ in _optable.rows("nary")}
     assert want <= ops, want - ops
 
